@@ -1,0 +1,55 @@
+//! The formats the relay and the reviewer must agree on.
+//!
+//! This crate holds the grammar of everything that crosses the boundary
+//! between the relay (online, holds no reviewer key) and the reviewer
+//! (offline, holds the keys): the plaintext layout of one sealed submission,
+//! the signed batch manifest, the receipt a reviewer sends back, and the
+//! padding rule. It does no I/O and no networking; the full specification,
+//! precise enough to reimplement, is `docs/format.md` at the repository root.
+//!
+//! Each structure has a `read`/`write` (or `from_json`/`to_json`) pair so
+//! both sides share one parser, and parsing is strict: unknown fields,
+//! unknown versions and malformed values are errors, never defaults.
+//!
+//! ```
+//! use format::{padme, padded_plaintext_len};
+//!
+//! // PADMÉ rounds a length up so that it leaks O(log log n) bits.
+//! assert_eq!(padme(1_000_000), 1_015_808);
+//! // A sealed submission is never smaller than the floor.
+//! assert_eq!(padded_plaintext_len(700), format::MIN_PADDED_PLAINTEXT);
+//! ```
+#![forbid(unsafe_code)]
+
+mod day;
+mod error;
+mod ids;
+mod manifest;
+mod name;
+mod pad;
+mod receipt;
+mod testimony;
+
+pub use day::Day;
+pub use error::Error;
+pub use ids::{BatchId, Digest, SubmissionId};
+pub use manifest::{
+    MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, Manifest, ManifestEntry,
+    batch_member_for, parse_batch_member,
+};
+pub use name::{MAX_NAME_BYTES, sanitize_file_name, unique_names};
+pub use pad::{
+    MIN_PADDED_PLAINTEXT, TAR_BLOCK, padded_plaintext_len, padme, tar_entry_len, unpadded_tar_len,
+};
+pub use receipt::{AckRequest, AckResponse, BatchListing, BatchSummary, RECEIPT_FORMAT, Receipt};
+pub use testimony::{
+    Attachment, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY, TESTIMONY_FORMAT,
+    Testimony, attachment_entry_path, parse_attachment_entry_path,
+};
+
+/// Name of the manifest member inside a batch tar.
+pub const BATCH_MANIFEST: &str = "manifest.json";
+/// Name of the detached minisign signature of the manifest inside a batch tar.
+pub const BATCH_SIGNATURE: &str = "manifest.sig";
+/// Directory holding the sealed submissions inside a batch tar.
+pub const BATCH_SUBMISSIONS_DIR: &str = "submissions";

@@ -1,0 +1,201 @@
+//! `manifest.json`: what a batch holds, signed by the relay.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BATCH_SUBMISSIONS_DIR, BatchId, Day, Digest, Error, SubmissionId};
+
+/// The `format` value this build writes and reads.
+pub const MANIFEST_FORMAT: &str = "relay-batch/1";
+/// The largest manifest a reader accepts (16 MiB, ~80,000 submissions).
+pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+/// The largest signature file a reader accepts.
+pub const MAX_SIGNATURE_BYTES: usize = 4096;
+/// Most submissions one manifest may list.
+const MAX_ENTRIES: usize = 65_536;
+
+/// One sealed submission in a batch.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    /// The submission's random id; its member is `submissions/<id>.age`.
+    pub id: SubmissionId,
+    /// UTC day the relay received it.
+    pub received_day: Day,
+    /// Exact length of the `.age` file in bytes.
+    pub size: u64,
+    /// SHA-256 of the `.age` file.
+    pub sha256: Digest,
+}
+
+/// The manifest of one batch.
+///
+/// Its SHA-256 (over the exact bytes of `manifest.json`) is what the next
+/// batch's `previous_manifest_sha256` and a reviewer's receipt refer to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// The relay's minisign public key (base64, as `relay pubkey` prints
+    /// it). Informative: reviewers verify with the key they pinned.
+    pub relay_key: String,
+    /// Random id of this batch.
+    pub batch_id: BatchId,
+    /// 1 for a relay's first batch, then one more for each batch.
+    pub sequence: u64,
+    /// SHA-256 of the previous batch's `manifest.json`; `null` exactly when
+    /// `sequence` is 1.
+    pub previous_manifest_sha256: Option<Digest>,
+    /// UTC day the batch was made.
+    pub created_day: Day,
+    /// The submissions, in the order of their tar members.
+    pub submissions: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// The bytes of `manifest.json`: pretty JSON with one trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + 160 * self.submissions.len());
+        // Serialising strings and integers into a Vec cannot fail.
+        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Parses `manifest.json` and checks its rules. This does not check
+    /// the signature: a parsed manifest is still untrusted.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        const WHAT: &str = "manifest.json";
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                size: bytes.len(),
+                max: MAX_MANIFEST_BYTES,
+            });
+        }
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        if m.format != MANIFEST_FORMAT {
+            return Err(Error::UnsupportedFormat {
+                what: WHAT,
+                found: m.format.clone(),
+                expected: MANIFEST_FORMAT,
+            });
+        }
+        // Spec: "sequence starts at 1; previous_manifest_sha256 is null
+        // exactly for sequence 1".
+        if m.sequence == 0 {
+            return Err(Error::invalid(WHAT, "sequence must start at 1"));
+        }
+        if (m.sequence == 1) != m.previous_manifest_sha256.is_none() {
+            return Err(Error::invalid(
+                WHAT,
+                "previous_manifest_sha256 must be null exactly for sequence 1",
+            ));
+        }
+        if m.submissions.len() > MAX_ENTRIES {
+            return Err(Error::invalid(WHAT, "too many submissions"));
+        }
+        let mut ids = std::collections::HashSet::with_capacity(m.submissions.len());
+        if !m.submissions.iter().all(|e| ids.insert(e.id)) {
+            return Err(Error::invalid(WHAT, "a submission id is listed twice"));
+        }
+        Ok(m)
+    }
+
+    /// SHA-256 of this manifest's canonical bytes.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.to_json())
+    }
+}
+
+/// The tar member name of a submission in a batch: `submissions/<id>.age`.
+pub fn batch_member_for(id: &SubmissionId) -> String {
+    format!("{BATCH_SUBMISSIONS_DIR}/{id}.age")
+}
+
+/// The submission id in a member name `submissions/<id>.age`, if it has
+/// exactly that shape.
+pub fn parse_batch_member(path: &str) -> Option<SubmissionId> {
+    path.strip_prefix(BATCH_SUBMISSIONS_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(".age")?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(i: u8) -> ManifestEntry {
+        ManifestEntry {
+            id: SubmissionId::from_bytes([i; 16]),
+            received_day: "2026-11-27".parse().unwrap(),
+            size: 1000 + u64::from(i),
+            sha256: Digest::of(&[i]),
+        }
+    }
+
+    fn sample(sequence: u64) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT.into(),
+            relay_key: "RWQtest".into(),
+            batch_id: BatchId::from_bytes([7; 16]),
+            sequence,
+            previous_manifest_sha256: (sequence > 1).then(|| Digest::of(b"prev")),
+            created_day: "2026-11-28".parse().unwrap(),
+            submissions: vec![entry(1), entry(2)],
+        }
+    }
+
+    #[test]
+    fn refuses_broken_rules() {
+        let mut m = sample(1);
+        m.previous_manifest_sha256 = Some(Digest::of(b"x"));
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        let mut m = sample(2);
+        m.previous_manifest_sha256 = None;
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        let mut m = sample(1);
+        m.submissions.push(entry(1));
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        let m = sample(0);
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        assert!(Manifest::from_json(b"{}").is_err());
+        assert!(Manifest::from_json(b"\xff").is_err());
+    }
+
+    #[test]
+    fn member_names() {
+        let id = SubmissionId::from_bytes([0xab; 16]);
+        let member = batch_member_for(&id);
+        assert_eq!(member, format!("submissions/{id}.age"));
+        assert_eq!(parse_batch_member(&member), Some(id));
+        assert_eq!(
+            parse_batch_member(&format!("submissions/../{id}.age")),
+            None
+        );
+        assert_eq!(parse_batch_member(&format!("x/{id}.age")), None);
+        assert_eq!(
+            parse_batch_member(&format!("submissions/{id}.age.txt")),
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(seq in 1u64..u64::MAX, n in 0u8..50, key in "[A-Za-z0-9+/]{56}") {
+            let mut m = sample(seq);
+            m.relay_key = key;
+            m.submissions = (0..n).map(entry).collect();
+            let json = m.to_json();
+            let back = Manifest::from_json(&json).unwrap();
+            prop_assert_eq!(&back, &m);
+            prop_assert_eq!(back.to_json(), json);
+            prop_assert_eq!(back.digest(), Digest::of(&m.to_json()));
+        }
+    }
+}

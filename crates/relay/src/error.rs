@@ -1,0 +1,119 @@
+//! The relay's one error type.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use format::BatchId;
+
+/// Boxed source error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything that can go wrong in the relay library.
+///
+/// Messages say what failed and, where there is one, what to do. They never
+/// include anything a source sent (text, file names) or anything about a
+/// source's connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is missing, unreadable or invalid.
+    #[error("config {}: {problem}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
+    /// A file or directory in the data directory could not be used.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What the relay was doing ("create", "read", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error("store: cannot {action}: {source}")]
+    Store {
+        /// What the relay was doing.
+        action: &'static str,
+        /// The engine's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Another process holds the store open.
+    #[error(
+        "the store at {} is in use by another process (is the relay running? stop it, or use the reviewer API instead)",
+        .0.display()
+    )]
+    StoreLocked(PathBuf),
+    /// The store's contents break an invariant.
+    #[error("store is inconsistent: {0} (run `relay check` once it exists, and report this)")]
+    Corrupt(String),
+    /// Sealing a submission failed.
+    #[error("sealing failed while trying to {stage}: {source}")]
+    Seal {
+        /// Which step failed.
+        stage: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// A reviewer recipient in the config is not an age X25519 recipient.
+    #[error("not an age X25519 recipient (expected `age1…`, as `reviewer keygen` prints): {0:?}")]
+    BadRecipient(String),
+    /// The relay's signing key could not be loaded or used.
+    #[error("signing key {}: {problem}", path.display())]
+    SigningKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A listener would expose a loopback-only service to the network.
+    #[error(
+        "refusing to listen on {0}: {1} may only listen on a loopback address (127.0.0.1 or [::1])"
+    )]
+    NotLoopback(SocketAddr, &'static str),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// There is no batch with this id.
+    #[error("no batch {0} on this relay")]
+    UnknownBatch(BatchId),
+    /// An acknowledgement named the wrong manifest hash.
+    #[error("the manifest hash does not match batch {0}: nothing was deleted")]
+    AckMismatch(BatchId),
+    /// A receipt was made for another relay.
+    #[error("the receipt is for relay key {0}, not this relay's key: nothing was deleted")]
+    WrongRelay(String),
+    /// A file that must not be overwritten already exists.
+    #[error("{} already exists: refusing to overwrite it", .0.display())]
+    Exists(PathBuf),
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

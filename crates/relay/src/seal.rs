@@ -1,0 +1,519 @@
+//! Sealing: turning a submission into one age file.
+//!
+//! This is the only relay module that imports `age`.
+//!
+//! A submission's plaintext is a tar (`docs/format.md`, "Sealed
+//! submission"): `testimony.json` first, listing every attachment with its
+//! size and SHA-256, then the attachments, then padding. Because the list
+//! comes first, attachments must be read completely before sealing starts,
+//! and they can be far larger than memory. They are therefore *spooled*: as
+//! they arrive they are encrypted with age to an ephemeral X25519 identity
+//! that exists only in this process's memory, into an unnamed temporary file
+//! (`O_TMPFILE` where the OS has it, so a crash leaves no name behind).
+//! When the form is complete the spool is decrypted as a stream straight
+//! into the real seal. Plaintext never reaches the disk, and memory per
+//! upload stays at a few age chunks (64 KiB each) whatever the upload's size.
+//!
+//! The ephemeral identity is zeroized when the spool is dropped (age's
+//! X25519 secret zeroizes itself).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::path::Path;
+
+use age::secrecy::ExposeSecret;
+use format::{
+    Attachment, Day, Digest, PADDING_ENTRY, TESTIMONY_ENTRY, TESTIMONY_FORMAT, Testimony,
+};
+use sha2::Digest as _;
+use zeroize::Zeroize;
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::store::{PendingSubmission, SubmissionMeta};
+
+fn seal_err(stage: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |e| Error::Seal {
+        stage,
+        source: Box::new(e),
+    }
+}
+
+/// The reviewer recipients every submission is sealed to.
+pub struct Recipients {
+    list: Vec<age::x25519::Recipient>,
+    key_set: String,
+}
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipients")
+            .field("count", &self.list.len())
+            .field("key_set", &self.key_set)
+            .finish()
+    }
+}
+
+impl Recipients {
+    /// Parses `age1…` recipient strings. At least one is required.
+    pub fn parse<S: AsRef<str>>(strings: &[S]) -> Result<Self, Error> {
+        let mut list = Vec::with_capacity(strings.len());
+        let mut canonical: Vec<String> = Vec::with_capacity(strings.len());
+        for s in strings {
+            let s = s.as_ref().trim();
+            let r: age::x25519::Recipient =
+                s.parse().map_err(|_| Error::BadRecipient(s.to_owned()))?;
+            canonical.push(r.to_string());
+            list.push(r);
+        }
+        canonical.sort();
+        canonical.dedup();
+        let key_set = Digest::of(canonical.join("\n").as_bytes()).to_string()[..16].to_owned();
+        Ok(Self { list, key_set })
+    }
+
+    /// A short fingerprint of the recipient set, stored with each
+    /// submission so reviewers know which keys sealed it.
+    pub fn key_set(&self) -> &str {
+        &self.key_set
+    }
+
+    /// How many recipients there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// A new reviewer identity for demo mode: the identity file's text
+/// (zeroized on drop) and its `age1…` recipient.
+pub fn generate_identity(created: Day, comment: &str) -> (Zeroizing<String>, String) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let text = Zeroizing::new(format!(
+        "# created: {created}\n# {comment}\n# public key: {recipient}\n{}\n",
+        identity.to_string().expose_secret()
+    ));
+    (text, recipient)
+}
+
+/// One attachment in the spool.
+struct Spooled {
+    name: String,
+    size: u64,
+    sha256: Digest,
+}
+
+/// Attachments encrypted to an ephemeral key while the form streams in.
+pub struct Spool {
+    writer: Option<age::stream::StreamWriter<File>>,
+    identity: age::x25519::Identity,
+    files: Vec<Spooled>,
+    current: Option<(String, sha2::Sha256, u64)>,
+    total: u64,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("files", &self.files.len())
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spool {
+    /// A new, empty spool backed by an unnamed temporary file in `dir`.
+    pub fn new(dir: &Path) -> Result<Self, Error> {
+        let identity = age::x25519::Identity::generate();
+        let file = tempfile::tempfile_in(dir).map_err(Error::io("create a spool file in", dir))?;
+        let recipient = identity.to_public();
+        let writer = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
+            .map_err(|e| Error::Seal {
+                stage: "set up the spool",
+                source: Box::new(e),
+            })?
+            .wrap_output(file)
+            .map_err(seal_err("start the spool"))?;
+        Ok(Self {
+            writer: Some(writer),
+            identity,
+            files: Vec::new(),
+            current: None,
+            total: 0,
+        })
+    }
+
+    /// Starts the next attachment. `raw_name` is the untrusted name the
+    /// client sent; it is sanitised here.
+    pub fn begin_file(&mut self, raw_name: &str) {
+        self.end_file();
+        let name = format::sanitize_file_name(raw_name);
+        self.current = Some((name, sha2::Sha256::new(), 0));
+    }
+
+    /// Appends bytes to the current attachment.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        let (_, hasher, size) = self.current.as_mut().ok_or_else(|| Error::Seal {
+            stage: "spool an attachment",
+            source: "data before a file was started".into(),
+        })?;
+        hasher.update(data);
+        *size += data.len() as u64;
+        self.total += data.len() as u64;
+        self.writer
+            .as_mut()
+            .ok_or_else(|| Error::Seal {
+                stage: "spool an attachment",
+                source: "spool already closed".into(),
+            })?
+            .write_all(data)
+            .map_err(seal_err("write the spool"))
+    }
+
+    /// Ends the current attachment, if any.
+    pub fn end_file(&mut self) {
+        if let Some((name, hasher, size)) = self.current.take() {
+            self.files.push(Spooled {
+                name,
+                size,
+                sha256: Digest::from_hasher(hasher),
+            });
+        }
+    }
+
+    /// Attachments so far, counting one still being written.
+    pub fn file_count(&self) -> usize {
+        self.files.len() + usize::from(self.current.is_some())
+    }
+
+    /// Bytes of attachments so far.
+    pub fn total_bytes(&self) -> u64 {
+        self.total
+    }
+
+    /// Closes the spool and returns a reader that decrypts it, with the
+    /// attachments' descriptions.
+    fn into_reader(mut self) -> Result<(impl Read, Vec<Spooled>), Error> {
+        self.end_file();
+        let mut file = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Seal {
+                stage: "close the spool",
+                source: "spool already closed".into(),
+            })?
+            .finish()
+            .map_err(seal_err("close the spool"))?;
+        file.rewind().map_err(seal_err("rewind the spool"))?;
+        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, file))
+            .map_err(|e| Error::Seal {
+                stage: "read back the spool",
+                source: Box::new(e),
+            })?;
+        let reader = decryptor
+            .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
+            .map_err(|e| Error::Seal {
+                stage: "read back the spool",
+                source: Box::new(e),
+            })?;
+        Ok((reader, std::mem::take(&mut self.files)))
+    }
+}
+
+/// The form answers of one submission (everything but attachments).
+pub struct Submission {
+    /// Questionnaire version.
+    pub form_version: u32,
+    /// Form language.
+    pub language: String,
+    /// Answers by stable key.
+    pub fields: BTreeMap<String, String>,
+    /// The testimony text.
+    pub text: String,
+    /// Day received.
+    pub received_day: Day,
+}
+
+impl Drop for Submission {
+    fn drop(&mut self) {
+        self.text.zeroize();
+        self.language.zeroize();
+        for v in self.fields.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission").finish_non_exhaustive()
+    }
+}
+
+/// Counts bytes written through it.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path).map_err(seal_err("name a tar entry"))?;
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+/// Seals one submission to `recipients` into the store.
+///
+/// Returns the stored metadata; the caller makes it durable with
+/// [`crate::store::Store::sync`] before telling the source.
+pub fn seal(
+    mut submission: Submission,
+    spool: Spool,
+    recipients: &Recipients,
+    out: PendingSubmission,
+) -> Result<SubmissionMeta, Error> {
+    let (mut attachments, files) = spool.into_reader()?;
+    let names = format::unique_names(files.iter().map(|f| f.name.as_str()));
+    let testimony = Testimony {
+        format: TESTIMONY_FORMAT.to_owned(),
+        form_version: submission.form_version,
+        language: std::mem::take(&mut submission.language),
+        received_day: submission.received_day,
+        fields: std::mem::take(&mut submission.fields),
+        text: std::mem::take(&mut submission.text),
+        attachments: files
+            .iter()
+            .zip(names)
+            .map(|(f, name)| Attachment {
+                name,
+                size: f.size,
+                sha256: f.sha256,
+            })
+            .collect(),
+    };
+    drop(submission);
+    let json = testimony.to_json();
+    let sizes: Vec<u64> = testimony.attachments.iter().map(|a| a.size).collect();
+    let unpadded = format::unpadded_tar_len(json.len() as u64, &sizes);
+    let padded = format::padded_plaintext_len(unpadded);
+
+    let encryptor = age::Encryptor::with_recipients(recipients.list.iter().map(|r| r as _))
+        .map_err(|e| Error::Seal {
+            stage: "set up encryption",
+            source: Box::new(e),
+        })?;
+    let stream = encryptor
+        .wrap_output(out)
+        .map_err(seal_err("start encryption"))?;
+    let mut tar = tar::Builder::new(Counting {
+        inner: stream,
+        count: 0,
+    });
+
+    tar.append(&header(TESTIMONY_ENTRY, json.len() as u64)?, &json[..])
+        .map_err(seal_err("write testimony.json"))?;
+    for a in &testimony.attachments {
+        let mut part = (&mut attachments).take(a.size);
+        let before = tar.get_ref().count;
+        tar.append(
+            &header(&format::attachment_entry_path(&a.name), a.size)?,
+            &mut part,
+        )
+        .map_err(seal_err("write an attachment"))?;
+        // tar pads whatever it copied; a short read would shift every later
+        // entry, so check the exact count.
+        let written = tar.get_ref().count - before;
+        if written != format::tar_entry_len(a.size) {
+            return Err(Error::Seal {
+                stage: "write an attachment",
+                source: "the spool returned fewer bytes than were spooled".into(),
+            });
+        }
+    }
+    let padding = padded - unpadded;
+    tar.append(
+        &header(PADDING_ENTRY, padding)?,
+        io::repeat(0).take(padding),
+    )
+    .map_err(seal_err("write padding"))?;
+    let counting = tar.into_inner().map_err(seal_err("finish the tar"))?;
+    if counting.count != padded {
+        return Err(Error::Seal {
+            stage: "pad",
+            source: format!("plaintext is {} bytes, expected {padded}", counting.count).into(),
+        });
+    }
+    let pending = counting
+        .inner
+        .finish()
+        .map_err(seal_err("finish encryption"))?;
+    pending.finish(testimony.received_day, recipients.key_set.clone())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use format::SubmissionId;
+
+    fn decrypt(store: &Store, id: &SubmissionId, identity: &age::x25519::Identity) -> Vec<u8> {
+        let mut ct = Vec::new();
+        store.ciphertext(id).unwrap().read_to_end(&mut ct).unwrap();
+        let d = age::Decryptor::new(&ct[..]).unwrap();
+        let mut r = d
+            .decrypt(std::iter::once(identity as &dyn age::Identity))
+            .unwrap();
+        let mut pt = Vec::new();
+        r.read_to_end(&mut pt).unwrap();
+        pt
+    }
+
+    fn submission(text: &str) -> Submission {
+        Submission {
+            form_version: 1,
+            language: "en".into(),
+            fields: [("category".to_owned(), "other".to_owned())].into(),
+            text: text.into(),
+            received_day: "2026-11-28".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn sealed_tar_has_the_specified_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let reviewer = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[
+            reviewer.to_public().to_string(),
+            other.to_public().to_string(),
+        ])
+        .unwrap();
+
+        let mut spool = Spool::new(dir.path()).unwrap();
+        spool.begin_file("../../evil");
+        spool.write(b"first ").unwrap();
+        spool.write(b"file").unwrap();
+        spool.begin_file("EVIL");
+        spool.write(&vec![9u8; 200_000]).unwrap();
+        spool.end_file();
+        let id = SubmissionId::from_bytes([1; 16]);
+        let meta = seal(
+            submission("hello"),
+            spool,
+            &recipients,
+            store.begin(id).unwrap(),
+        )
+        .unwrap();
+
+        for identity in [&reviewer, &other] {
+            let pt = decrypt(&store, &id, identity);
+            assert_eq!(pt.len() as u64 % 512, 0);
+            let mut archive = tar::Archive::new(&pt[..]);
+            let entries: Vec<(String, Vec<u8>)> = archive
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let path = e.path().unwrap().to_string_lossy().into_owned();
+                    assert_eq!(e.header().mtime().unwrap(), 0);
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).unwrap();
+                    (path, data)
+                })
+                .collect();
+            let paths: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+            assert_eq!(
+                paths,
+                ["testimony.json", "files/evil", "files/EVIL (2)", "padding"]
+            );
+            let t = Testimony::from_json(&entries[0].1).unwrap();
+            assert_eq!(t.text, "hello");
+            assert_eq!(t.attachments[0].sha256, Digest::of(b"first file"));
+            assert_eq!(entries[1].1, b"first file");
+            assert_eq!(entries[2].1, vec![9u8; 200_000]);
+            assert!(entries[3].1.iter().all(|b| *b == 0));
+            let unpadded = format::unpadded_tar_len(entries[0].1.len() as u64, &[10, 200_000]);
+            assert_eq!(pt.len() as u64, format::padded_plaintext_len(unpadded));
+        }
+        assert_eq!(meta.key_set, recipients.key_set());
+    }
+
+    #[test]
+    fn short_texts_seal_to_the_same_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let reviewer = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[reviewer.to_public().to_string()]).unwrap();
+        let mut plain = Vec::new();
+        let mut sealed = Vec::new();
+        for (n, text) in ["a", &"b".repeat(5000)].iter().enumerate() {
+            let spool = Spool::new(dir.path()).unwrap();
+            let id = SubmissionId::from_bytes([n as u8; 16]);
+            let meta = seal(
+                submission(text),
+                spool,
+                &recipients,
+                store.begin(id).unwrap(),
+            )
+            .unwrap();
+            plain.push(decrypt(&store, &id, &reviewer).len());
+            sealed.push(meta.size);
+        }
+        // The padded plaintexts are exactly the same size...
+        assert_eq!(plain[0], plain[1]);
+        assert_eq!(plain[0] as u64, format::MIN_PADDED_PLAINTEXT);
+        // ...and the ciphertexts differ only by age's random header "grease"
+        // stanza (noise independent of the content, at most ~200 bytes).
+        assert!(sealed[0].abs_diff(sealed[1]) < 256, "{sealed:?}");
+    }
+
+    #[test]
+    fn spool_file_holds_no_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path()).unwrap();
+        spool.begin_file("x");
+        let canary = b"CANARY-spool-7f3a9c";
+        for _ in 0..1000 {
+            spool.write(canary).unwrap();
+        }
+        let mut file = spool.writer.take().unwrap().finish().unwrap();
+        file.rewind().unwrap();
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw).unwrap();
+        assert!(raw.len() > 1000 * canary.len());
+        assert!(!raw.windows(canary.len()).any(|w| w == canary));
+    }
+
+    #[test]
+    fn bad_recipients_are_refused() {
+        assert!(Recipients::parse(&["age1notakey"]).is_err());
+        assert!(Recipients::parse(&["AGE-SECRET-KEY-1QQQ"]).is_err());
+    }
+}

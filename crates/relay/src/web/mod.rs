@@ -1,0 +1,116 @@
+//! HTTP: the source's pages, the submission intake, the reviewer API.
+//!
+//! This is the only module that builds axum routers. Handlers never see the
+//! peer's address (the server is run without `ConnectInfo`) and nothing here
+//! logs a request: no access log. Every response carries the same strict
+//! headers, and every error is a fixed page.
+
+mod api;
+mod pages;
+mod submit;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::export::BatchLock;
+use crate::keys::SigningKey;
+use crate::seal::Recipients;
+use crate::store::Store;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<Store>,
+    pub(crate) recipients: Recipients,
+    pub(crate) signer: SigningKey,
+    pub(crate) spool_dir: PathBuf,
+    pub(crate) uploads: Arc<Semaphore>,
+    pub(crate) batch_lock: BatchLock,
+}
+
+impl AppState {
+    /// Bundles the relay's parts for the handlers.
+    pub fn new(
+        config: Config,
+        store: Arc<Store>,
+        recipients: Recipients,
+        signer: SigningKey,
+        spool_dir: PathBuf,
+    ) -> Self {
+        let uploads = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
+        Self {
+            config,
+            store,
+            recipients,
+            signer,
+            spool_dir,
+            uploads,
+            batch_lock: BatchLock::default(),
+        }
+    }
+}
+
+/// Content-Security-Policy of every response: nothing but our own
+/// stylesheet, forms only to ourselves, never framed.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// The relay's router. Tests drive it without a socket.
+pub fn app(state: Arc<AppState>) -> Router {
+    // The body limit covers every attachment, the text and multipart
+    // framing; the intake enforces the exact per-part limits itself.
+    let body_limit = usize::try_from(state.config.limits.max_submission_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(state.config.limits.max_text_chars.saturating_mul(4))
+        .saturating_add(1024 * 1024);
+    Router::new()
+        .route("/", get(pages::form))
+        .route(
+            "/submit",
+            post(submit::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/static/style.css", get(pages::stylesheet))
+        .nest("/api/v1", api::router(state.clone()))
+        .fallback(pages::not_found)
+        .with_state(state)
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| pages::internal_error(),
+        ))
+}
+
+/// Adds the fixed security headers to every response.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::CACHE_CONTROL, "no-store");
+    set(
+        h,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    );
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    h.remove(header::SERVER);
+    h.remove(header::ETAG);
+    h.remove(header::SET_COOKIE);
+    res
+}

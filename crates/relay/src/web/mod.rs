@@ -37,6 +37,21 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The batch signing key.
+    pub fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// The reviewer recipients submissions are sealed to.
+    pub fn recipients(&self) -> &Recipients {
+        &self.recipients
+    }
+
     /// Bundles the relay's parts for the handlers.
     pub fn new(
         config: Config,

@@ -135,6 +135,7 @@ async fn receive(
             // Dropping the sender makes the worker discard the spool. If the
             // worker itself failed first, its error is the real cause.
             drop(tx);
+            drain(&mut multipart).await;
             return Err(match (reject, worker.await) {
                 (Reject::Internal(_), Ok(Err(worker_error))) => worker_error,
                 (reject, _) => reject,
@@ -151,6 +152,16 @@ async fn receive(
     }
     state.store.sync().await?;
     Ok(())
+}
+
+/// Reads and discards the rest of a refused upload, so that the client,
+/// which is still sending, gets to read the error page instead of seeing
+/// the connection reset. Bounded by the route's body limit and the
+/// server's timeouts; stops at the first error.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 fn worker_died() -> Error {

@@ -1,0 +1,315 @@
+//! The `relay` binary as an operator runs it: demo first run, refusals,
+//! offline export and ack, and a kill -9 in the middle of an upload.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+fn relay(args: &[&str]) -> Output {
+    Command::new(RELAY).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A relay process; killed (SIGKILL) when dropped.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(data: &Path) -> Self {
+        let addr = free_port();
+        let mut child = Command::new(RELAY)
+            .args([
+                "serve",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                &addr.to_string(),
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut log = String::new();
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    log.push_str(&line);
+                    log.push('\n');
+                    if line.contains("relay listening") {
+                        return Served { child, addr };
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("relay did not start:\n{log}");
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(data: &Path) -> reqwest::blocking::Client {
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn submit(data: &Path, url: &str, text: &str) -> u16 {
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("category", "Other")
+        .text("text", text.to_owned());
+    client(data)
+        .post(format!("{url}/submit"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn status_line(data: &Path) -> String {
+    let o = relay(&["status", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn first_run_creates_a_private_demo_setup_and_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay-data");
+    let served = Served::start(&data);
+    assert_eq!(mode(&data), 0o700);
+    for secret in [
+        "relay.toml",
+        "signing.key",
+        "demo-reviewer.key",
+        "demo-api.token",
+        "tls/key.pem",
+    ] {
+        assert_eq!(mode(&data.join(secret)), 0o600, "{secret}");
+    }
+    let page = client(&data).get(served.url()).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .unwrap()
+            .contains("<form method=\"post\" action=\"/submit\"")
+    );
+    assert_eq!(submit(&data, &served.url(), "hello"), 200);
+    served.kill();
+
+    // `relay pubkey` prints one line: the key reviewers pin.
+    let o = relay(&["pubkey", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success());
+    let key = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(key.lines().count(), 1);
+    assert!(key.starts_with("RW"), "{key}");
+}
+
+#[test]
+fn demo_refuses_to_listen_beyond_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let o = relay(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "0.0.0.0:18999",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_config_is_refused_with_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "[tls]\ncert = \"c\"\nkey = \"k\"\n[reviewers]\nrecipients = [\"age1nope\"]\n[api]\ntoken_sha256 = \"00\"\n",
+    )
+    .unwrap();
+    let o = relay(&[
+        "serve",
+        "--data",
+        tmp.path().join("d").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains(config.to_str().unwrap()), "{e}");
+    assert!(e.contains("reviewers.recipients[0]"), "{e}");
+    assert!(
+        !tmp.path().join("d").exists(),
+        "nothing created for a refused config"
+    );
+}
+
+#[test]
+fn offline_export_and_ack() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("relay-data");
+    let served = Served::start(&data);
+    assert_eq!(submit(&data, &served.url(), "one"), 200);
+    assert_eq!(submit(&data, &served.url(), "two"), 200);
+
+    // While the relay runs, the store is locked: a clear refusal.
+    let out = tmp.path().join("batch.tar");
+    let d = data.to_str().unwrap();
+    let o = relay(&["export", "--data", d, "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("in use by another process"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    served.kill();
+
+    let o = relay(&["export", "--data", d, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode(&out), 0o600);
+    // Never overwrites.
+    let o = relay(&["export", "--data", d, "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() || stderr(&o).contains("nothing to export"));
+    assert!(status_line(&data).contains("submissions: 2 (0 not yet in a batch)"));
+
+    // A receipt for this batch (as `reviewer open` writes it) deletes it.
+    let mut archive = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut manifest_bytes = Vec::new();
+    entry.read_to_end(&mut manifest_bytes).unwrap();
+    let manifest = format::Manifest::from_json(&manifest_bytes).unwrap();
+    let receipt = format::Receipt {
+        format: format::RECEIPT_FORMAT.into(),
+        relay_key: manifest.relay_key.clone(),
+        batch_id: manifest.batch_id,
+        sequence: manifest.sequence,
+        manifest_sha256: format::Digest::of(b"not the manifest"),
+    };
+    let receipt_path = tmp.path().join("receipt.json");
+    std::fs::write(&receipt_path, receipt.to_json()).unwrap();
+    let o = relay(&["ack", "--data", d, receipt_path.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not match"), "{}", stderr(&o));
+    assert!(status_line(&data).contains("submissions: 2"));
+
+    let receipt = format::Receipt {
+        manifest_sha256: format::Digest::of(&manifest_bytes),
+        ..receipt
+    };
+    std::fs::write(&receipt_path, receipt.to_json()).unwrap();
+    let o = relay(&["ack", "--data", d, receipt_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("deleted 2 submissions"));
+    assert!(status_line(&data).contains("submissions: 0"));
+}
+
+/// A request body that sends `len` bytes and then stalls until killed.
+struct Stalling {
+    sent: usize,
+    len: usize,
+}
+
+impl Read for Stalling {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent >= self.len {
+            std::thread::sleep(Duration::from_secs(120));
+            return Ok(0);
+        }
+        let n = buf.len().min(self.len - self.sent);
+        buf[..n].fill(b'A');
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn kill_during_upload_leaves_nothing_and_the_relay_serves_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data: PathBuf = tmp.path().join("relay-data");
+    let served = Served::start(&data);
+    assert_eq!(submit(&data, &served.url(), "kept"), 200);
+
+    // An upload that sends 8 MiB of a file and then stalls.
+    let url = served.url();
+    let c = client(&data);
+    std::thread::spawn(move || {
+        let head = "--B\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\nOther\r\n\
+                    --B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.bin\"\r\n\r\n";
+        let body = std::io::Cursor::new(head.as_bytes().to_vec()).chain(Stalling {
+            sent: 0,
+            len: 8 << 20,
+        });
+        let _ = c
+            .post(format!("{url}/submit"))
+            .header("Content-Type", "multipart/form-data; boundary=B")
+            .body(reqwest::blocking::Body::new(body))
+            .send();
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    served.kill();
+
+    let line = status_line(&data);
+    assert!(line.contains("submissions: 1 "), "{line}");
+    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
+
+    let served = Served::start(&data);
+    assert_eq!(submit(&data, &served.url(), "after restart"), 200);
+    served.kill();
+    assert!(status_line(&data).contains("submissions: 2 "));
+}

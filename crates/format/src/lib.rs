@@ -34,10 +34,10 @@ pub use day::Day;
 pub use error::Error;
 pub use ids::{BatchId, Digest, SubmissionId};
 pub use manifest::{
-    MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, Manifest, ManifestEntry,
-    batch_member_for, parse_batch_member,
+    MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, MAX_SIGNATURE_BYTES, Manifest,
+    ManifestEntry, batch_member_for, parse_batch_member,
 };
-pub use name::{MAX_NAME_BYTES, sanitize_file_name, unique_names};
+pub use name::{MAX_NAME_BYTES, is_deceptive, sanitize_file_name, unique_names};
 pub use pad::{
     MIN_PADDED_PLAINTEXT, TAR_BLOCK, padded_plaintext_len, padme, tar_entry_len, unpadded_tar_len,
 };

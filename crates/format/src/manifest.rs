@@ -6,12 +6,13 @@ use crate::{BATCH_SUBMISSIONS_DIR, BatchId, Day, Digest, Error, SubmissionId};
 
 /// The `format` value this build writes and reads.
 pub const MANIFEST_FORMAT: &str = "relay-batch/1";
-/// The largest manifest a reader accepts (16 MiB, ~80,000 submissions).
+/// The largest manifest a reader accepts (16 MiB; a full manifest of
+/// [`MAX_MANIFEST_ENTRIES`] submissions takes about 14 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 /// The largest signature file a reader accepts.
 pub const MAX_SIGNATURE_BYTES: usize = 4096;
 /// Most submissions one manifest may list.
-const MAX_ENTRIES: usize = 65_536;
+pub const MAX_MANIFEST_ENTRIES: usize = 65_536;
 
 /// One sealed submission in a batch.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,8 +30,9 @@ pub struct ManifestEntry {
 
 /// The manifest of one batch.
 ///
-/// Its SHA-256 (over the exact bytes of `manifest.json`) is what the next
-/// batch's `previous_manifest_sha256` and a reviewer's receipt refer to.
+/// Its SHA-256, over the *exact bytes* of `manifest.json` as found in the
+/// batch (never a re-serialisation), is what the next batch's
+/// `previous_manifest_sha256` and a reviewer's receipt refer to.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -94,7 +96,7 @@ impl Manifest {
                 "previous_manifest_sha256 must be null exactly for sequence 1",
             ));
         }
-        if m.submissions.len() > MAX_ENTRIES {
+        if m.submissions.len() > MAX_MANIFEST_ENTRIES {
             return Err(Error::invalid(WHAT, "too many submissions"));
         }
         let mut ids = std::collections::HashSet::with_capacity(m.submissions.len());
@@ -102,11 +104,6 @@ impl Manifest {
             return Err(Error::invalid(WHAT, "a submission id is listed twice"));
         }
         Ok(m)
-    }
-
-    /// SHA-256 of this manifest's canonical bytes.
-    pub fn digest(&self) -> Digest {
-        Digest::of(&self.to_json())
     }
 }
 
@@ -195,7 +192,6 @@ mod tests {
             let back = Manifest::from_json(&json).unwrap();
             prop_assert_eq!(&back, &m);
             prop_assert_eq!(back.to_json(), json);
-            prop_assert_eq!(back.digest(), Digest::of(&m.to_json()));
         }
     }
 }

@@ -27,10 +27,11 @@ const WINDOWS_RESERVED: &[&str] = &[
     "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
-/// Characters that make a name look like something it is not: bidirectional
+/// Characters that make text look like something it is not: bidirectional
 /// overrides and isolates (`evil\u{202E}gpj.exe` displays as `evilexe.jpg`),
-/// zero-width characters and the byte-order mark.
-fn is_deceptive(c: char) -> bool {
+/// zero-width characters, the byte-order mark and the Arabic letter mark.
+/// Names lose them; a reader showing untrusted text should escape them.
+pub fn is_deceptive(c: char) -> bool {
     matches!(c,
         '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')

@@ -29,6 +29,8 @@ use crate::Error;
 use crate::keys::random_bytes;
 use crate::seal::{self, Spool, Submission};
 
+/// How long an upload waits for a free slot before "busy".
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Chunks in flight between the handler and the worker.
 const CHANNEL_CHUNKS: usize = 4;
 /// Longest region answer, in characters.
@@ -92,11 +94,15 @@ impl Answers {
 }
 
 pub(super) async fn submit(State(state): State<Arc<AppState>>, multipart: Multipart) -> Response {
-    let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
+    // A burst waits briefly for a slot rather than being turned away; only
+    // a sustained overload gets "busy, try later". Waiting costs nothing
+    // but a socket: the body is not read until a slot is free.
+    let slot = tokio::time::timeout(SLOT_WAIT, state.uploads.clone().acquire_owned()).await;
+    let Ok(Ok(slot)) = slot else {
         return pages::busy();
     };
     let mut answers = Answers::default();
-    match receive(&state, multipart, &mut answers).await {
+    match receive(&state, multipart, &mut answers, slot).await {
         Ok(()) => pages::received(),
         Err(Reject::BadRequest(msg)) => pages::render_form(
             &state,
@@ -124,10 +130,17 @@ async fn receive(
     state: &Arc<AppState>,
     mut multipart: Multipart,
     answers: &mut Answers,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), Reject> {
     let (tx, rx) = mpsc::channel::<Command>(CHANNEL_CHUNKS);
     let worker_state = state.clone();
-    let worker = tokio::task::spawn_blocking(move || ingest(rx, &worker_state));
+    // The worker holds the upload slot: if the client goes away and this
+    // handler is cancelled, the worker still runs to its end, and the slot
+    // stays taken until it does.
+    let worker = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        ingest(rx, &worker_state)
+    });
 
     let submission = match feed(state, &mut multipart, answers, &tx).await {
         Ok(submission) => submission,

@@ -1,0 +1,479 @@
+//! The one error type of the reviewer.
+//!
+//! Every message is one line that says what went wrong and what to do
+//! next. Messages about decryption are coarse on purpose (no oracle), and
+//! none of them quotes the content of a testimony or an attachment name:
+//! those are hostile input, and error lines end up on terminals and in
+//! support requests.
+
+use std::io;
+use std::path::PathBuf;
+
+use format::{BatchId, SubmissionId};
+
+/// Everything that can make a reviewer command fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The command line could not be parsed (or asked for help/version).
+    #[error("{0}")]
+    Usage(#[source] clap::Error),
+
+    /// A file or directory could not be read, written or created.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done ("read", "create", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An output path already exists; the reviewer never overwrites.
+    #[error("{path} already exists: refusing to overwrite it; choose another path or move it away")]
+    AlreadyExists {
+        /// The path that exists.
+        path: PathBuf,
+    },
+
+    /// A passphrase was needed but there is no terminal to ask on.
+    #[error("no terminal to ask for the passphrase: use --passphrase-file FILE")]
+    NoTerminal {
+        /// Why the terminal could not be used.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The passphrase given is empty.
+    #[error("the passphrase is empty: choose a non-empty passphrase")]
+    EmptyPassphrase,
+
+    /// The passphrase was typed twice, differently.
+    #[error("the two passphrases differ: run the command again")]
+    PassphraseMismatch,
+
+    /// The passphrase file is unusable.
+    #[error(
+        "the passphrase file {path} is unusable ({reason}): put the passphrase on its first line"
+    )]
+    PassphraseFile {
+        /// The passphrase file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The passphrase does not unlock the identity file.
+    #[error("wrong passphrase for {path}: try again (check --passphrase-file if you used it)")]
+    WrongPassphrase {
+        /// The identity file.
+        path: PathBuf,
+    },
+
+    /// The identity file is not one the reviewer can use.
+    #[error(
+        "{path} is not a usable age identity file ({reason}): pass the file `reviewer keygen` wrote"
+    )]
+    BadIdentity {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+
+    /// `--relay-key` is neither a minisign public key nor a file holding one.
+    #[error(
+        "--relay-key {input:?} is not a minisign public key ({reason}): pass the RW… key `relay pubkey` prints, or a file holding it"
+    )]
+    BadRelayKey {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A batch file does not have the structure `docs/format.md` requires.
+    #[error(
+        "{path} is not a well-formed batch ({reason}): do not trust it; fetch it again from the relay"
+    )]
+    MalformedBatch {
+        /// The batch file.
+        path: PathBuf,
+        /// The rule that was broken.
+        reason: String,
+    },
+
+    /// The manifest signature does not verify with the pinned relay key.
+    #[error(
+        "batch {path} is not signed by the pinned relay key (or its signature is damaged): check --relay-key (`relay pubkey` prints it) or do not trust this batch"
+    )]
+    BadSignature {
+        /// The batch file.
+        path: PathBuf,
+    },
+
+    /// The signed manifest breaks a rule (or names another relay key).
+    #[error(
+        "the signed manifest of {path} is invalid ({reason}): do not trust this batch and tell the relay operator"
+    )]
+    InvalidManifest {
+        /// The batch file.
+        path: PathBuf,
+        /// The rule that was broken.
+        reason: String,
+    },
+
+    /// A sealed submission's size or SHA-256 differs from the signed manifest.
+    #[error(
+        "submission {id} in {path} does not match the signed manifest ({what} differs): the batch was altered or damaged; fetch it again"
+    )]
+    SubmissionMismatch {
+        /// The batch file.
+        path: PathBuf,
+        /// The submission.
+        id: SubmissionId,
+        /// `"size"` or `"SHA-256"`.
+        what: &'static str,
+    },
+
+    /// The batch was accepted before (a replay or an old copy).
+    #[error(
+        "batch {sequence} ({path}) was already accepted (last accepted: batch {last}): it is a replay or an old copy; open only newer batches"
+    )]
+    Replay {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The last sequence number accepted from this relay.
+        last: u64,
+    },
+
+    /// One or more batches between the last accepted one and this one are missing.
+    #[error("batch {sequence} ({path}) was given but batch {expected} comes next: batches {expected} to {last_missing} are missing; fetch and open them first", last_missing = .sequence.saturating_sub(1))]
+    Gap {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The sequence number that should come next.
+        expected: u64,
+    },
+
+    /// The batch does not chain to the previous one (hash mismatch).
+    #[error(
+        "batch {sequence} ({path}) does not chain to the batch before it (previous manifest hash differs): the relay's history was altered or forked; do not trust it and contact the relay operator"
+    )]
+    ChainBroken {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+    },
+
+    /// No history with this relay, and the batch is not its first.
+    #[error(
+        "batch {sequence} ({path}) is not the relay's first batch and the chain state records no earlier batch from this relay: open batch 1 first, or pass --start-at {sequence} if you deliberately start at this batch"
+    )]
+    NotFirst {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+    },
+
+    /// `--start-at N` was given but the first batch has another sequence.
+    #[error(
+        "--start-at {start_at} was given but the first batch given ({path}) is batch {sequence}: pass the batch numbered {start_at} (and the ones after it)"
+    )]
+    StartAtMismatch {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The `--start-at` value.
+        start_at: u64,
+    },
+
+    /// `--start-at` was given although a chain state exists.
+    #[error(
+        "--start-at is only for a first contact with a relay, but {state} already records batch {last}: drop --start-at (or move the state file away to restart the chain deliberately)"
+    )]
+    StartAtWithState {
+        /// The chain state file.
+        state: PathBuf,
+        /// The last sequence number it records.
+        last: u64,
+    },
+
+    /// Two batch files hold the same sequence number.
+    #[error(
+        "{first} and {second} both hold batch {sequence}: pass each batch once (if they differ, the relay's history forked: do not trust it)"
+    )]
+    DuplicateSequence {
+        /// One batch file.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+        /// The sequence number they share.
+        sequence: u64,
+    },
+
+    /// The chain state file is unreadable or for another relay key.
+    #[error(
+        "the chain state file {path} is unusable ({reason}): restore it from a backup, or move it away and restart the chain with --start-at"
+    )]
+    BadState {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The chain state changed while the command ran.
+    #[error(
+        "the chain state {path} is not what this batch was verified against (another `reviewer open` ran, or a batch before it was not opened): run the command again"
+    )]
+    StateChanged {
+        /// The state file.
+        path: PathBuf,
+    },
+
+    /// No state directory could be determined.
+    #[error("no directory for the chain state: pass --state DIR or set REVIEWER_STATE_DIR")]
+    NoStateDir,
+
+    /// None of the identities can decrypt a submission.
+    #[error(
+        "none of the identities in {identity} can decrypt submission {id}: the batch was sealed to other reviewer keys"
+    )]
+    WrongIdentity {
+        /// The identity file.
+        identity: PathBuf,
+        /// The submission.
+        id: SubmissionId,
+    },
+
+    /// A submission could not be decrypted although an identity matched.
+    #[error(
+        "submission {id} could not be decrypted (damaged or invalid age file): the batch was refused and nothing from it was written; keep the batch file and tell the relay operator"
+    )]
+    Undecryptable {
+        /// The submission.
+        id: SubmissionId,
+    },
+
+    /// A submission's plaintext breaks the format (possibly on purpose).
+    #[error(
+        "submission {id} has a malformed or hostile plaintext ({reason}): the batch was refused and nothing from it was written; keep the batch file for inspection"
+    )]
+    HostileSubmission {
+        /// The submission.
+        id: SubmissionId,
+        /// The rule that was broken (never the offending content).
+        reason: &'static str,
+    },
+
+    /// The batch file changed between verification and decryption.
+    #[error(
+        "{path} changed while it was being opened: nothing from it was written; fetch it again and re-run open"
+    )]
+    ChangedSinceVerify {
+        /// The batch file.
+        path: PathBuf,
+    },
+
+    /// A staging directory from an interrupted `open` is in the way.
+    #[error(
+        "{path} is left over from an interrupted open and may hold decrypted testimony: inspect it, delete it, then run open again"
+    )]
+    StagingExists {
+        /// The staging directory.
+        path: PathBuf,
+    },
+
+    /// The token file is unusable.
+    #[error("the token file {path} is unusable ({reason}): put the API token on its first line")]
+    TokenFile {
+        /// The token file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// `--relay` is not a usable URL.
+    #[error(
+        "--relay {url:?} is not usable ({reason}): pass the relay's base URL, e.g. https://relay.example.org"
+    )]
+    BadRelayUrl {
+        /// What was given.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// `--relay` is plain http to a host that is neither loopback nor onion.
+    #[error(
+        "refusing to send the API token over plain http to {url}: use https:// (plain http is only allowed to localhost and .onion addresses)"
+    )]
+    InsecureRelayUrl {
+        /// The URL.
+        url: String,
+    },
+
+    /// `--tls-cert` is not a usable PEM certificate.
+    #[error("--tls-cert {path} is not usable ({reason}): pass the relay's certificate in PEM form")]
+    TlsCert {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The relay could not be reached or the connection failed.
+    #[error(
+        "could not talk to the relay at {url} ({detail}): check the address, the network and --tls-cert"
+    )]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The innermost cause.
+        detail: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The relay answered 401.
+    #[error("the relay refused the token in {path} (401): check the token file")]
+    TokenRefused {
+        /// The token file.
+        path: PathBuf,
+    },
+
+    /// The relay answered with a status this command does not expect.
+    #[error(
+        "the relay answered {status} to {what}: check the relay's address and version, or try again later"
+    )]
+    UnexpectedStatus {
+        /// The request.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+
+    /// The relay's answer is malformed.
+    #[error(
+        "the relay sent a malformed answer to {what} ({reason}): do not trust it; tell the relay operator"
+    )]
+    BadResponse {
+        /// The request.
+        what: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
+
+    /// The relay's answer is larger than any legitimate one.
+    #[error(
+        "the relay's answer to {what} is larger than {max} bytes: refusing it; tell the relay operator"
+    )]
+    ResponseTooLarge {
+        /// The request.
+        what: String,
+        /// The limit.
+        max: u64,
+    },
+
+    /// The relay holds a different batch under the acknowledged id.
+    #[error(
+        "the relay holds a different batch under {batch_id} (manifest hash mismatch): do not trust this relay's batches until you know why"
+    )]
+    AckConflict {
+        /// The batch id.
+        batch_id: BatchId,
+    },
+
+    /// The relay does not know the acknowledged batch.
+    #[error(
+        "the relay does not know batch {batch_id} (already purged?): nothing to do if you acknowledged it before"
+    )]
+    AckUnknown {
+        /// The batch id.
+        batch_id: BatchId,
+    },
+
+    /// The receipt file is unusable.
+    #[error("{path} is not a receipt written by `reviewer open` ({reason})")]
+    BadReceipt {
+        /// The receipt file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// A second line worth printing under the message, when there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::NotFirst { .. } | Self::Gap { .. } | Self::Replay { .. } => Some(
+                "the chain state lives in --state DIR, $REVIEWER_STATE_DIR, or $XDG_STATE_HOME/relay-reviewer",
+            ),
+            Self::BadSignature { .. } => Some(
+                "pin the key once, from a trusted channel: compare it with the operator in person",
+            ),
+            Self::WrongIdentity { .. } => Some(
+                "check that your recipient (age1…) is in the relay config's [reviewers] recipients",
+            ),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Makes a message safe to print on one terminal line: control characters
+/// (including newlines and escape sequences) and bidirectional overrides
+/// become `\u{..}` escapes. Error messages can quote file names and relay
+/// answers, which are not trusted.
+pub(crate) fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || format::is_deceptive(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_keeps_one_line() {
+        assert_eq!(printable("a\nb\x1b[31m"), "a\\u{000a}b\\u{001b}[31m");
+        assert_eq!(printable("évil\u{202e}"), "évil\\u{202e}");
+    }
+
+    #[test]
+    fn messages_are_one_line() {
+        let e = Error::TokenRefused { path: "tok".into() };
+        assert_eq!(
+            e.to_string(),
+            "the relay refused the token in tok (401): check the token file"
+        );
+        assert!(!e.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,546 @@
+//! Talking to the relay's reviewer API: pulling batches, acknowledging them.
+//!
+//! `docs/format.md`, "Reviewer API". This side runs online and holds no
+//! reviewer key: it only moves ciphertext and receipts. Everything the
+//! relay answers is untrusted here too: sizes are capped, the listing is
+//! parsed strictly, and a downloaded batch is only named after its
+//! (unverified) manifest; `reviewer verify` decides whether to trust it.
+//!
+//! The API token goes only over TLS, or over plain http to a loopback or
+//! `.onion` address; redirects are never followed (they could carry the
+//! token elsewhere).
+//!
+//! These functions block. Do not call them on an async runtime's thread
+//! (use `spawn_blocking`); [`crate::run`] already moves them to a thread of
+//! their own.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use format::{AckRequest, AckResponse, BatchId, BatchListing, Receipt};
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::fsutil::{HashingReader, ensure_dir, exists_no_follow, read_small, sync_dir};
+use crate::verify::read_manifest_unverified;
+
+/// Largest batch download accepted (64 GiB). A batch holds at most 65,536
+/// submissions; anything larger than this is not a batch worth a disk.
+pub const MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+/// Largest JSON answer accepted (the batch listing, an ack answer).
+const MAX_JSON_BYTES: u64 = 4 * 1024 * 1024;
+/// Most batches a listing may hold.
+const MAX_LISTED: usize = 100_000;
+/// Most `GET /api/v1/batches/next` calls in one fetch.
+const MAX_NEXT: usize = 10_000;
+/// Token files are small.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+/// PEM files are small.
+const MAX_PEM_FILE: u64 = 1024 * 1024;
+/// Download copy buffer.
+const CHUNK: usize = 256 * 1024;
+
+/// A client for one relay's reviewer API.
+pub struct RelayClient {
+    base: String,
+    client: Client,
+    token: SecretString,
+    token_file: PathBuf,
+}
+
+impl fmt::Debug for RelayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayClient")
+            .field("base", &self.base)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch saved by [`fetch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedBatch {
+    /// Where it was saved.
+    pub path: PathBuf,
+    /// Its sequence number (from its manifest, not yet verified).
+    pub sequence: u64,
+    /// Its id (likewise).
+    pub batch_id: BatchId,
+    /// How many submissions its manifest lists.
+    pub submissions: usize,
+}
+
+/// What the relay said to an acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    /// The batch's sequence number (from the receipt).
+    pub sequence: u64,
+    /// The batch's id.
+    pub batch_id: BatchId,
+    /// How many submissions the relay deleted now.
+    pub deleted: u64,
+}
+
+/// The file name of a saved batch.
+pub fn batch_file_name(sequence: u64, batch_id: &BatchId) -> String {
+    format!("batch-{sequence:06}-{batch_id}.tar")
+}
+
+impl RelayClient {
+    /// A client for the relay at `relay` (its base URL), authenticating
+    /// with the token on the first line of `token_file`, trusting only the
+    /// certificate in `tls_cert` if given (for self-signed relays), else
+    /// the platform's roots.
+    pub fn new(relay: &str, token_file: &Path, tls_cert: Option<&Path>) -> Result<Self, Error> {
+        let base = parse_base(relay)?;
+        let token = read_token(token_file)?;
+        let mut builder = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .connect_timeout(Duration::from_secs(60))
+            // In the blocking client this bounds the wait for the answer's
+            // head and each read of its body, not the whole download.
+            .timeout(Duration::from_secs(300));
+        if let Some(pem_path) = tls_cert {
+            let pem = read_small(pem_path, MAX_PEM_FILE)?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::TlsCert {
+                    path: pem_path.into(),
+                    reason: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(Error::TlsCert {
+                    path: pem_path.into(),
+                    reason: "it holds no CERTIFICATE block".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder.build().map_err(|e| http_error(&base, e))?;
+        Ok(Self {
+            base,
+            client,
+            token,
+            token_file: token_file.into(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends an authenticated request; a 401 becomes [`Error::TokenRefused`].
+    fn send(&self, request: RequestBuilder, url: &str) -> Result<Response, Error> {
+        let response = request
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .map_err(|e| http_error(url, e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(Error::TokenRefused {
+                path: self.token_file.clone(),
+            });
+        }
+        Ok(response)
+    }
+
+    fn get(&self, path: &str) -> Result<(Response, String), Error> {
+        let url = self.url(path);
+        let response = self.send(self.client.get(&url), &url)?;
+        Ok((response, url))
+    }
+}
+
+/// Downloads every batch the relay holds that `out` does not, then asks for
+/// new batches until there are none. `on_saved` is called after each batch
+/// is safely on disk.
+pub fn fetch(
+    client: &RelayClient,
+    out: &Path,
+    mut on_saved: impl FnMut(&FetchedBatch),
+) -> Result<Vec<FetchedBatch>, Error> {
+    ensure_dir(out)?;
+    let mut saved = Vec::new();
+
+    let what = "GET /api/v1/batches";
+    let (response, url) = client.get("/api/v1/batches")?;
+    expect_status(&response, StatusCode::OK, what)?;
+    let body = read_json_body(response, &url, what)?;
+    let listing: BatchListing = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+        what: what.into(),
+        reason: e.to_string(),
+    })?;
+    if listing.batches.len() > MAX_LISTED {
+        return Err(Error::BadResponse {
+            what: what.into(),
+            reason: "it lists too many batches".into(),
+        });
+    }
+
+    for listed in &listing.batches {
+        let name = out.join(batch_file_name(listed.sequence, &listed.batch_id));
+        if exists_no_follow(&name)? {
+            continue;
+        }
+        let path = format!("/api/v1/batches/{}", listed.batch_id);
+        let what = format!("GET {path}");
+        let (response, url) = client.get(&path)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            // Acknowledged by another reviewer since the listing: gone.
+            continue;
+        }
+        expect_status(&response, StatusCode::OK, &what)?;
+        let fetched = save_batch(
+            response,
+            out,
+            &url,
+            &what,
+            Some((listed.batch_id, listed.sequence)),
+        )?;
+        if let Some(f) = fetched {
+            on_saved(&f);
+            saved.push(f);
+        }
+    }
+
+    let what = "GET /api/v1/batches/next";
+    for _ in 0..MAX_NEXT {
+        let (response, url) = client.get("/api/v1/batches/next")?;
+        match response.status() {
+            StatusCode::NO_CONTENT => break,
+            StatusCode::OK => {
+                if let Some(f) = save_batch(response, out, &url, what, None)? {
+                    on_saved(&f);
+                    saved.push(f);
+                }
+            }
+            other => {
+                return Err(Error::UnexpectedStatus {
+                    what: what.into(),
+                    status: other.as_u16(),
+                });
+            }
+        }
+    }
+    Ok(saved)
+}
+
+/// Streams a batch to a temporary file in `out`, names it after its
+/// manifest and moves it into place. `None` if an identical copy was there.
+fn save_batch(
+    mut response: Response,
+    out: &Path,
+    url: &str,
+    what: &str,
+    expected: Option<(BatchId, u64)>,
+) -> Result<Option<FetchedBatch>, Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BATCH_BYTES)
+    {
+        return Err(Error::ResponseTooLarge {
+            what: what.into(),
+            max: MAX_BATCH_BYTES,
+        });
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .suffix(".part")
+        .tempfile_in(out)
+        .map_err(|e| Error::io("create a temporary file in", out, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total: u64 = 0;
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("download", url, e)),
+        };
+        total += n as u64;
+        if total > MAX_BATCH_BYTES {
+            return Err(Error::ResponseTooLarge {
+                what: what.into(),
+                max: MAX_BATCH_BYTES,
+            });
+        }
+        tmp.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", &tmp_path, e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("write", &tmp_path, e))?;
+
+    let bad = |reason: String| Error::BadResponse {
+        what: what.into(),
+        reason,
+    };
+    let manifest =
+        read_manifest_unverified(&tmp_path).map_err(|r| bad(format!("not a batch: {r}")))?;
+    if let Some((id, seq)) = expected
+        && (manifest.batch_id != id || manifest.sequence != seq)
+    {
+        return Err(bad(format!(
+            "asked for batch {seq} ({id}), got batch {} ({})",
+            manifest.sequence, manifest.batch_id
+        )));
+    }
+    let fetched = FetchedBatch {
+        path: out.join(batch_file_name(manifest.sequence, &manifest.batch_id)),
+        sequence: manifest.sequence,
+        batch_id: manifest.batch_id,
+        submissions: manifest.submissions.len(),
+    };
+    match tmp.persist_noclobber(&fetched.path) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+            // "A batch, once made, is immutable": the same bytes are fine,
+            // different bytes under the same name are not.
+            if file_digest(&e.file.path().to_path_buf())? == file_digest(&fetched.path)? {
+                return Ok(None);
+            }
+            return Err(bad(format!(
+                "its bytes differ from the copy already in {}: do not trust this relay until you know why",
+                fetched.path.display()
+            )));
+        }
+        Err(e) => return Err(Error::io("save", &fetched.path, e.error)),
+    }
+    sync_dir(out)?;
+    Ok(Some(fetched))
+}
+
+fn file_digest(path: &PathBuf) -> Result<format::Digest, Error> {
+    let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    HashingReader::new(io::BufReader::new(file))
+        .finish()
+        .map(|(d, _)| d)
+        .map_err(|e| Error::io("read", path, e))
+}
+
+/// Sends the receipt's manifest hash to the relay, which then deletes the
+/// batch's submissions.
+pub fn ack(client: &RelayClient, receipt: &Path) -> Result<Acked, Error> {
+    let bytes = read_small(receipt, 64 * 1024)?;
+    let r = Receipt::from_json(&bytes).map_err(|e| Error::BadReceipt {
+        path: receipt.into(),
+        reason: e.to_string(),
+    })?;
+    let path = format!("/api/v1/batches/{}/ack", r.batch_id);
+    let what = format!("POST {path}");
+    let url = client.url(&path);
+    let body = AckRequest {
+        manifest_sha256: r.manifest_sha256,
+    };
+    let response = client.send(client.client.post(&url).json(&body), &url)?;
+    match response.status() {
+        StatusCode::OK => {
+            let body = read_json_body(response, &url, &what)?;
+            let answer: AckResponse =
+                serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok(Acked {
+                sequence: r.sequence,
+                batch_id: r.batch_id,
+                deleted: answer.deleted,
+            })
+        }
+        StatusCode::CONFLICT => Err(Error::AckConflict {
+            batch_id: r.batch_id,
+        }),
+        StatusCode::NOT_FOUND => Err(Error::AckUnknown {
+            batch_id: r.batch_id,
+        }),
+        other => Err(Error::UnexpectedStatus {
+            what,
+            status: other.as_u16(),
+        }),
+    }
+}
+
+fn expect_status(response: &Response, want: StatusCode, what: &str) -> Result<(), Error> {
+    if response.status() == want {
+        Ok(())
+    } else {
+        Err(Error::UnexpectedStatus {
+            what: what.into(),
+            status: response.status().as_u16(),
+        })
+    }
+}
+
+/// Reads a small JSON body, refusing anything larger than the cap.
+fn read_json_body(response: Response, url: &str, what: &str) -> Result<Vec<u8>, Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_JSON_BYTES)
+    {
+        return Err(Error::ResponseTooLarge {
+            what: what.into(),
+            max: MAX_JSON_BYTES,
+        });
+    }
+    let mut body = Vec::new();
+    response
+        .take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::io("download", url, e))?;
+    if body.len() as u64 > MAX_JSON_BYTES {
+        return Err(Error::ResponseTooLarge {
+            what: what.into(),
+            max: MAX_JSON_BYTES,
+        });
+    }
+    Ok(body)
+}
+
+/// An HTTP client error with its innermost cause spelled out.
+fn http_error(url: &str, e: reqwest::Error) -> Error {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    Error::Http {
+        url: url.into(),
+        detail,
+        source: e,
+    }
+}
+
+/// Checks the relay's base URL and returns it without a trailing slash.
+fn parse_base(relay: &str) -> Result<String, Error> {
+    let bad = |reason| Error::BadRelayUrl {
+        url: relay.chars().take(200).collect(),
+        reason,
+    };
+    let url = reqwest::Url::parse(relay).map_err(|_| bad("not a URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it holds credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    let host = url.host_str().ok_or_else(|| bad("it has no host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback_or_onion(host) => {}
+        "http" => {
+            return Err(Error::InsecureRelayUrl {
+                url: url.to_string(),
+            });
+        }
+        _ => {
+            return Err(bad(
+                "only https:// (or http:// to localhost or .onion) is allowed",
+            ));
+        }
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Plain http is tolerable only where the network cannot see the token:
+/// this machine, or a Tor onion service (end-to-end encrypted by Tor).
+fn loopback_or_onion(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let lower = bare.to_ascii_lowercase();
+            lower == "localhost" || lower.ends_with(".onion")
+        }
+    }
+}
+
+/// The token on the first line of the token file, trimmed.
+fn read_token(path: &Path) -> Result<SecretString, Error> {
+    let bytes = Zeroizing::new(read_small(path, MAX_TOKEN_FILE)?);
+    let bad = |reason| Error::TokenFile {
+        path: path.into(),
+        reason,
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("it is not text"))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(bad("its first line is empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("the token holds characters no token has"));
+    }
+    Ok(SecretString::from(token))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base("https://relay.example.org/").unwrap(),
+            "https://relay.example.org"
+        );
+        assert_eq!(
+            parse_base("https://relay.example.org/prefix/").unwrap(),
+            "https://relay.example.org/prefix"
+        );
+        assert_eq!(
+            parse_base("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(parse_base("http://[::1]:8080").is_ok());
+        assert!(parse_base("http://localhost:1").is_ok());
+        assert!(parse_base("http://abcdef.onion").is_ok());
+        assert!(matches!(
+            parse_base("http://relay.example.org"),
+            Err(Error::InsecureRelayUrl { .. })
+        ));
+        assert!(matches!(
+            parse_base("http://10.0.0.1"),
+            Err(Error::InsecureRelayUrl { .. })
+        ));
+        for bad in [
+            "relay.example.org",
+            "ftp://relay.example.org",
+            "https://user:pw@relay.example.org",
+            "https://relay.example.org/?x=1",
+        ] {
+            assert!(
+                matches!(parse_base(bad), Err(Error::BadRelayUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, b"  abc-DEF_123 \nignored\n").unwrap();
+        assert_eq!(read_token(&f).unwrap().expose_secret(), "abc-DEF_123");
+        std::fs::write(&f, b"\n").unwrap();
+        assert!(matches!(read_token(&f), Err(Error::TokenFile { .. })));
+        std::fs::write(&f, b"a b\n").unwrap();
+        assert!(matches!(read_token(&f), Err(Error::TokenFile { .. })));
+    }
+
+    #[test]
+    fn debug_hides_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, b"supersecret\n").unwrap();
+        let c = RelayClient::new("http://127.0.0.1:1", &f, None).unwrap();
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+}

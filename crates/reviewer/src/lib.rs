@@ -1,0 +1,69 @@
+//! The reviewer: the offline side of the secure submission relay.
+//!
+//! A reviewer pulls signed batches of sealed submissions from the relay
+//! (online, holding no key), carries them to an offline machine, and there
+//! verifies and decrypts them:
+//!
+//! - [`verify`] checks a batch exactly as `docs/format.md` ("What a reviewer
+//!   checks, in order") says: member structure, the minisign signature with
+//!   the **pinned** relay key, every ciphertext's size and SHA-256, and the
+//!   hash chain against the last batch accepted ([`state`]). It writes
+//!   nothing.
+//! - [`open`] decrypts a [`verify::VerifiedBatch`] (the only kind that can
+//!   be opened) with an unlocked [`identity::Identity`], treats each
+//!   plaintext as hostile, writes one folder per submission, a receipt, and
+//!   only then advances the chain state. All or nothing per batch.
+//! - [`fetch`] downloads batches and sends receipts back (`ack`) so the
+//!   relay deletes what the reviewer holds.
+//!
+//! The formats are specified in `docs/format.md` at the repository root and
+//! shared with the relay through the `format` crate.
+//!
+//! The command line is [`cli`]; [`run`] runs it in-process:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), reviewer::Error> {
+//! reviewer::run([
+//!     "reviewer", "open", "batch-000001-….tar",
+//!     "--identity", "reviewer.key",
+//!     "--relay-key", "RW…",
+//!     "--out", "opened",
+//! ])?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! or, as a library:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use reviewer::{identity::{Identity, PassphraseSource}, open, state::StateStore, verify};
+//!
+//! # fn main() -> Result<(), reviewer::Error> {
+//! let key = verify::PinnedKey::from_arg("relay.pub")?;
+//! let store = StateStore::new("state");
+//! let anchor = store.anchor(key.as_base64(), None)?;
+//! let batches = verify::verify_batches(&[Path::new("batch.tar")], &key, &anchor)?;
+//! let identity = Identity::load(Path::new("reviewer.key"), &PassphraseSource::Terminal)?;
+//! for batch in batches {
+//!     let opened = open::open_batch(batch, &identity, Path::new("opened"), &store)?;
+//!     println!("receipt: {}", opened.receipt.display());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod error;
+pub mod fetch;
+mod fsutil;
+pub mod identity;
+pub mod open;
+pub mod state;
+mod text;
+mod ustar;
+pub mod verify;
+
+pub use cli::run;
+pub use error::Error;

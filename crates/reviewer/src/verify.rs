@@ -1,0 +1,533 @@
+//! Verifying batches: structure, signature, contents and chain.
+//!
+//! `docs/format.md`, "What a reviewer checks, in order":
+//! 1. Members are exactly `manifest.json`, `manifest.sig`, then
+//!    `submissions/<id>.age` in the manifest's order; sizes within limits.
+//! 2. The signature verifies with the **pinned** relay key (not the one in
+//!    the manifest), and the manifest's `relay_key` equals the pinned key.
+//! 3. Each `.age` member's length and SHA-256 equal the manifest entry.
+//! 4. Chain: `sequence` is one more than the last accepted batch and
+//!    `previous_manifest_sha256` equals that batch's manifest hash; with no
+//!    history only sequence 1 is accepted unless the reviewer says where to
+//!    start.
+//!
+//! "Any failure refuses the whole batch and nothing from it is written."
+//! Verification writes nothing at all; only [`crate::open`] advances the
+//! chain state, after the batch is safely on disk.
+//!
+//! Parse, don't validate: the only way to get a [`VerifiedBatch`] is
+//! [`verify_batches`], and only a `VerifiedBatch` can be opened.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use format::{
+    BATCH_MANIFEST, BATCH_SIGNATURE, BatchId, Digest, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES,
+    Manifest, batch_member_for, parse_batch_member,
+};
+
+use crate::Error;
+use crate::fsutil::{HashingReader, read_small};
+use crate::state::{ChainAnchor, ChainState};
+use crate::ustar::{self, TarError};
+
+/// Key files are tiny.
+const MAX_KEY_FILE: u64 = 4096;
+/// Read buffer for batch files.
+const BUFFER: usize = 256 * 1024;
+
+/// The relay's minisign public key, pinned by the reviewer.
+#[derive(Debug, Clone)]
+pub struct PinnedKey {
+    base64: String,
+    key: minisign_verify::PublicKey,
+}
+
+impl PinnedKey {
+    /// A key from its base64 form (`RW…`, as `relay pubkey` prints it).
+    pub fn from_base64(s: &str) -> Result<Self, Error> {
+        let s = s.trim();
+        minisign_verify::PublicKey::from_base64(s)
+            .map(|key| Self {
+                base64: s.to_owned(),
+                key,
+            })
+            .map_err(|_| Error::BadRelayKey {
+                input: s.chars().take(100).collect(),
+                reason: "not the base64 of a minisign Ed25519 public key".into(),
+            })
+    }
+
+    /// A key given on the command line: the base64 key itself, or a file
+    /// holding it (a minisign `.pub` file with its `untrusted comment:`
+    /// line, or the bare key line).
+    pub fn from_arg(arg: &str) -> Result<Self, Error> {
+        if let Ok(key) = Self::from_base64(arg) {
+            return Ok(key);
+        }
+        let path = Path::new(arg);
+        if !path.is_file() {
+            return Err(Error::BadRelayKey {
+                input: arg.chars().take(100).collect(),
+                reason: "neither a key nor an existing file".into(),
+            });
+        }
+        let bytes = read_small(path, MAX_KEY_FILE)?;
+        let bad = |reason: &str| Error::BadRelayKey {
+            input: arg.chars().take(100).collect(),
+            reason: reason.into(),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad("the file is not text"))?;
+        let mut keys = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("untrusted comment:"));
+        match (keys.next(), keys.next()) {
+            (Some(line), None) => Self::from_base64(line),
+            (None, _) => Err(bad("the file holds no key line")),
+            (Some(_), Some(_)) => Err(bad("the file holds more than one key line")),
+        }
+    }
+
+    /// The key in base64, as pinned.
+    pub fn as_base64(&self) -> &str {
+        &self.base64
+    }
+}
+
+/// A batch whose structure, signature, contents and place in the chain
+/// have all been checked. Only [`verify_batches`] makes one.
+#[derive(Debug)]
+pub struct VerifiedBatch {
+    path: PathBuf,
+    manifest: Manifest,
+    manifest_sha256: Digest,
+    relay_key: String,
+    prior: Option<ChainState>,
+}
+
+impl VerifiedBatch {
+    /// The batch file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The signed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of the exact `manifest.json` bytes (the manifest hash).
+    pub fn manifest_sha256(&self) -> Digest {
+        self.manifest_sha256
+    }
+
+    /// The batch's sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.manifest.sequence
+    }
+
+    /// The batch's id.
+    pub fn batch_id(&self) -> BatchId {
+        self.manifest.batch_id
+    }
+
+    /// The pinned relay key it verified against.
+    pub fn relay_key(&self) -> &str {
+        &self.relay_key
+    }
+
+    /// The chain state once this batch is accepted.
+    pub fn chain_state(&self) -> ChainState {
+        ChainState {
+            sequence: self.manifest.sequence,
+            batch_id: self.manifest.batch_id,
+            manifest_sha256: self.manifest_sha256,
+        }
+    }
+
+    /// The chain state the store must hold before this batch is accepted.
+    pub(crate) fn prior(&self) -> Option<&ChainState> {
+        self.prior.as_ref()
+    }
+}
+
+/// A batch whose structure, signature and contents are checked, but not
+/// yet its place in the chain.
+#[derive(Debug)]
+struct Authentic {
+    path: PathBuf,
+    manifest: Manifest,
+    manifest_sha256: Digest,
+}
+
+/// Verifies one batch against the pinned key and the chain anchor.
+pub fn verify_batch(
+    path: &Path,
+    key: &PinnedKey,
+    anchor: &ChainAnchor,
+) -> Result<VerifiedBatch, Error> {
+    let mut batches = verify_batches(&[path], key, anchor)?;
+    batches.pop().ok_or_else(|| Error::MalformedBatch {
+        path: path.into(),
+        reason: "no batch".into(),
+    })
+}
+
+/// Verifies batches against the pinned key and the chain anchor, and
+/// returns them in sequence order. The batches must form one unbroken
+/// chain starting where `anchor` says; any failure refuses them all.
+pub fn verify_batches<P: AsRef<Path>>(
+    paths: &[P],
+    key: &PinnedKey,
+    anchor: &ChainAnchor,
+) -> Result<Vec<VerifiedBatch>, Error> {
+    let mut batches = paths
+        .iter()
+        .map(|p| authenticate(p.as_ref(), key))
+        .collect::<Result<Vec<_>, _>>()?;
+    batches.sort_by_key(|b| b.manifest.sequence);
+    for pair in batches.windows(2) {
+        if pair[0].manifest.sequence == pair[1].manifest.sequence {
+            return Err(Error::DuplicateSequence {
+                first: pair[0].path.clone(),
+                second: pair[1].path.clone(),
+                sequence: pair[0].manifest.sequence,
+            });
+        }
+    }
+
+    let mut out: Vec<VerifiedBatch> = Vec::with_capacity(batches.len());
+    for b in batches {
+        let seq = b.manifest.sequence;
+        let prev = b.manifest.previous_manifest_sha256;
+        let prior = match out.last() {
+            Some(last) => {
+                check_follows(&b, &last.chain_state())?;
+                Some(last.chain_state())
+            }
+            None => {
+                match anchor {
+                    ChainAnchor::Genesis if seq != 1 => {
+                        return Err(Error::NotFirst {
+                            path: b.path,
+                            sequence: seq,
+                        });
+                    }
+                    ChainAnchor::Genesis => {
+                        // Manifest::from_json already refuses a previous
+                        // hash on sequence 1; checked again here because
+                        // the chain's root must be exactly that.
+                        if prev.is_some() {
+                            return Err(Error::ChainBroken {
+                                path: b.path,
+                                sequence: seq,
+                            });
+                        }
+                    }
+                    ChainAnchor::StartAt(n) if seq != *n => {
+                        return Err(Error::StartAtMismatch {
+                            path: b.path,
+                            sequence: seq,
+                            start_at: *n,
+                        });
+                    }
+                    ChainAnchor::StartAt(_) => {}
+                    ChainAnchor::After(last) => {
+                        if seq <= last.sequence {
+                            return Err(Error::Replay {
+                                path: b.path,
+                                sequence: seq,
+                                last: last.sequence,
+                            });
+                        }
+                        check_follows(&b, last)?;
+                    }
+                }
+                anchor.prior()
+            }
+        };
+        out.push(VerifiedBatch {
+            path: b.path,
+            manifest: b.manifest,
+            manifest_sha256: b.manifest_sha256,
+            relay_key: key.base64.clone(),
+            prior,
+        });
+    }
+    Ok(out)
+}
+
+/// `b` must be the batch right after `last`.
+fn check_follows(b: &Authentic, last: &ChainState) -> Result<(), Error> {
+    let seq = b.manifest.sequence;
+    let expected = last.sequence.saturating_add(1);
+    if seq != expected {
+        return Err(Error::Gap {
+            path: b.path.clone(),
+            sequence: seq,
+            expected,
+        });
+    }
+    if b.manifest.previous_manifest_sha256 != Some(last.manifest_sha256) {
+        return Err(Error::ChainBroken {
+            path: b.path.clone(),
+            sequence: seq,
+        });
+    }
+    Ok(())
+}
+
+/// Quotes an untrusted member name for an error message, shortened.
+fn quote(name: &str) -> String {
+    let short: String = name.chars().take(80).collect();
+    format!("{short:?}")
+}
+
+/// Maps a tar error while reading a batch.
+fn tar_error(path: &Path, e: TarError) -> Error {
+    match e {
+        TarError::Io(e) => Error::io("read", path, e),
+        TarError::Truncated => Error::MalformedBatch {
+            path: path.into(),
+            reason: "the file is truncated".into(),
+        },
+        other => Error::MalformedBatch {
+            path: path.into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads a whole (size-checked) member into memory.
+fn read_member<R: Read>(
+    tar: &mut ustar::Reader<R>,
+    size: u64,
+    path: &Path,
+) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    tar.data()
+        .read_to_end(&mut buf)
+        .map_err(|e| tar_error(path, TarError::from(e)))?;
+    Ok(buf)
+}
+
+/// Opens a batch file for reading.
+pub(crate) fn open_batch_file(path: &Path) -> Result<ustar::Reader<BufReader<File>>, Error> {
+    let file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+    Ok(ustar::Reader::new(BufReader::with_capacity(BUFFER, file)))
+}
+
+/// Steps 1–3 for one batch file.
+fn authenticate(path: &Path, key: &PinnedKey) -> Result<Authentic, Error> {
+    let malformed = |reason: String| Error::MalformedBatch {
+        path: path.into(),
+        reason,
+    };
+    let mut tar = open_batch_file(path)?;
+    let next = |tar: &mut ustar::Reader<_>| tar.next_entry().map_err(|e| tar_error(path, e));
+
+    // manifest.json, then manifest.sig, each within its size limit.
+    let head = next(&mut tar)?.ok_or_else(|| malformed("it holds no members".into()))?;
+    if head.path != BATCH_MANIFEST {
+        return Err(malformed(format!(
+            "the first member is {}, not {BATCH_MANIFEST}",
+            quote(&head.path)
+        )));
+    }
+    if head.size > MAX_MANIFEST_BYTES as u64 {
+        return Err(malformed(format!(
+            "{BATCH_MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes"
+        )));
+    }
+    let manifest_bytes = read_member(&mut tar, head.size, path)?;
+
+    let head = next(&mut tar)?.ok_or_else(|| malformed(format!("{BATCH_SIGNATURE} is missing")))?;
+    if head.path != BATCH_SIGNATURE {
+        return Err(malformed(format!(
+            "the second member is {}, not {BATCH_SIGNATURE}",
+            quote(&head.path)
+        )));
+    }
+    if head.size > MAX_SIGNATURE_BYTES as u64 {
+        return Err(malformed(format!(
+            "{BATCH_SIGNATURE} is larger than {MAX_SIGNATURE_BYTES} bytes"
+        )));
+    }
+    let sig_bytes = read_member(&mut tar, head.size, path)?;
+
+    // The signature, with the pinned key, over the exact manifest bytes,
+    // before the manifest is even parsed.
+    let bad_signature = || Error::BadSignature { path: path.into() };
+    let sig_text = std::str::from_utf8(&sig_bytes).map_err(|_| bad_signature())?;
+    let signature = minisign_verify::Signature::decode(sig_text).map_err(|_| bad_signature())?;
+    key.key
+        .verify(&manifest_bytes, &signature, false)
+        .map_err(|_| bad_signature())?;
+
+    let invalid = |reason: String| Error::InvalidManifest {
+        path: path.into(),
+        reason,
+    };
+    let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| invalid(e.to_string()))?;
+    if manifest.relay_key != key.base64 {
+        return Err(invalid("its relay_key is not the pinned relay key".into()));
+    }
+    // Spec: "The trusted comment is `relay-batch <batch_id> sequence <n>`."
+    let comment = format!(
+        "relay-batch {} sequence {}",
+        manifest.batch_id, manifest.sequence
+    );
+    if signature.trusted_comment() != comment {
+        return Err(invalid(
+            "the signature's trusted comment does not name this batch and sequence".into(),
+        ));
+    }
+
+    // The submissions, in manifest order, each matching its entry.
+    for entry in &manifest.submissions {
+        let expected = batch_member_for(&entry.id);
+        let Some(head) = next(&mut tar)? else {
+            return Err(malformed(format!(
+                "it ends before {expected}, which the manifest lists (a submission is missing)"
+            )));
+        };
+        if head.path != expected {
+            return Err(malformed(unexpected_member(
+                &head.path,
+                &manifest,
+                Some(&expected),
+            )));
+        }
+        if head.size != entry.size {
+            return Err(Error::SubmissionMismatch {
+                path: path.into(),
+                id: entry.id,
+                what: "size",
+            });
+        }
+        let (digest, len) = HashingReader::new(tar.data())
+            .finish()
+            .map_err(|e| tar_error(path, TarError::from(e)))?;
+        if len != entry.size || digest != entry.sha256 {
+            return Err(Error::SubmissionMismatch {
+                path: path.into(),
+                id: entry.id,
+                what: "SHA-256",
+            });
+        }
+    }
+    if let Some(head) = next(&mut tar)? {
+        return Err(malformed(unexpected_member(&head.path, &manifest, None)));
+    }
+
+    Ok(Authentic {
+        path: path.into(),
+        manifest_sha256: Digest::of(&manifest_bytes),
+        manifest,
+    })
+}
+
+/// Explains a member that is not the one expected next.
+fn unexpected_member(found: &str, manifest: &Manifest, expected: Option<&str>) -> String {
+    if found == BATCH_MANIFEST || found == BATCH_SIGNATURE {
+        return format!("{found} appears twice");
+    }
+    match parse_batch_member(found) {
+        Some(id) if manifest.submissions.iter().any(|e| e.id == id) => match expected {
+            Some(expected) => format!(
+                "members are out of order: {} is where {expected} belongs",
+                quote(found)
+            ),
+            None => format!("{} appears twice", quote(found)),
+        },
+        Some(_) => format!(
+            "member {} is not listed in the manifest (an extra submission)",
+            quote(found)
+        ),
+        None => format!("unexpected member {}", quote(found)),
+    }
+}
+
+/// The manifest of a batch file, parsed but NOT verified: for naming
+/// downloaded files only.
+pub(crate) fn read_manifest_unverified(path: &Path) -> Result<Manifest, String> {
+    let mut tar = open_batch_file(path).map_err(|e| e.to_string())?;
+    let head = tar
+        .next_entry()
+        .map_err(|e| e.to_string())?
+        .ok_or("the batch is empty")?;
+    if head.path != BATCH_MANIFEST {
+        return Err(format!("the first member is not {BATCH_MANIFEST}"));
+    }
+    if head.size > MAX_MANIFEST_BYTES as u64 {
+        return Err(format!("{BATCH_MANIFEST} is too large"));
+    }
+    let mut bytes = Vec::new();
+    tar.data()
+        .read_to_end(&mut bytes)
+        .map_err(|e: io::Error| e.to_string())?;
+    Manifest::from_json(&bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_key_forms() {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let b64 = kp.pk.to_base64();
+        let k = PinnedKey::from_arg(&format!("  {b64}\n")).unwrap();
+        assert_eq!(k.as_base64(), b64);
+
+        let dir = tempfile::tempdir().unwrap();
+        let pub_file = dir.path().join("relay.pub");
+        std::fs::write(&pub_file, kp.pk.to_box().unwrap().to_string()).unwrap();
+        let k = PinnedKey::from_arg(pub_file.to_str().unwrap()).unwrap();
+        assert_eq!(k.as_base64(), b64);
+
+        let bare = dir.path().join("bare");
+        std::fs::write(&bare, format!("{b64}\n")).unwrap();
+        assert_eq!(
+            PinnedKey::from_arg(bare.to_str().unwrap())
+                .unwrap()
+                .as_base64(),
+            b64
+        );
+
+        let two = dir.path().join("two");
+        std::fs::write(&two, format!("{b64}\n{b64}\n")).unwrap();
+        assert!(PinnedKey::from_arg(two.to_str().unwrap()).is_err());
+        assert!(PinnedKey::from_arg("RWnotakey").is_err());
+        assert!(PinnedKey::from_arg("/nonexistent/key").is_err());
+    }
+
+    #[test]
+    fn explains_unexpected_members() {
+        let id = format::SubmissionId::from_bytes([1; 16]);
+        let other = format::SubmissionId::from_bytes([2; 16]);
+        let m = Manifest {
+            format: format::MANIFEST_FORMAT.into(),
+            relay_key: "RW".into(),
+            batch_id: BatchId::from_bytes([0; 16]),
+            sequence: 1,
+            previous_manifest_sha256: None,
+            created_day: "2026-11-28".parse().unwrap(),
+            submissions: vec![format::ManifestEntry {
+                id,
+                received_day: "2026-11-28".parse().unwrap(),
+                size: 1,
+                sha256: Digest::of(b"x"),
+            }],
+        };
+        let listed = batch_member_for(&id);
+        assert!(unexpected_member(&listed, &m, Some("x")).contains("out of order"));
+        assert!(unexpected_member(&listed, &m, None).contains("twice"));
+        assert!(unexpected_member(&batch_member_for(&other), &m, None).contains("not listed"));
+        assert!(unexpected_member("manifest.sig", &m, None).contains("twice"));
+        assert!(unexpected_member("../etc\n", &m, None).contains("\\n"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The `reviewer` binary: exit codes, stdout lines, and one-line error
+//! messages on stderr.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+use std::process::{Command, Output};
+
+use util::{Env, Relay, good_submission, reviewer};
+
+fn reviewer_bin(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reviewer"));
+    for a in args {
+        cmd.arg(a);
+    }
+    // No terminal and no inherited state directory.
+    cmd.env_remove("REVIEWER_STATE_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// The error line, checked to be one `reviewer: …` line plus at most a
+/// `hint:` line.
+fn error_line(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(o));
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(!lines.is_empty() && lines.len() <= 2, "{err:?}");
+    assert!(lines[0].starts_with("reviewer: "), "{err:?}");
+    if let Some(hint) = lines.get(1) {
+        assert!(hint.starts_with("hint: "), "{err:?}");
+    }
+    lines[0].to_owned()
+}
+
+#[test]
+fn verify_and_open_print_one_line_per_batch() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s, _) = good_submission("x", &[], &[&r.recipient]);
+    let batch = relay.batch(&[s]);
+    let id = batch.manifest().batch_id;
+    let p = batch.write(&env.path("b1.tar"));
+
+    let o = reviewer_bin(&[
+        &"verify",
+        &p,
+        &"--relay-key",
+        &relay.key,
+        &"--state",
+        &env.state,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("OK batch 1 {id}: 1 submissions\n"));
+
+    let o = reviewer_bin(&[
+        &"open",
+        &p,
+        &"--identity",
+        &r.key_file,
+        &"--relay-key",
+        &relay.key,
+        &"--out",
+        &env.out,
+        &"--state",
+        &env.state,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!("opened batch 1 {id}: 1 submissions into ")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("batch-000001-{id}.json")), "{out}");
+}
+
+#[test]
+fn tampered_batch_fails_with_one_line() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s, _) = good_submission("x", &[], &[&r.recipient]);
+    let mut batch = relay.batch(&[s]);
+    batch.members[0].1[20] ^= 1;
+    let p = batch.write(&env.path("b1.tar"));
+    let o = reviewer_bin(&[
+        &"verify",
+        &p,
+        &"--relay-key",
+        &relay.key,
+        &"--state",
+        &env.state,
+    ]);
+    let line = error_line(&o);
+    assert_eq!(
+        line,
+        format!(
+            "reviewer: batch {} is not signed by the pinned relay key (or its signature is damaged): check --relay-key (`relay pubkey` prints it) or do not trust this batch",
+            p.display()
+        )
+    );
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn hostile_plaintext_fails_with_one_line() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let json = util::testimony("t", &[("a.txt", b"hi")]).to_json().to_vec();
+    let mut link = util::Entry::file("files/a.txt", Vec::new());
+    link.kind = tar::EntryType::Symlink;
+    link.link = Some("/etc/passwd");
+    let plaintext = util::tar_of(&[
+        util::Entry::file("testimony.json", json),
+        link,
+        util::Entry::file("padding", vec![0u8; 4096]),
+    ]);
+    let bad = util::sealed(&plaintext, &[&r.recipient]);
+    let p = relay
+        .batch(std::slice::from_ref(&bad))
+        .write(&env.path("b1.tar"));
+    let o = reviewer_bin(&[
+        &"open",
+        &p,
+        &"--identity",
+        &r.key_file,
+        &"--relay-key",
+        &relay.key,
+        &"--out",
+        &env.out,
+        &"--state",
+        &env.state,
+    ]);
+    let line = error_line(&o);
+    assert!(
+        line.starts_with(&format!(
+            "reviewer: submission {} has a malformed or hostile plaintext (an entry is not a regular file",
+            bad.id
+        )),
+        "{line}"
+    );
+    util::assert_empty(&env.out);
+    assert!(!env.state.exists());
+}
+
+#[test]
+fn keygen_prints_the_recipient_and_refuses_to_overwrite() {
+    let env = Env::new();
+    let key = env.path("k.txt");
+    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1);
+    assert!(out.starts_with("age1"));
+    assert!(stderr(&o).contains("[reviewers] recipients"));
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.contains(&format!("# public key: {}", out.trim())));
+
+    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
+    let line = error_line(&o);
+    assert!(line.contains("already exists"), "{line}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
+
+#[test]
+fn keygen_without_a_terminal_says_to_use_passphrase_file() {
+    // With a controlling terminal (a developer running the tests by hand)
+    // the passphrase would be asked on it: only the no-terminal case (CI)
+    // can be checked without a human.
+    if std::fs::File::open("/dev/tty").is_ok() {
+        return;
+    }
+    let env = Env::new();
+    let key = env.path("k.age");
+    let o = reviewer_bin(&[&"keygen", &"--out", &key]);
+    let line = error_line(&o);
+    assert_eq!(
+        line,
+        "reviewer: no terminal to ask for the passphrase: use --passphrase-file FILE"
+    );
+    assert!(!key.exists());
+}
+
+#[test]
+fn empty_passphrase_is_refused() {
+    let env = Env::new();
+    let key = env.path("k.age");
+    let pass = env.path("pass");
+    std::fs::write(&pass, "\n").unwrap();
+    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--passphrase-file", &pass]);
+    let line = error_line(&o);
+    assert!(line.contains("passphrase is empty"), "{line}");
+    assert!(!key.exists());
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let o = reviewer_bin(&[&"--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    for cmd in ["keygen", "fetch", "verify", "open", "ack"] {
+        assert!(stdout(&o).contains(cmd), "{cmd} missing from help");
+    }
+    let o = reviewer_bin(&[&"verify", &"--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = reviewer_bin(&[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn error_messages_escape_control_characters() {
+    let env = Env::new();
+    let relay = Relay::new();
+    // A batch file name with an escape sequence in it.
+    let p = env.path("evil\x1b[2J.tar");
+    std::fs::write(&p, b"not a tar").unwrap();
+    let o = reviewer_bin(&[
+        &"verify",
+        &p,
+        &"--relay-key",
+        &relay.key,
+        &"--state",
+        &env.state,
+    ]);
+    let line = error_line(&o);
+    assert!(!line.contains('\x1b'), "{line:?}");
+    assert!(line.contains("\\u{001b}"), "{line:?}");
+}

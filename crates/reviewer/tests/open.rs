@@ -1,0 +1,720 @@
+//! `reviewer open`: decrypted bytes are exact and private; hostile
+//! plaintexts, wrong keys and wrong passphrases refuse the batch and leave
+//! nothing behind; the chain state advances only after a successful open.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use format::{Digest, Receipt, SubmissionId};
+use reviewer::Error;
+use reviewer::identity::{Identity, PassphraseSource, Protection};
+use reviewer::state::{ChainAnchor, StateStore};
+use util::{Entry, Env, Relay, Reviewer, assert_empty, good_submission, reviewer, run, tree};
+
+fn open_with(
+    env: &Env,
+    relay: &Relay,
+    identity: &Path,
+    batches: &[&Path],
+    extra: &[&dyn AsRef<OsStr>],
+) -> Result<(), Error> {
+    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"open"];
+    for b in batches {
+        args.push(b);
+    }
+    args.extend([
+        &"--relay-key" as &dyn AsRef<OsStr>,
+        &relay.key,
+        &"--state",
+        &env.state,
+        &"--identity",
+        &identity,
+        &"--out",
+        &env.out,
+    ]);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn open(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Result<(), Error> {
+    open_with(env, relay, &r.key_file, batches, &[])
+}
+
+fn state_seq(env: &Env, relay: &Relay) -> Option<u64> {
+    StateStore::new(&env.state)
+        .load(&relay.key)
+        .unwrap()
+        .map(|s| s.sequence)
+}
+
+/// Pseudo-random bytes (a simple LCG; content only needs to differ).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn open_writes_exact_bytes_into_private_files() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let other = reviewer(env.dir.path(), "other.key");
+    let mut relay = Relay::new();
+
+    let photo = noise(3 * 1024 * 1024 + 17, 1);
+    let pdf = b"%PDF-1.7 protocol".to_vec();
+    let long_name = format!("{}.bin", "x".repeat(96));
+    let files: Vec<(&str, &[u8])> = vec![
+        ("photo.jpg", &photo),
+        ("Протокол допроса.pdf", &pdf),
+        ("empty.txt", b""),
+        (&long_name, b"long"),
+    ];
+    let text = "Врачей не хватает.\n\x1b[2Jescape";
+    let (s1, json1) = good_submission(text, &files, &[&r.recipient]);
+    // Sealed to two reviewers: either can open it.
+    let (s2, json2) = good_submission("only text", &[], &[&other.recipient, &r.recipient]);
+    let batch = relay.batch(&[s1.clone(), s2.clone()]);
+    let path = batch.write(&env.path("b1.tar"));
+
+    open(&env, &relay, &r, &[&path]).unwrap();
+
+    let d1 = env.out.join(s1.id.to_string());
+    assert_eq!(std::fs::read(d1.join("testimony.json")).unwrap(), json1);
+    for (name, data) in &files {
+        assert_eq!(
+            &std::fs::read(d1.join("files").join(name)).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+    let txt = std::fs::read_to_string(d1.join("testimony.txt")).unwrap();
+    assert!(txt.contains("region: Aktobe"));
+    assert!(txt.contains("Врачей не хватает.\n"));
+    assert!(txt.contains("\\u{001b}[2Jescape"), "{txt}");
+    assert!(!txt.contains('\x1b'));
+    assert!(txt.contains(&format!(
+        "photo.jpg  {} bytes  sha256 {}",
+        photo.len(),
+        Digest::of(&photo)
+    )));
+
+    let d2 = env.out.join(s2.id.to_string());
+    assert_eq!(std::fs::read(d2.join("testimony.json")).unwrap(), json2);
+    assert!(!d2.join("files").exists());
+
+    // Exactly the submission folders and the receipts; no staging left.
+    let mut names: Vec<String> = std::fs::read_dir(&env.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut want = vec![s1.id.to_string(), s2.id.to_string(), "receipts".to_owned()];
+    want.sort();
+    assert_eq!(names, want);
+
+    let m = batch.manifest();
+    let receipt_path = env
+        .out
+        .join("receipts")
+        .join(format!("batch-000001-{}.json", m.batch_id));
+    let receipt = Receipt::from_json(&std::fs::read(&receipt_path).unwrap()).unwrap();
+    assert_eq!(receipt.batch_id, m.batch_id);
+    assert_eq!(receipt.sequence, 1);
+    assert_eq!(receipt.relay_key, relay.key);
+    assert_eq!(receipt.manifest_sha256, batch.manifest_sha256());
+    assert_eq!(state_seq(&env, &relay), Some(1));
+
+    #[cfg(unix)]
+    {
+        use util::mode;
+        for (p, _) in tree(&env.out) {
+            let full = env.out.join(&p);
+            let want = if full.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&full), want, "{}", p.display());
+        }
+    }
+}
+
+#[test]
+fn wrong_identity_writes_nothing() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let other = reviewer(env.dir.path(), "other.key");
+    let mut relay = Relay::new();
+    // The first submission is ours, the second sealed to someone else:
+    // the first must not stay behind either.
+    let (s1, _) = good_submission("mine", &[("a.txt", b"a")], &[&r.recipient]);
+    let (s2, _) = good_submission("theirs", &[], &[&other.recipient]);
+    let path = relay.batch(&[s1, s2.clone()]).write(&env.path("b1.tar"));
+
+    let e = open(&env, &relay, &r, &[&path]).unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongIdentity { id, .. } if *id == s2.id),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "none of the identities in {} can decrypt submission {}: the batch was sealed to other reviewer keys",
+            r.key_file.display(),
+            s2.id
+        )
+    );
+    assert_empty(&env.out);
+    assert_eq!(state_seq(&env, &relay), None);
+}
+
+/// One hostile plaintext case: its entries and the reason expected.
+struct Case {
+    name: &'static str,
+    plaintext: Vec<u8>,
+    reason: &'static str,
+}
+
+fn zeros(n: usize) -> Vec<u8> {
+    vec![0u8; n]
+}
+
+fn with(mut e: Entry, f: impl FnOnce(&mut Entry)) -> Entry {
+    f(&mut e);
+    e
+}
+
+fn hostile_cases() -> Vec<Case> {
+    let listed = util::testimony("t", &[("a.txt", b"hello")])
+        .to_json()
+        .to_vec();
+    let two = util::testimony("t", &[("a.txt", b"hello"), ("b.txt", b"world")])
+        .to_json()
+        .to_vec();
+    let none = util::testimony("t", &[]).to_json().to_vec();
+    let t = || Entry::file("testimony.json", listed.clone());
+    let a = || Entry::file("files/a.txt", b"hello".to_vec());
+    let pad = || Entry::file("padding", zeros(8192));
+    let tar = util::tar_of;
+    let mut cases = vec![
+        Case {
+            name: "symlink",
+            plaintext: tar(&[
+                t(),
+                with(Entry::file("files/a.txt", Vec::new()), |e| {
+                    e.kind = tar::EntryType::Symlink;
+                    e.link = Some("/etc/passwd");
+                }),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "hardlink",
+            plaintext: tar(&[
+                t(),
+                with(Entry::file("files/a.txt", Vec::new()), |e| {
+                    e.kind = tar::EntryType::Link;
+                    e.link = Some("../../../../etc/passwd");
+                }),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "directory",
+            plaintext: tar(&[
+                t(),
+                with(Entry::file("files/", Vec::new()), |e| {
+                    e.kind = tar::EntryType::Directory
+                }),
+                a(),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "device",
+            plaintext: tar(&[
+                t(),
+                with(Entry::file("files/a.txt", Vec::new()), |e| {
+                    e.kind = tar::EntryType::Char
+                }),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "pax header",
+            plaintext: tar(&[
+                t(),
+                with(
+                    Entry::file("PaxHeaders/a.txt", b"30 path=../../../tmp/x\n".to_vec()),
+                    |e| e.kind = tar::EntryType::XHeader,
+                ),
+                a(),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "gnu long name",
+            plaintext: tar(&[
+                t(),
+                with(Entry::file("././@LongLink", b"../../x\0".to_vec()), |e| {
+                    e.kind = tar::EntryType::GNULongName
+                }),
+                a(),
+                pad(),
+            ]),
+            reason: "not a regular file",
+        },
+        Case {
+            name: "dot-dot entry",
+            plaintext: tar(&[t(), Entry::file("../x", b"hello".to_vec()), pad()]),
+            reason: "safe name",
+        },
+        Case {
+            name: "dot-dot inside files",
+            plaintext: tar(&[t(), Entry::file("files/../../x", b"hello".to_vec()), pad()]),
+            reason: "safe name",
+        },
+        Case {
+            name: "absolute path",
+            plaintext: tar(&[t(), Entry::file("/tmp/x", b"hello".to_vec()), pad()]),
+            reason: "safe name",
+        },
+        Case {
+            name: "nested path",
+            plaintext: tar(&[t(), Entry::file("files/a/a.txt", b"hello".to_vec()), pad()]),
+            reason: "safe name",
+        },
+        Case {
+            name: "unlisted file",
+            plaintext: tar(&[
+                Entry::file("testimony.json", none.clone()),
+                Entry::file("files/extra.txt", b"surprise".to_vec()),
+                pad(),
+            ]),
+            reason: "not listed in testimony.json",
+        },
+        Case {
+            name: "duplicate attachment",
+            plaintext: tar(&[t(), a(), a(), pad()]),
+            reason: "not listed in testimony.json",
+        },
+        Case {
+            name: "attachments out of order",
+            plaintext: tar(&[
+                Entry::file("testimony.json", two.clone()),
+                Entry::file("files/b.txt", b"world".to_vec()),
+                Entry::file("files/a.txt", b"hello".to_vec()),
+                pad(),
+            ]),
+            reason: "not the next one",
+        },
+        Case {
+            name: "size mismatch",
+            plaintext: tar(&[t(), Entry::file("files/a.txt", b"hello!".to_vec()), pad()]),
+            reason: "size differs",
+        },
+        Case {
+            name: "hash mismatch",
+            plaintext: tar(&[t(), Entry::file("files/a.txt", b"jello".to_vec()), pad()]),
+            reason: "SHA-256 differs",
+        },
+        Case {
+            name: "missing attachment",
+            plaintext: tar(&[t(), pad()]),
+            reason: "missing",
+        },
+        Case {
+            name: "nonzero padding",
+            plaintext: tar(&[t(), a(), with(pad(), |e| e.data[4000] = 1)]),
+            reason: "padding is not all zeros",
+        },
+        Case {
+            name: "missing padding",
+            plaintext: tar(&[t(), a()]),
+            reason: "padding entry is missing",
+        },
+        Case {
+            name: "entry after padding",
+            plaintext: tar(&[
+                t(),
+                a(),
+                pad(),
+                Entry::file("files/b.txt", b"late".to_vec()),
+            ]),
+            reason: "follows the padding",
+        },
+        Case {
+            name: "testimony not first",
+            plaintext: tar(&[a(), t(), pad()]),
+            reason: "first entry is not testimony.json",
+        },
+        Case {
+            name: "empty archive",
+            plaintext: tar(&[]),
+            reason: "empty",
+        },
+        Case {
+            name: "oversize testimony",
+            plaintext: tar(&[with(t(), |e| e.header_size = Some(4 * 1024 * 1024 + 1))]),
+            reason: "larger than 4 MiB",
+        },
+        Case {
+            name: "invalid json",
+            plaintext: tar(&[Entry::file("testimony.json", b"{not json".to_vec()), pad()]),
+            reason: "testimony.json is not valid",
+        },
+        Case {
+            name: "unknown field",
+            plaintext: tar(&[
+                Entry::file(
+                    "testimony.json",
+                    String::from_utf8(none.clone())
+                        .unwrap()
+                        .replacen('{', "{\"ip\": \"1.2.3.4\",", 1)
+                        .into_bytes(),
+                ),
+                pad(),
+            ]),
+            reason: "testimony.json is not valid",
+        },
+        Case {
+            name: "unsanitised listed name",
+            plaintext: {
+                let mut t = util::testimony("t", &[("a.txt", b"hello")]);
+                t.attachments[0].name = ".bashrc".into();
+                tar(&[Entry::file("testimony.json", t.to_json().to_vec()), pad()])
+            },
+            reason: "unsanitised or duplicate",
+        },
+        Case {
+            name: "non-utf8 path",
+            plaintext: tar(&[
+                t(),
+                with(a(), |e| e.path = b"files/\xff.txt".to_vec()),
+                pad(),
+            ]),
+            reason: "not UTF-8",
+        },
+    ];
+    // Truncated: a good plaintext cut in the middle (sealed as is).
+    let good = tar(&[t(), a(), pad()]);
+    cases.push(Case {
+        name: "truncated",
+        plaintext: good[..good.len() / 2].to_vec(),
+        reason: "truncated",
+    });
+    // Data after the end-of-archive marker.
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"#!/bin/sh\n");
+    cases.push(Case {
+        name: "trailing data",
+        plaintext: trailing,
+        reason: "data follows the end",
+    });
+    // A good control case, to show the harness itself is fine.
+    cases.push(Case {
+        name: "control",
+        plaintext: good,
+        reason: "",
+    });
+    cases
+}
+
+#[test]
+fn hostile_plaintexts_refuse_the_batch() {
+    for case in hostile_cases() {
+        let env = Env::new();
+        let r = reviewer(env.dir.path(), "reviewer.key");
+        let mut relay = Relay::new();
+        // A good submission first: it must not stay behind either.
+        let (good, _) = good_submission("fine", &[("ok.txt", b"ok")], &[&r.recipient]);
+        let bad = util::sealed(&case.plaintext, &[&r.recipient]);
+        let path = relay.batch(&[good, bad.clone()]).write(&env.path("b.tar"));
+        let before: Vec<PathBuf> = tree(env.dir.path()).into_keys().collect();
+
+        let result = open(&env, &relay, &r, &[&path]);
+        if case.reason.is_empty() {
+            result.unwrap();
+            continue;
+        }
+        let e = result.unwrap_err();
+        assert!(
+            matches!(&e, Error::HostileSubmission { id, reason } if *id == bad.id && reason.contains(case.reason)),
+            "{}: {e}",
+            case.name
+        );
+        assert_empty(&env.out);
+        assert_eq!(state_seq(&env, &relay), None, "{}", case.name);
+        // Nothing anywhere else either (out/ itself may now exist, empty).
+        let mut after: Vec<PathBuf> = tree(env.dir.path()).into_keys().collect();
+        after.retain(|p| p != Path::new("out/"));
+        assert_eq!(after, before, "{}", case.name);
+    }
+}
+
+#[test]
+fn passphrase_identity_round_trip_and_wrong_passphrase() {
+    let env = Env::new();
+    let key = env.path("reviewer.age");
+    let pass = env.path("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let recipient = reviewer::identity::generate(
+        &key,
+        &Protection::Passphrase(PassphraseSource::File(pass.clone())),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&key).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert!(!String::from_utf8_lossy(&bytes).contains("AGE-SECRET-KEY"));
+    #[cfg(unix)]
+    assert_eq!(util::mode(&key), 0o600);
+
+    // Refuses to overwrite, with a clear error, leaving the key intact.
+    let e = run(&[&"keygen", &"--out", &key, &"--no-passphrase"]).unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
+    assert!(e.to_string().contains("already exists"));
+    assert_eq!(std::fs::read(&key).unwrap(), bytes);
+
+    let recipient: age::x25519::Recipient = recipient.parse().unwrap();
+    let mut relay = Relay::new();
+    let (s1, json) = good_submission("secret", &[("a.txt", b"a")], &[&recipient]);
+    let p1 = relay
+        .batch(std::slice::from_ref(&s1))
+        .write(&env.path("b1.tar"));
+
+    // Wrong passphrase: refused, nothing written.
+    let wrong = env.path("wrong");
+    std::fs::write(&wrong, "incorrect horse\n").unwrap();
+    let e = open_with(&env, &relay, &key, &[&p1], &[&"--passphrase-file", &wrong]).unwrap_err();
+    assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("wrong passphrase for {}", key.display()))
+    );
+    assert_empty(&env.out);
+    assert_eq!(state_seq(&env, &relay), None);
+
+    // Right passphrase: opens.
+    open_with(&env, &relay, &key, &[&p1], &[&"--passphrase-file", &pass]).unwrap();
+    assert_eq!(
+        std::fs::read(env.out.join(s1.id.to_string()).join("testimony.json")).unwrap(),
+        json
+    );
+
+    // The identity inside is a standard identity file with a day, not a time.
+    let id = Identity::load(&key, &PassphraseSource::File(pass)).unwrap();
+    assert_eq!(id.path(), key);
+}
+
+#[test]
+fn plain_keygen_round_trips_through_open() {
+    let env = Env::new();
+    let key = env.path("plain.key");
+    run(&[&"keygen", &"--out", &key, &"--no-passphrase"]).unwrap();
+    let text = std::fs::read_to_string(&key).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    let created = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# created: "))
+        .unwrap();
+    assert!(created.parse::<format::Day>().is_ok(), "{created}");
+    #[cfg(unix)]
+    assert_eq!(util::mode(&key), 0o600);
+
+    let recipient: age::x25519::Recipient = recipient.parse().unwrap();
+    let mut relay = Relay::new();
+    let (s, _) = good_submission("x", &[], &[&recipient]);
+    let p = relay.batch(&[s]).write(&env.path("b.tar"));
+    open_with(&env, &relay, &key, &[&p], &[]).unwrap();
+}
+
+#[test]
+fn state_advances_only_after_a_successful_open() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let other = reviewer(env.dir.path(), "other.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r.recipient]);
+    let p1 = relay.batch(&[s1]).write(&env.path("b1.tar"));
+    let (s2, _) = good_submission("two", &[], &[&r.recipient]);
+    let p2 = relay.batch(&[s2]).write(&env.path("b2.tar"));
+
+    // verify never writes.
+    run(&[
+        &"verify",
+        &p1,
+        &"--relay-key",
+        &relay.key,
+        &"--state",
+        &env.state,
+    ])
+    .unwrap();
+    assert!(!env.state.exists());
+
+    open(&env, &relay, &r, &[&p1]).unwrap();
+    assert_eq!(state_seq(&env, &relay), Some(1));
+
+    // A failed open of batch 2 (wrong identity) leaves the state at 1.
+    let e = open_with(&env, &relay, &other.key_file, &[&p2], &[]).unwrap_err();
+    assert!(matches!(e, Error::WrongIdentity { .. }), "{e}");
+    assert_eq!(state_seq(&env, &relay), Some(1));
+
+    open(&env, &relay, &r, &[&p2]).unwrap();
+    let state = StateStore::new(&env.state)
+        .load(&relay.key)
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.sequence, 2);
+    assert_eq!(state.manifest_sha256, relay.previous.unwrap());
+}
+
+#[test]
+fn several_batches_in_one_command() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let mut paths = Vec::new();
+    for n in 1..=3 {
+        let (s, _) = good_submission(&format!("n{n}"), &[], &[&r.recipient]);
+        paths.push(relay.batch(&[s]).write(&env.path(&format!("b{n}.tar"))));
+    }
+    // Given out of order: opened in sequence order.
+    open(&env, &relay, &r, &[&paths[2], &paths[0], &paths[1]]).unwrap();
+    assert_eq!(state_seq(&env, &relay), Some(3));
+    assert_eq!(
+        std::fs::read_dir(env.out.join("receipts")).unwrap().count(),
+        3
+    );
+}
+
+#[test]
+fn a_failing_batch_does_not_undo_the_batches_before_it() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let other = reviewer(env.dir.path(), "other.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r.recipient]);
+    let p1 = relay
+        .batch(std::slice::from_ref(&s1))
+        .write(&env.path("b1.tar"));
+    let (s2, _) = good_submission("two", &[], &[&other.recipient]);
+    let p2 = relay
+        .batch(std::slice::from_ref(&s2))
+        .write(&env.path("b2.tar"));
+    let e = open(&env, &relay, &r, &[&p1, &p2]).unwrap_err();
+    assert!(matches!(e, Error::WrongIdentity { .. }), "{e}");
+    assert_eq!(state_seq(&env, &relay), Some(1));
+    assert!(env.out.join(s1.id.to_string()).is_dir());
+    assert!(!env.out.join(s2.id.to_string()).exists());
+    assert_eq!(
+        std::fs::read_dir(env.out.join("receipts")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn existing_submission_folder_is_never_overwritten() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r.recipient]);
+    let (s2, _) = good_submission("two", &[], &[&r.recipient]);
+    let p1 = relay.batch(&[s1, s2.clone()]).write(&env.path("b1.tar"));
+    let existing = env.out.join(s2.id.to_string());
+    std::fs::create_dir_all(&existing).unwrap();
+    std::fs::write(existing.join("testimony.json"), b"earlier work").unwrap();
+    let before = tree(&env.out);
+
+    let e = open(&env, &relay, &r, &[&p1]).unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
+    assert_eq!(tree(&env.out), before);
+    assert_eq!(state_seq(&env, &relay), None);
+}
+
+#[test]
+fn leftover_staging_directory_is_reported() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r.recipient]);
+    let batch = relay.batch(&[s1]);
+    let p1 = batch.write(&env.path("b1.tar"));
+    let staging = env
+        .out
+        .join(format!(".staging-{}", batch.manifest().batch_id));
+    std::fs::create_dir_all(&staging).unwrap();
+    let e = open(&env, &relay, &r, &[&p1]).unwrap_err();
+    assert!(matches!(e, Error::StagingExists { .. }), "{e}");
+    assert!(staging.is_dir(), "someone else's directory was removed");
+    assert_eq!(state_seq(&env, &relay), None);
+}
+
+#[test]
+fn batch_changed_after_verification_is_refused() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[("a.txt", b"abc")], &[&r.recipient]);
+    let batch = relay.batch(&[s1]);
+    let path = batch.write(&env.path("b1.tar"));
+
+    let key = reviewer::verify::PinnedKey::from_base64(&relay.key).unwrap();
+    let store = StateStore::new(&env.state);
+    let verified = reviewer::verify::verify_batch(&path, &key, &ChainAnchor::Genesis).unwrap();
+    assert_eq!(verified.sequence(), 1);
+    assert_eq!(verified.manifest_sha256(), batch.manifest_sha256());
+
+    // Swap the file for one with a flipped ciphertext byte after verify.
+    let mut tampered = batch.clone();
+    let n = tampered.members[2].1.len();
+    tampered.members[2].1[n - 100] ^= 1;
+    tampered.write(&path);
+
+    let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
+    let e = reviewer::open::open_batch(verified, &identity, &env.out, &store).unwrap_err();
+    assert!(matches!(e, Error::ChangedSinceVerify { .. }), "{e}");
+    assert_empty(&env.out);
+    assert_eq!(state_seq(&env, &relay), None);
+}
+
+#[test]
+fn library_flow_matches_the_cli() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, json) = good_submission("one", &[], &[&r.recipient]);
+    let p1 = relay
+        .batch(std::slice::from_ref(&s1))
+        .write(&env.path("b1.tar"));
+
+    let key = reviewer::verify::PinnedKey::from_arg(&relay.key).unwrap();
+    let store = StateStore::new(&env.state);
+    let anchor = store.anchor(key.as_base64(), None).unwrap();
+    let batches = reviewer::verify::verify_batches(&[&p1], &key, &anchor).unwrap();
+    let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
+    for b in batches {
+        let opened = reviewer::open::open_batch(b, &identity, &env.out, &store).unwrap();
+        assert_eq!(opened.sequence, 1);
+        assert_eq!(opened.submissions, 1);
+        assert!(opened.receipt.is_file());
+    }
+    let id: SubmissionId = s1.id;
+    assert_eq!(
+        std::fs::read(env.out.join(id.to_string()).join("testimony.json")).unwrap(),
+        json
+    );
+}

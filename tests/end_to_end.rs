@@ -1,0 +1,549 @@
+//! End to end: a source submits over real TLS, the relay seals into sled,
+//! a reviewer fetches, verifies and opens the batch, and acknowledges it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use e2e::{
+    TestRelay, all_files, arg, files_containing, random_with_canary, reviewer, tar_members,
+    write_tar,
+};
+
+/// A tar's members with their bytes.
+type Members = Vec<(String, Vec<u8>)>;
+
+const CATEGORY: &str = "Political prisoners and detention conditions";
+
+/// Opens every batch in `batches` (in order) into `out`.
+fn open(
+    relay: &TestRelay,
+    batches: &[&Path],
+    state: &Path,
+    out: &Path,
+) -> Result<(), reviewer::Error> {
+    let mut args = vec!["open".to_owned()];
+    args.extend(batches.iter().map(|b| arg(b)));
+    args.extend([
+        "--identity".into(),
+        arg(&relay.identity()),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(state),
+        "--out".into(),
+        arg(out),
+    ]);
+    reviewer(&args)
+}
+
+fn verify(relay: &TestRelay, batch: &Path, state: &Path) -> Result<(), reviewer::Error> {
+    reviewer(&[
+        "verify".to_owned(),
+        arg(batch),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(state),
+    ])
+}
+
+/// The single submission directory `open` wrote into `out`.
+fn submission_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().len() == 32)
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn submit_fetch_verify_open_ack_over_tls() {
+    let relay = TestRelay::start();
+    let text_canary = "CANARY-testimony-5f1c0e";
+    let file_canary = b"CANARY-attachment-9b2d77";
+    let big = random_with_canary(50 * 1024 * 1024, file_canary);
+    let small = b"a small note".to_vec();
+    let evil = b"contents of a file with a hostile name".to_vec();
+
+    let (status, body) = relay.submit(
+        CATEGORY,
+        &format!("They took him at night. {text_canary}"),
+        &[
+            ("../../evil", &evil),
+            ("video.bin", &big),
+            ("note.txt", &small),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Received and stored safely"), "{body}");
+    assert_eq!(relay.stats().submissions, 1);
+
+    // Seizure: nothing under the data dir (store, spool, keys) holds plaintext.
+    for needle in [
+        text_canary.as_bytes(),
+        file_canary,
+        b"They took him",
+        &big[1000..1064],
+    ] {
+        let hits = files_containing(&relay.data, needle);
+        assert!(hits.is_empty(), "plaintext found in {hits:?}");
+    }
+
+    // Reviewer, online: fetch with the relay's self-signed certificate pinned.
+    let work = relay.root.path().join("reviewer");
+    let batches = work.join("batches");
+    reviewer(&[
+        "fetch".to_owned(),
+        "--relay".into(),
+        relay.url.clone(),
+        "--token-file".into(),
+        arg(&relay.token_file()),
+        "--tls-cert".into(),
+        arg(&relay.cert()),
+        "--out".into(),
+        arg(&batches),
+    ])
+    .unwrap();
+    let fetched = all_files(&batches);
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+
+    // Offline: verify, then open.
+    let state = work.join("state");
+    let out = work.join("opened");
+    verify(&relay, &fetched[0], &state).unwrap();
+    open(&relay, &[&fetched[0]], &state, &out).unwrap();
+
+    let sub = submission_dir(&out);
+    let testimony = std::fs::read_to_string(sub.join("testimony.json")).unwrap();
+    assert!(testimony.contains(text_canary));
+    assert!(testimony.contains(CATEGORY));
+    assert!(
+        std::fs::read_to_string(sub.join("testimony.txt"))
+            .unwrap()
+            .contains(text_canary)
+    );
+    assert_eq!(std::fs::read(sub.join("files/video.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(sub.join("files/note.txt")).unwrap(), small);
+    // The hostile name was reduced to its last component, inside the folder.
+    assert_eq!(std::fs::read(sub.join("files/evil")).unwrap(), evil);
+    let outside: Vec<_> = all_files(relay.root.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "evil"))
+        .collect();
+    assert_eq!(outside, [sub.join("files/evil")]);
+
+    // The stock age CLI decrypts the stored submission and stock tar unpacks it.
+    let members = tar_members(&fetched[0]);
+    let age_file = work.join("sub.age");
+    std::fs::write(&age_file, &members[2].1).unwrap();
+    let stock = work.join("stock");
+    std::fs::create_dir_all(&stock).unwrap();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg("set -o pipefail; age -d -i \"$1\" \"$2\" | tar -x -C \"$3\"")
+        .arg("bash")
+        .arg(relay.identity())
+        .arg(&age_file)
+        .arg(&stock)
+        .status()
+        .expect("run sh (the stock `age` CLI must be installed: scripts/test installs it)");
+    assert!(
+        status.success(),
+        "age -d | tar -x failed: install the Debian package `age`"
+    );
+    assert_eq!(std::fs::read(stock.join("files/video.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(stock.join("testimony.json")).unwrap(),
+        std::fs::read(sub.join("testimony.json")).unwrap()
+    );
+
+    // Ack: the relay deletes the submission, and only then.
+    assert_eq!(relay.stats().submissions, 1);
+    let receipts = all_files(&out.join("receipts"));
+    assert_eq!(receipts.len(), 1);
+    reviewer(&[
+        "ack".to_owned(),
+        arg(&receipts[0]),
+        "--relay".into(),
+        relay.url.clone(),
+        "--token-file".into(),
+        arg(&relay.token_file()),
+        "--tls-cert".into(),
+        arg(&relay.cert()),
+    ])
+    .unwrap();
+    assert_eq!(relay.stats().submissions, 0);
+    assert_eq!(relay.stats().ciphertext_bytes, 0);
+}
+
+#[test]
+fn every_configured_reviewer_can_open() {
+    // Two extra reviewers beside the demo one: each decrypts on their own.
+    let extra: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let (text, recipient) = relay::seal::generate_identity(format::Day::today(), "test");
+            (text.to_string(), recipient)
+        })
+        .collect();
+    let recipients: Vec<String> = extra.iter().map(|(_, r)| format!("\"{r}\"")).collect();
+    let relay = TestRelay::start_with(|t| {
+        t.replace(
+            "recipients = [",
+            &format!("recipients = [{}, ", recipients.join(", ")),
+        )
+    });
+    assert_eq!(relay.state().recipients().len(), 3);
+    let (status, _) = relay.submit(CATEGORY, "three reviewers", &[]);
+    assert_eq!(status, 200);
+    let batch = relay.next_batch().unwrap();
+    for (n, (identity, _)) in extra.iter().enumerate() {
+        let id_file = relay.root.path().join(format!("reviewer{n}.key"));
+        std::fs::write(&id_file, identity).unwrap();
+        let out = relay.root.path().join(format!("out{n}"));
+        let state = relay.root.path().join(format!("state{n}"));
+        reviewer(&[
+            "open".to_owned(),
+            arg(&batch),
+            "--identity".into(),
+            arg(&id_file),
+            "--relay-key".into(),
+            relay.pubkey(),
+            "--state".into(),
+            arg(&state),
+            "--out".into(),
+            arg(&out),
+        ])
+        .unwrap();
+        let t = std::fs::read_to_string(submission_dir(&out).join("testimony.json")).unwrap();
+        assert!(t.contains("three reviewers"));
+    }
+}
+
+#[test]
+fn api_refuses_missing_and_wrong_tokens() {
+    let relay = TestRelay::start();
+    assert_eq!(relay.submit(CATEGORY, "kept", &[]).0, 200);
+    let client = relay.client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = client.get(format!("{}{path}", relay.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap().status().as_u16()
+    };
+    let wrong = "x".repeat(43);
+    for path in ["/api/v1/batches", "/api/v1/batches/next"] {
+        assert_eq!(get(path, None), 401, "{path}");
+        assert_eq!(get(path, Some(&wrong)), 401, "{path}");
+        assert_eq!(get(path, Some("")), 401, "{path}");
+    }
+    // A token in another header form does not count either.
+    let status = client
+        .get(format!("{}/api/v1/batches/next", relay.url))
+        .header("Authorization", relay.token())
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    // Nothing was exported.
+    assert_eq!(relay.stats().unexported, 1);
+    assert!(relay.state().store().unacked_batches().unwrap().is_empty());
+
+    // With the token: a batch; then an ack with a wrong token deletes nothing.
+    let batch = relay.next_batch().unwrap();
+    let members = tar_members(&batch);
+    let manifest = format::Manifest::from_json(&members[0].1).unwrap();
+    let ack_url = format!("{}/api/v1/batches/{}/ack", relay.url, manifest.batch_id);
+    let body = serde_json_body(&format::Digest::of(&members[0].1));
+    for token in [None, Some(wrong.as_str())] {
+        let mut req = client.post(&ack_url).body(body.clone());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(req.send().unwrap().status(), 401);
+    }
+    assert_eq!(relay.stats().submissions, 1);
+    // A right token with the wrong manifest hash: 409, nothing deleted.
+    let res = client
+        .post(&ack_url)
+        .bearer_auth(relay.token())
+        .body(serde_json_body(&format::Digest::of(b"another manifest")))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(relay.stats().submissions, 1);
+    // And the right one deletes.
+    let res = client
+        .post(&ack_url)
+        .bearer_auth(relay.token())
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(relay.stats().submissions, 0);
+}
+
+fn serde_json_body(digest: &format::Digest) -> String {
+    format!("{{\"manifest_sha256\": \"{digest}\"}}")
+}
+
+#[test]
+fn batches_can_be_downloaded_again_identically_until_acked() {
+    let relay = TestRelay::start();
+    assert_eq!(relay.submit(CATEGORY, "one", &[]).0, 200);
+    let first = relay.next_batch().unwrap();
+    assert!(
+        relay.next_batch().is_none(),
+        "no new submissions, no new batch"
+    );
+    let manifest = format::Manifest::from_json(&tar_members(&first)[0].1).unwrap();
+    let again = relay
+        .client()
+        .get(format!(
+            "{}/api/v1/batches/{}",
+            relay.url, manifest.batch_id
+        ))
+        .bearer_auth(relay.token())
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.bytes().unwrap().to_vec(),
+        std::fs::read(&first).unwrap()
+    );
+}
+
+#[test]
+fn refused_submissions_store_nothing() {
+    let relay = TestRelay::start_with(|t| {
+        format!(
+            "{t}\n[limits]\nmax_submission_bytes = 1048576\nmax_files = 2\nmax_text_chars = 1000\n"
+        )
+    });
+    let two_mib = vec![1u8; 2 * 1024 * 1024];
+    let cases: Vec<(u16, (u16, String))> = vec![
+        (
+            413,
+            relay.submit(CATEGORY, "too big", &[("big.bin", &two_mib)]),
+        ),
+        (
+            413,
+            relay.submit(
+                CATEGORY,
+                "too many",
+                &[("a", b"1"), ("b", b"2"), ("c", b"3")],
+            ),
+        ),
+        (413, relay.submit(CATEGORY, &"x".repeat(1001), &[])),
+        (400, relay.submit("Not a category", "text", &[])),
+        (400, relay.submit(CATEGORY, "   ", &[])),
+    ];
+    for (want, (got, body)) in &cases {
+        assert_eq!(got, want, "{body}");
+        assert!(body.contains("was not sent"), "{body}");
+    }
+    // What the source typed comes back in the form, so nothing is lost.
+    assert!(cases[3].1.1.contains(">text</textarea>"));
+
+    // Not a multipart body at all, and a truncated multipart body.
+    let client = relay.client();
+    let res = client
+        .post(format!("{}/submit", relay.url))
+        .header("Content-Type", "multipart/form-data; boundary=XYZ")
+        .body("--XYZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhalf")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = client
+        .post(format!("{}/submit", relay.url))
+        .header("Content-Type", "text/plain")
+        .body("hello")
+        .send()
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+
+    assert_eq!(relay.stats(), relay::store::Stats::default());
+    assert!(all_files(&relay.data.join("tmp")).is_empty());
+    // And the relay still takes a good submission.
+    assert_eq!(relay.submit(CATEGORY, "fine", &[("a", b"1")]).0, 200);
+    assert_eq!(relay.stats().submissions, 1);
+}
+
+#[test]
+fn tampered_batches_are_refused_and_nothing_is_written() {
+    let relay = TestRelay::start();
+    assert_eq!(relay.submit(CATEGORY, "first", &[("a.txt", b"aaa")]).0, 200);
+    assert_eq!(relay.submit(CATEGORY, "second", &[]).0, 200);
+    let batch = relay.next_batch().unwrap();
+    let members = tar_members(&batch);
+    assert_eq!(members.len(), 4);
+    let work = relay.root.path().join("tamper");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let mut variants: Vec<(String, Members)> = Vec::new();
+    for i in 0..members.len() {
+        let mut m = members.clone();
+        let at = m[i].1.len() / 2;
+        m[i].1[at] ^= 0x01;
+        variants.push((format!("flipped byte in {}", members[i].0), m));
+    }
+    let mut dropped = members.clone();
+    dropped.remove(3);
+    variants.push(("dropped submission".into(), dropped));
+    let mut extra = members.clone();
+    let mut fake = members[3].clone();
+    fake.0 = format!("submissions/{}.age", "ab".repeat(16));
+    extra.push(fake);
+    variants.push(("extra submission".into(), extra));
+    let mut reordered = members.clone();
+    reordered.swap(0, 1);
+    variants.push(("reordered members".into(), reordered));
+
+    for (what, m) in &variants {
+        let path = work.join("bad.tar");
+        write_tar(&path, m);
+        let state = work.join("state");
+        let out = work.join("out");
+        assert!(
+            verify(&relay, &path, &state).is_err(),
+            "verify accepted: {what}"
+        );
+        assert!(
+            open(&relay, &[&path], &state, &out).is_err(),
+            "open accepted: {what}"
+        );
+        assert!(
+            all_files(&out).is_empty(),
+            "{what}: wrote {:?}",
+            all_files(&out)
+        );
+        assert!(all_files(&state).is_empty(), "{what}: state changed");
+    }
+
+    // A truncated download.
+    let bytes = std::fs::read(&batch).unwrap();
+    let cut = work.join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() - 2000]).unwrap();
+    assert!(verify(&relay, &cut, &work.join("s")).is_err());
+
+    // A batch signed by another relay's key.
+    let other = TestRelay::start();
+    assert!(
+        reviewer(&[
+            "verify".to_owned(),
+            arg(&batch),
+            "--relay-key".into(),
+            other.pubkey(),
+            "--state".into(),
+            arg(&work.join("s2")),
+        ])
+        .is_err()
+    );
+
+    // The untouched batch still opens.
+    let out = work.join("good");
+    open(&relay, &[&batch], &work.join("state"), &out).unwrap();
+    assert_eq!(
+        all_files(&out)
+            .iter()
+            .filter(|p| p.ends_with("testimony.json"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn chain_refuses_replayed_and_skipped_batches() {
+    let relay = TestRelay::start();
+    let mut batches = Vec::new();
+    for n in 0..3 {
+        assert_eq!(relay.submit(CATEGORY, &format!("batch {n}"), &[]).0, 200);
+        batches.push(relay.next_batch().unwrap());
+    }
+    let state = relay.root.path().join("state");
+    let out = relay.root.path().join("out");
+    open(&relay, &[&batches[0]], &state, &out).unwrap();
+    // Skipping batch 2 is refused, and writes nothing.
+    let before = all_files(&out);
+    assert!(open(&relay, &[&batches[2]], &state, &out).is_err());
+    // Replaying batch 1 is refused.
+    assert!(open(&relay, &[&batches[0]], &state, &out).is_err());
+    assert!(verify(&relay, &batches[0], &state).is_err());
+    assert_eq!(all_files(&out), before);
+    // In order, both open.
+    open(&relay, &[&batches[2], &batches[1]], &state, &out).unwrap();
+    assert_eq!(all_files(&out.join("receipts")).len(), 3);
+}
+
+#[test]
+fn submissions_survive_a_restart_and_acks_wait_for_durability() {
+    let mut relay = TestRelay::start();
+    assert_eq!(
+        relay
+            .submit(CATEGORY, "before restart", &[("f", b"data")])
+            .0,
+        200
+    );
+    relay.restart();
+    assert_eq!(relay.stats().submissions, 1);
+    let batch = relay.next_batch().unwrap();
+    let out = relay.root.path().join("out");
+    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    assert!(
+        std::fs::read_to_string(submission_dir(&out).join("testimony.json"))
+            .unwrap()
+            .contains("before restart")
+    );
+}
+
+#[test]
+fn stock_tools_are_installed() {
+    // The stock tools the README names are present (scripts/test installs
+    // them); fail loudly rather than skip.
+    for tool in ["age", "minisign"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            found,
+            "`{tool}` is not installed: run scripts/test, which installs it"
+        );
+    }
+}
+
+#[test]
+fn stock_minisign_verifies_a_batch() {
+    let relay = TestRelay::start();
+    assert_eq!(relay.submit(CATEGORY, "signed", &[]).0, 200);
+    let batch = relay.next_batch().unwrap();
+    let dir = relay.root.path().join("x");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in tar_members(&batch).iter().take(2) {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let verify = |key: &str| {
+        Command::new("minisign")
+            .args(["-V", "-P", key, "-m"])
+            .arg(dir.join("manifest.json"))
+            .arg("-x")
+            .arg(dir.join("manifest.sig"))
+            .output()
+            .expect("the stock `minisign` CLI must be installed: scripts/test installs it")
+    };
+    let ok = verify(&relay.pubkey());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let mut manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    manifest[20] ^= 1;
+    std::fs::write(dir.join("manifest.json"), manifest).unwrap();
+    assert!(!verify(&relay.pubkey()).status.success());
+}

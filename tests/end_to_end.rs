@@ -547,3 +547,45 @@ fn stock_minisign_verifies_a_batch() {
     std::fs::write(dir.join("manifest.json"), manifest).unwrap();
     assert!(!verify(&relay.pubkey()).status.success());
 }
+
+#[test]
+fn pages_need_no_javascript_cookies_or_other_sites() {
+    let relay = TestRelay::start();
+    let client = relay.client();
+    let form = client.get(format!("{}/", relay.url)).send().unwrap();
+    let received = client
+        .post(format!("{}/submit", relay.url))
+        .multipart(
+            reqwest::blocking::multipart::Form::new()
+                .text("category", CATEGORY)
+                .text("text", "headers"),
+        )
+        .send()
+        .unwrap();
+    let missing = client.get(format!("{}/no-such-page", relay.url)).send().unwrap();
+    for (what, res, status) in [("form", form, 200), ("received", received, 200), ("404", missing, 404)] {
+        assert_eq!(res.status().as_u16(), status, "{what}");
+        let h = res.headers().clone();
+        let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned());
+        let csp = get("content-security-policy").unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{what}: {csp}");
+        assert!(!csp.contains("script-src"), "{what}: {csp}");
+        assert!(csp.contains("form-action 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert_eq!(get("referrer-policy").as_deref(), Some("no-referrer"), "{what}");
+        assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{what}");
+        assert_eq!(get("cache-control").as_deref(), Some("no-store"), "{what}");
+        assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+        assert!(get("strict-transport-security").is_some(), "{what}");
+        assert!(get("set-cookie").is_none(), "{what}: sets a cookie");
+        assert!(get("server").is_none(), "{what}: names the server");
+        let body = res.text().unwrap().to_lowercase();
+        assert!(!body.contains("<script"), "{what}: has a script");
+        assert!(!body.contains("onclick=") && !body.contains("onload="), "{what}: inline handler");
+        for external in ["http://", "https://", "//"] {
+            let attrs = ["src=\"", "href=\""];
+            for a in attrs {
+                assert!(!body.contains(&format!("{a}{external}")), "{what}: links to another site");
+            }
+        }
+    }
+}

@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn refuses_truncation_anywhere() {
         let bytes = build(&[("a", &[1u8; 700]), ("b", b"x")]);
-        for cut in (0..bytes.len()).step_by(97) {
+        for cut in 0..bytes.len() {
             assert!(read_all(&bytes[..cut]).is_err(), "accepted a cut at {cut}");
         }
         // Exactly at the end of the last entry: no end-of-archive marker.

@@ -562,8 +562,15 @@ fn pages_need_no_javascript_cookies_or_other_sites() {
         )
         .send()
         .unwrap();
-    let missing = client.get(format!("{}/no-such-page", relay.url)).send().unwrap();
-    for (what, res, status) in [("form", form, 200), ("received", received, 200), ("404", missing, 404)] {
+    let missing = client
+        .get(format!("{}/no-such-page", relay.url))
+        .send()
+        .unwrap();
+    for (what, res, status) in [
+        ("form", form, 200),
+        ("received", received, 200),
+        ("404", missing, 404),
+    ] {
         assert_eq!(res.status().as_u16(), status, "{what}");
         let h = res.headers().clone();
         let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned());
@@ -571,20 +578,34 @@ fn pages_need_no_javascript_cookies_or_other_sites() {
         assert!(csp.starts_with("default-src 'none'"), "{what}: {csp}");
         assert!(!csp.contains("script-src"), "{what}: {csp}");
         assert!(csp.contains("form-action 'self'") && csp.contains("frame-ancestors 'none'"));
-        assert_eq!(get("referrer-policy").as_deref(), Some("no-referrer"), "{what}");
+        assert_eq!(
+            get("referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{what}"
+        );
         assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{what}");
         assert_eq!(get("cache-control").as_deref(), Some("no-store"), "{what}");
-        assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+        assert_eq!(
+            get("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{what}"
+        );
         assert!(get("strict-transport-security").is_some(), "{what}");
         assert!(get("set-cookie").is_none(), "{what}: sets a cookie");
         assert!(get("server").is_none(), "{what}: names the server");
         let body = res.text().unwrap().to_lowercase();
         assert!(!body.contains("<script"), "{what}: has a script");
-        assert!(!body.contains("onclick=") && !body.contains("onload="), "{what}: inline handler");
+        assert!(
+            !body.contains("onclick=") && !body.contains("onload="),
+            "{what}: inline handler"
+        );
         for external in ["http://", "https://", "//"] {
             let attrs = ["src=\"", "href=\""];
             for a in attrs {
-                assert!(!body.contains(&format!("{a}{external}")), "{what}: links to another site");
+                assert!(
+                    !body.contains(&format!("{a}{external}")),
+                    "{what}: links to another site"
+                );
             }
         }
     }

@@ -32,6 +32,14 @@ impl Day {
     }
 }
 
+impl Day {
+    /// Seconds from 1970-01-01T00:00:00Z to this day's midnight (UTC).
+    pub fn unix_midnight(self) -> i64 {
+        // 2440588 is the Julian day number of 1970-01-01.
+        (i64::from(self.0.to_julian_day()) - 2_440_588) * 86_400
+    }
+}
+
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Formatting a valid date with a fixed numeric description cannot
@@ -83,6 +91,19 @@ mod tests {
         let d: Day = "2026-11-28".parse().unwrap();
         assert_eq!(d.to_string(), "2026-11-28");
         assert_eq!(Day::from_ymd(2026, 11, 28), Some(d));
+    }
+
+    #[test]
+    fn unix_midnight() {
+        assert_eq!("1970-01-01".parse::<Day>().unwrap().unix_midnight(), 0);
+        assert_eq!(
+            "2026-11-28".parse::<Day>().unwrap().unix_midnight(),
+            1_795_824_000
+        );
+        assert_eq!(
+            "1969-12-31".parse::<Day>().unwrap().unix_midnight(),
+            -86_400
+        );
     }
 
     #[test]

@@ -21,8 +21,10 @@
 //! | `x` sequence | purge in progress for an acknowledged batch |
 //!
 //! Nothing else: no address, no header, no file name, no time finer than a
-//! day. Ids are random. Files are created `0600` with mtimes the relay does
-//! not set (the file system's own, see `SECURITY.md`).
+//! day. Ids are random. Ciphertext files are `0600`, with access and
+//! modification times set to the received day's midnight (UTC). Their
+//! change and birth times are the kernel's and stay exact: a known
+//! limitation of one file per submission (`SECURITY.md`, `docs/decisions.md`).
 //!
 //! # Why ciphertext is in files, not in sled
 //! DESIGN.md asked for ciphertext in sled as ≤64 KiB chunks, with files as
@@ -632,6 +634,18 @@ impl PendingSubmission {
         let file = file
             .into_inner()
             .map_err(|e| io_err("write a ciphertext file")(e.into_error()))?;
+        // The file's access and modification times say only the day.
+        // (Its change and birth times are set by the kernel and stay exact;
+        // see SECURITY.md.)
+        let midnight = u64::try_from(received_day.unix_midnight())
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(midnight)
+                .set_modified(midnight),
+        )
+        .map_err(io_err("set a ciphertext file's times"))?;
         file.sync_all().map_err(io_err("sync a ciphertext file"))?;
         drop(file);
         let meta = SubmissionMeta {
@@ -820,6 +834,20 @@ mod tests {
         assert_eq!(files(&dir.path().join("pending")), 0);
         assert_eq!(files(&dir.path().join("objects")), 1);
         assert_eq!(read(&store, 1), data);
+    }
+
+    #[test]
+    fn stored_files_carry_only_the_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        put(&store, 3, b"x");
+        store.sync_blocking().unwrap();
+        let meta = std::fs::metadata(store.inner.object_path(&id(3))).unwrap();
+        let since_epoch =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let midnight = u64::try_from(day().unix_midnight()).unwrap();
+        assert_eq!(since_epoch(meta.modified().unwrap()), midnight);
+        assert_eq!(since_epoch(meta.accessed().unwrap()), midnight);
     }
 
     #[test]

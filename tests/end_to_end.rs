@@ -610,3 +610,128 @@ fn pages_need_no_javascript_cookies_or_other_sites() {
         }
     }
 }
+
+#[test]
+fn every_route_and_status_sends_the_security_headers() {
+    let relay = TestRelay::start_with(|t| format!("{t}\n[limits]\nmax_submission_bytes = 1024\n"));
+    let client = relay.client();
+    let url = |p: &str| format!("{}{p}", relay.url);
+    let token = relay.token();
+    let mut responses: Vec<(&str, reqwest::blocking::Response)> = vec![
+        ("GET /", client.get(url("/")).send().unwrap()),
+        (
+            "GET /static/style.css",
+            client.get(url("/static/style.css")).send().unwrap(),
+        ),
+        ("GET 404", client.get(url("/nothing")).send().unwrap()),
+        (
+            "POST /submit 400",
+            client
+                .post(url("/submit"))
+                .multipart(reqwest::blocking::multipart::Form::new().text("category", "nope"))
+                .send()
+                .unwrap(),
+        ),
+        (
+            "POST /submit 413",
+            client
+                .post(url("/submit"))
+                .multipart(
+                    reqwest::blocking::multipart::Form::new()
+                        .text("category", CATEGORY)
+                        .part(
+                            "files",
+                            reqwest::blocking::multipart::Part::bytes(vec![0u8; 4096])
+                                .file_name("f"),
+                        ),
+                )
+                .send()
+                .unwrap(),
+        ),
+        (
+            "API 401",
+            client.get(url("/api/v1/batches")).send().unwrap(),
+        ),
+        (
+            "API list",
+            client
+                .get(url("/api/v1/batches"))
+                .bearer_auth(&token)
+                .send()
+                .unwrap(),
+        ),
+        (
+            "API next 204",
+            client
+                .get(url("/api/v1/batches/next"))
+                .bearer_auth(&token)
+                .send()
+                .unwrap(),
+        ),
+        (
+            "API 404",
+            client
+                .get(url(&format!("/api/v1/batches/{}", "ab".repeat(16))))
+                .bearer_auth(&token)
+                .send()
+                .unwrap(),
+        ),
+        (
+            "API ack 404",
+            client
+                .post(url(&format!("/api/v1/batches/{}/ack", "ab".repeat(16))))
+                .bearer_auth(&token)
+                .body(serde_json_body(&format::Digest::of(b"x")))
+                .send()
+                .unwrap(),
+        ),
+        (
+            "API ack 400",
+            client
+                .post(url(&format!("/api/v1/batches/{}/ack", "ab".repeat(16))))
+                .bearer_auth(&token)
+                .body("not json")
+                .send()
+                .unwrap(),
+        ),
+    ];
+    assert_eq!(relay.submit(CATEGORY, "for a batch", &[]).0, 200);
+    responses.push((
+        "API next 200",
+        client
+            .get(url("/api/v1/batches/next"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+    ));
+    let expected = [200, 200, 404, 400, 413, 401, 200, 204, 404, 404, 400, 200];
+    for ((what, res), status) in responses.iter().zip(expected) {
+        assert_eq!(res.status().as_u16(), status, "{what}");
+        let h = res.headers();
+        let csp = h
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap());
+        assert!(
+            csp.is_some_and(|c| c.starts_with("default-src 'none'")),
+            "{what}: {csp:?}"
+        );
+        for (name, value) in [
+            ("referrer-policy", "no-referrer"),
+            ("x-frame-options", "DENY"),
+            ("x-content-type-options", "nosniff"),
+            ("cache-control", "no-store"),
+            ("cross-origin-opener-policy", "same-origin"),
+            ("cross-origin-resource-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                h.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+        assert!(h.get("strict-transport-security").is_some(), "{what}");
+        for absent in ["server", "etag", "set-cookie", "x-powered-by"] {
+            assert!(h.get(absent).is_none(), "{what}: has {absent}");
+        }
+    }
+}

@@ -67,12 +67,17 @@ impl TestRelay {
     fn boot(&mut self, listen: SocketAddr) {
         let config = Config::load(&self.data.join("relay.toml")).unwrap();
         let state = server::open(&self.data, config).unwrap();
+        let listen = server::Listen {
+            https: Some(listen),
+            onion: None,
+        };
         let running = self
             .runtime
             .block_on(server::start(state.clone(), listen))
             .unwrap();
-        self.addr = running.https_addr;
-        self.url = format!("https://{}", running.https_addr);
+        let addr = running.https_addr.unwrap();
+        self.addr = addr;
+        self.url = format!("https://{addr}");
         self.running = Some(running);
         self.state = Some(state);
     }
@@ -293,4 +298,28 @@ pub fn write_tar(path: &Path, members: &[(String, Vec<u8>)]) {
         builder.append(&h, &data[..]).unwrap();
     }
     builder.into_inner().unwrap();
+}
+
+/// The parsed `manifest.json` of a batch file.
+pub fn manifest(batch: &Path) -> format::Manifest {
+    let members = tar_members(batch);
+    let (name, json) = &members[0];
+    assert_eq!(name, format::BATCH_MANIFEST);
+    format::Manifest::from_json(json).unwrap()
+}
+
+/// Config text with its `[reviewers]` section replaced by key epochs
+/// (`(id, recipients)`), sealing to `current`.
+pub fn with_epochs(config: &str, epochs: &[(u32, &[&str])], current: u32) -> String {
+    let start = config.find("[reviewers]\n").unwrap();
+    let end = start + config[start..].find("\n[api]").unwrap();
+    let mut section = format!("[reviewers]\ncurrent_epoch = {current}\n");
+    for (id, recipients) in epochs {
+        let quoted: Vec<String> = recipients.iter().map(|r| format!("\"{r}\"")).collect();
+        section.push_str(&format!(
+            "\n[[reviewers.epoch]]\nid = {id}\nrecipients = [{}]\n",
+            quoted.join(", ")
+        ));
+    }
+    format!("{}{section}{}", &config[..start], &config[end..])
 }

@@ -22,6 +22,10 @@ pub struct ManifestEntry {
     pub id: SubmissionId,
     /// UTC day the relay received it.
     pub received_day: Day,
+    /// The reviewer key epoch it was sealed to (1 or more): only the
+    /// identities of that epoch open it. Once every reviewer has retired
+    /// the epoch's identities, nobody can.
+    pub epoch: u32,
     /// Exact length of the `.age` file in bytes.
     pub size: u64,
     /// SHA-256 of the `.age` file.
@@ -99,6 +103,13 @@ impl Manifest {
         if m.submissions.len() > MAX_MANIFEST_ENTRIES {
             return Err(Error::invalid(WHAT, "too many submissions"));
         }
+        // Spec: "epoch: the reviewer key epoch, 1 or more".
+        if m.submissions.iter().any(|e| e.epoch == 0) {
+            return Err(Error::invalid(
+                WHAT,
+                "a submission's epoch is 0 (epochs start at 1)",
+            ));
+        }
         let mut ids = std::collections::HashSet::with_capacity(m.submissions.len());
         if !m.submissions.iter().all(|e| ids.insert(e.id)) {
             return Err(Error::invalid(WHAT, "a submission id is listed twice"));
@@ -131,6 +142,7 @@ mod tests {
         ManifestEntry {
             id: SubmissionId::from_bytes([i; 16]),
             received_day: "2026-11-27".parse().unwrap(),
+            epoch: 1 + u32::from(i % 3),
             size: 1000 + u64::from(i),
             sha256: Digest::of(&[i]),
         }
@@ -161,6 +173,16 @@ mod tests {
         assert!(Manifest::from_json(&m.to_json()).is_err());
         let m = sample(0);
         assert!(Manifest::from_json(&m.to_json()).is_err());
+        let mut m = sample(1);
+        m.submissions[1].epoch = 0;
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        // A missing epoch is refused too (no default).
+        let json = String::from_utf8(sample(1).to_json()).unwrap();
+        let without = json
+            .replace("\"epoch\": 1,", "")
+            .replace("\"epoch\": 2,", "");
+        assert_ne!(without, json);
+        assert!(Manifest::from_json(without.as_bytes()).is_err());
         assert!(Manifest::from_json(b"{}").is_err());
         assert!(Manifest::from_json(b"\xff").is_err());
     }
@@ -184,14 +206,32 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(seq in 1u64..u64::MAX, n in 0u8..50, key in "[A-Za-z0-9+/]{56}") {
+        fn round_trip(
+            seq in 1u64..u64::MAX,
+            epochs in proptest::collection::vec(1u32..=u32::MAX, 0..50),
+            key in "[A-Za-z0-9+/]{56}",
+        ) {
             let mut m = sample(seq);
             m.relay_key = key;
-            m.submissions = (0..n).map(entry).collect();
+            m.submissions = epochs
+                .iter()
+                .enumerate()
+                .map(|(i, epoch)| ManifestEntry { epoch: *epoch, ..entry(i as u8) })
+                .collect();
             let json = m.to_json();
             let back = Manifest::from_json(&json).unwrap();
             prop_assert_eq!(&back, &m);
             prop_assert_eq!(back.to_json(), json);
+        }
+
+        #[test]
+        fn epoch_zero_is_refused_wherever_it_is(n in 1u8..20, at in any::<proptest::sample::Index>()) {
+            let mut m = sample(1);
+            m.submissions = (0..n).map(entry).collect();
+            let i = at.index(m.submissions.len());
+            m.submissions[i].epoch = 0;
+            let e = Manifest::from_json(&m.to_json()).unwrap_err();
+            prop_assert!(e.to_string().contains("epoch"), "{}", e);
         }
     }
 }

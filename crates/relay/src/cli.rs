@@ -180,16 +180,31 @@ where
 }
 
 fn init_tracing() {
-    // No timestamps from us: a log line's time could be matched with a
-    // source's traffic. Levels via RUST_LOG (default info).
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .without_time()
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    // What a log line may carry is decided here, once:
+    // - no timestamps from us: a line's time could be matched with a
+    //   source's traffic (journald adds its own; see SECURITY.md);
+    // - dependencies (hyper, h2, rustls, sled, ...) log at `error` only,
+    //   whatever the operator sets: at debug or trace they can print
+    //   headers, addresses or payload sizes. `RELAY_LOG` (error, warn,
+    //   info, debug, trace; default info) sets the relay's own level.
+    let level = std::env::var("RELAY_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::ERROR)
+        .with_target("relay", level);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .without_time()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .try_init();
 }
 
@@ -212,11 +227,13 @@ fn serve(data: &DataArgs, listen: Option<SocketAddr>) -> Result<(), Error> {
     }
     let mut config = Config::load(&config_path)?;
     if let Some(addr) = listen {
-        config.listen = addr;
+        config.listen = Some(addr);
     }
     if config.demo {
-        if !config.listen.ip().is_loopback() {
-            return Err(Error::NotLoopback(config.listen, "demo mode"));
+        if let Some(addr) = config.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(Error::NotLoopback(addr, "demo mode"));
         }
         tracing::warn!(
             "DEMO MODE: loopback only; the reviewer key is in {}. Reviewer API token: {}",
@@ -224,12 +241,14 @@ fn serve(data: &DataArgs, listen: Option<SocketAddr>) -> Result<(), Error> {
             data.dir.join(demo::DEMO_TOKEN_FILE).display(),
         );
     }
-    let listen = config.listen;
+    crate::process::harden()?;
+    let listen = server::Listen::from_config(&config);
     let state = server::open(&data.dir, config)?;
     tracing::info!(
         public_key = %state.signer.public_base64(),
         recipients = state.recipients.len(),
-        "relay ready; open https://{listen}/"
+        epoch = state.config.epoch,
+        "relay ready"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

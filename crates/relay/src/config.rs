@@ -2,7 +2,7 @@
 //!
 //! Parsing is strict: an unknown key is an error (a typo must not silently
 //! fall back to a default), and every semantic check names the key. Paths
-//! are relative to the directory of the config file. `deploy/relay.toml`
+//! are relative to the directory of the config file. `deploy/relay.example.toml`
 //! is a commented example; a test loads it through [`Config::load`].
 
 use std::net::SocketAddr;
@@ -32,7 +32,9 @@ struct Raw {
     #[serde(default)]
     demo: bool,
     listen: Option<String>,
-    tls: RawTls,
+    onion_listen: Option<String>,
+    onion_address: Option<String>,
+    tls: Option<RawTls>,
     reviewers: RawReviewers,
     api: RawApi,
     #[serde(default)]
@@ -48,11 +50,34 @@ struct Raw {
 struct RawTls {
     cert: PathBuf,
     key: PathBuf,
+    min_version: Option<String>,
+}
+
+/// The oldest TLS version the HTTPS listener accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3, for old clients.
+    V1_2,
+    /// TLS 1.3 only (the default).
+    #[default]
+    V1_3,
+}
+
+/// `[reviewers]`: either the short form (`recipients`, one key epoch) or
+/// key epochs (`current_epoch` and `[[reviewers.epoch]]` tables).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReviewers {
+    recipients: Option<Vec<String>>,
+    // Signed, so that a negative value gets our message naming the key.
+    current_epoch: Option<i64>,
+    epoch: Option<Vec<RawEpoch>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawReviewers {
+struct RawEpoch {
+    id: i64,
     recipients: Vec<String>,
 }
 
@@ -132,13 +157,25 @@ pub struct Config {
     pub path: PathBuf,
     /// Demo mode: loopback only, loud warnings.
     pub demo: bool,
-    /// HTTPS listen address.
-    pub listen: SocketAddr,
-    /// PEM certificate chain.
-    pub tls_cert: PathBuf,
-    /// PEM private key.
-    pub tls_key: PathBuf,
-    /// Reviewer recipients (`age1…`), already checked to parse.
+    /// HTTPS listen address; `None` for an onion-only relay.
+    pub listen: Option<SocketAddr>,
+    /// Plain-HTTP listener for the local Tor daemon's `HiddenServicePort`;
+    /// always a loopback address.
+    pub onion_listen: Option<SocketAddr>,
+    /// The relay's onion address (`….onion`), announced on HTTPS responses
+    /// with `Onion-Location`.
+    pub onion_address: Option<String>,
+    /// PEM certificate chain (required with `listen`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (required with `listen`).
+    pub tls_key: Option<PathBuf>,
+    /// Oldest TLS version accepted.
+    pub tls_min_version: TlsVersion,
+    /// The current reviewer key epoch: new submissions are sealed to it
+    /// alone (1 with the short form `[reviewers] recipients`).
+    pub epoch: u32,
+    /// The current epoch's reviewer recipients (`age1…`), already checked
+    /// to parse. Older epochs' recipients are never sealed to.
     pub recipients: Vec<String>,
     /// SHA-256 of the reviewer API token.
     pub api_token_sha256: Digest,
@@ -169,28 +206,70 @@ impl Config {
         let raw: Raw = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
-        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            bad(format!(
-                "key `listen`: {listen_text:?} is not an IP address and port, like \"127.0.0.1:8443\""
-            ))
-        })?;
-        if raw.demo && !listen.ip().is_loopback() {
+        let address = |key: &str, text: &str| -> Result<SocketAddr, Error> {
+            text.parse().map_err(|_| {
+                bad(format!(
+                    "key `{key}`: {text:?} is not an IP address and port, like \"127.0.0.1:8443\""
+                ))
+            })
+        };
+        let onion_listen = raw
+            .onion_listen
+            .as_deref()
+            .map(|t| address("onion_listen", t))
+            .transpose()?;
+        if let Some(addr) = onion_listen
+            && !addr.ip().is_loopback()
+        {
             return Err(bad(format!(
-                "key `listen`: demo mode only listens on loopback, not {listen}"
+                "key `onion_listen`: the plain-HTTP listener is only for the local Tor daemon and must be a loopback address (127.0.0.1 or [::1]), not {addr}"
             )));
         }
-
-        if raw.reviewers.recipients.is_empty() {
+        // With neither listener configured, HTTPS on the default address;
+        // with only the onion listener, no HTTPS at all.
+        let listen = match (raw.listen.as_deref(), onion_listen) {
+            (Some(t), _) => Some(address("listen", t)?),
+            (None, None) => Some(address("listen", DEFAULT_LISTEN)?),
+            (None, Some(_)) => None,
+        };
+        if let Some(addr) = listen
+            && raw.demo
+            && !addr.ip().is_loopback()
+        {
+            return Err(bad(format!(
+                "key `listen`: demo mode only listens on loopback, not {addr}"
+            )));
+        }
+        if listen.is_some() && raw.tls.is_none() {
             return Err(bad(
-                "key `reviewers.recipients`: at least one reviewer recipient (age1…) is required"
+                "key `tls`: the HTTPS listener (`listen`) needs a [tls] section with `cert` and `key`"
                     .into(),
             ));
         }
-        for (i, r) in raw.reviewers.recipients.iter().enumerate() {
-            crate::seal::Recipients::parse(std::slice::from_ref(r))
-                .map_err(|e| bad(format!("key `reviewers.recipients[{i}]`: {e}")))?;
+        let tls_min_version = match raw.tls.as_ref().and_then(|t| t.min_version.as_deref()) {
+            None | Some("1.3") => TlsVersion::V1_3,
+            Some("1.2") => TlsVersion::V1_2,
+            Some(other) => {
+                return Err(bad(format!(
+                    "key `tls.min_version`: must be \"1.3\" or \"1.2\", found {other:?}"
+                )));
+            }
+        };
+        let onion_address = raw.onion_address.map(|a| a.trim().to_owned());
+        if let Some(a) = &onion_address {
+            let host = a.strip_suffix(".onion").unwrap_or("");
+            let valid = host.len() == 56
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+            if !valid {
+                return Err(bad(format!(
+                    "key `onion_address`: {a:?} is not a v3 onion address (56 characters a-z, 2-7, then .onion)"
+                )));
+            }
         }
+
+        let (epoch, recipients) = reviewer_epochs(raw.reviewers).map_err(bad)?;
 
         let api_token_sha256: Digest = raw.api.token_sha256.trim().parse().map_err(|_| {
             bad("key `api.token_sha256`: expected 64 lowercase hex digits (`relay token` prints the line)".into())
@@ -248,15 +327,136 @@ impl Config {
             path: path.to_owned(),
             demo: raw.demo,
             listen,
-            tls_cert: base.join(raw.tls.cert),
-            tls_key: base.join(raw.tls.key),
-            recipients: raw.reviewers.recipients,
+            onion_listen,
+            onion_address,
+            tls_cert: raw.tls.as_ref().map(|t| base.join(&t.cert)),
+            tls_key: raw.tls.as_ref().map(|t| base.join(&t.key)),
+            tls_min_version,
+            epoch,
+            recipients,
             api_token_sha256,
             limits: raw.limits,
             form: raw.form,
             store: raw.store,
         })
     }
+}
+
+/// Checks `[reviewers]` and returns the current epoch and its recipients.
+///
+/// Rules (each error names its key):
+/// - the short form `recipients = [...]` is epoch 1, and excludes
+///   `current_epoch` and `[[reviewers.epoch]]`;
+/// - epoch ids are 1 or more and unique, and every epoch has at least one
+///   valid recipient, listed once;
+/// - no recipient is in two epochs: retiring an epoch destroys its
+///   identities, which must not open a newer epoch too (and a reviewer
+///   keeping a key for the newer epoch could not retire the older one);
+/// - `current_epoch` is the newest epoch: sealing to an older one, whose
+///   identities may already be retired, would make new testimony unreadable.
+///
+/// Older epochs are kept only for the operator's information (the relay
+/// never seals to them); an operator may delete an epoch's table once every
+/// batch holding its submissions is acknowledged.
+fn reviewer_epochs(raw: RawReviewers) -> Result<(u32, Vec<String>), String> {
+    const NEED_ONE: &str = "at least one reviewer recipient (age1…) is required";
+    let mut epochs: Vec<(String, i64, Vec<String>)> =
+        match (raw.recipients, raw.current_epoch, raw.epoch) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(
+                    "key `reviewers`: use either `recipients` (a single key epoch) or \
+                 `current_epoch` with [[reviewers.epoch]] tables, not both"
+                        .into(),
+                );
+            }
+            (Some(recipients), None, None) => vec![("reviewers".to_owned(), 1, recipients)],
+            (None, None, None) => {
+                return Err(format!("key `reviewers.recipients`: {NEED_ONE}"));
+            }
+            (None, None, Some(_)) => {
+                return Err(
+                    "key `reviewers.current_epoch`: required with [[reviewers.epoch]] \
+                 tables: the id of the epoch new submissions are sealed to"
+                        .into(),
+                );
+            }
+            (None, Some(_), None) => {
+                return Err(
+                    "key `reviewers.epoch`: `current_epoch` needs [[reviewers.epoch]] \
+                 tables, each with an `id` and its `recipients`"
+                        .into(),
+                );
+            }
+            (None, Some(_), Some(tables)) => tables
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("reviewers.epoch[{i}]"), t.id, t.recipients))
+                .collect(),
+        };
+    if epochs.is_empty() {
+        return Err(
+            "key `reviewers.epoch`: at least one [[reviewers.epoch]] table is required".into(),
+        );
+    }
+
+    // Canonical recipient -> the epoch id that lists it.
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut ids: Vec<u32> = Vec::with_capacity(epochs.len());
+    for (key, id, recipients) in &epochs {
+        let id = u32::try_from(*id)
+            .ok()
+            .filter(|id| *id >= 1)
+            .ok_or_else(|| {
+                format!(
+                    "key `{key}.id`: epoch ids are whole numbers from 1 to {}, found {id}",
+                    u32::MAX
+                )
+            })?;
+        if ids.contains(&id) {
+            return Err(format!("key `{key}.id`: epoch {id} is defined twice"));
+        }
+        ids.push(id);
+        // The short form's key is `reviewers.recipients`, as before.
+        let key = format!("{key}.recipients");
+        if recipients.is_empty() {
+            return Err(format!("key `{key}`: {NEED_ONE}"));
+        }
+        for (i, r) in recipients.iter().enumerate() {
+            let canonical = crate::seal::canonical_recipient(r)
+                .map_err(|e| format!("key `{key}[{i}]`: {e}"))?;
+            match seen.insert(canonical, id) {
+                None => {}
+                Some(other) if other == id => {
+                    return Err(format!("key `{key}[{i}]`: this recipient is listed twice"));
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "key `{key}[{i}]`: this recipient is also in epoch {other}; each epoch \
+                         needs new reviewer keys (`reviewer keygen`), or retiring one epoch \
+                         would retire the other too"
+                    ));
+                }
+            }
+        }
+    }
+
+    let (current, newest) = match raw.current_epoch {
+        None => (1, 1),
+        Some(c) => (c, ids.iter().copied().max().unwrap_or(1)),
+    };
+    let Some(index) = ids.iter().position(|id| i64::from(*id) == current) else {
+        return Err(format!(
+            "key `reviewers.current_epoch`: there is no [[reviewers.epoch]] table with id = {current}"
+        ));
+    };
+    if i64::from(newest) != current {
+        return Err(format!(
+            "key `reviewers.current_epoch`: must be the newest epoch ({newest}), found {current}: \
+             an older epoch's identities may already be retired, and testimony sealed to them \
+             could never be read"
+        ));
+    }
+    Ok((ids[index], epochs.swap_remove(index).2))
 }
 
 fn check_range(
@@ -298,8 +498,10 @@ mod tests {
     #[test]
     fn minimal_config_gets_defaults_and_resolves_paths() {
         let c = Config::parse(Path::new("/etc/relay/relay.toml"), &minimal()).unwrap();
-        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(c.tls_cert, Path::new("/etc/relay/c.pem"));
+        assert_eq!(c.listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+        assert_eq!(c.tls_cert.as_deref(), Some(Path::new("/etc/relay/c.pem")));
+        assert_eq!(c.tls_min_version, TlsVersion::V1_3);
+        assert_eq!(c.onion_listen, None);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.limits.max_submission_bytes, 512 * 1024 * 1024);
         assert_eq!(c.form.categories.len(), DEFAULT_CATEGORIES.len());
@@ -334,6 +536,197 @@ mod tests {
         assert!(e.contains("at least one reviewer"), "{e}");
     }
 
+    /// `minimal()` with its `[reviewers]` section replaced by `reviewers`.
+    fn with_reviewers(reviewers: &str) -> String {
+        minimal().replace(
+            &format!("[reviewers]\nrecipients = [\"{RECIPIENT}\"]\n"),
+            reviewers,
+        )
+    }
+
+    fn new_recipient() -> String {
+        crate::seal::generate_identity("2026-11-28".parse().unwrap(), "test").1
+    }
+
+    #[test]
+    fn short_form_is_epoch_1() {
+        let c = Config::parse(Path::new("relay.toml"), &minimal()).unwrap();
+        assert_eq!(c.epoch, 1);
+        assert_eq!(c.recipients, [RECIPIENT]);
+    }
+
+    #[test]
+    fn epochs_seal_to_the_current_one_only() {
+        let (a, b, c) = (new_recipient(), new_recipient(), new_recipient());
+        let text = with_reviewers(&format!(
+            "[reviewers]\ncurrent_epoch = 2\n\
+             [[reviewers.epoch]]\nid = 1\nrecipients = [\"{a}\"]\n\
+             [[reviewers.epoch]]\nid = 2\nrecipients = [\"{b}\", \"{c}\"]\n"
+        ));
+        let config = Config::parse(Path::new("relay.toml"), &text).unwrap();
+        assert_eq!(config.epoch, 2);
+        assert_eq!(config.recipients, [b.clone(), c.clone()]);
+
+        // Order in the file does not matter; a lone epoch may be any id.
+        let text = with_reviewers(&format!(
+            "[reviewers]\ncurrent_epoch = 7\n\
+             [[reviewers.epoch]]\nid = 7\nrecipients = [\"{b}\"]\n\
+             [[reviewers.epoch]]\nid = 3\nrecipients = [\"{a}\"]\n"
+        ));
+        let config = Config::parse(Path::new("relay.toml"), &text).unwrap();
+        assert_eq!((config.epoch, config.recipients), (7, vec![b]));
+    }
+
+    #[test]
+    fn epoch_refusals_name_the_key() {
+        let (a, b) = (new_recipient(), new_recipient());
+        let epoch = |id: &str, recipients: &str| {
+            format!("[[reviewers.epoch]]\nid = {id}\nrecipients = [{recipients}]\n")
+        };
+        let q = |r: &str| format!("\"{r}\"");
+        let cases: Vec<(String, &[&str])> = vec![
+            // Both forms at once.
+            (
+                format!(
+                    "[reviewers]\nrecipients = [{}]\ncurrent_epoch = 1\n{}",
+                    q(&a),
+                    epoch("1", &q(&b))
+                ),
+                &["`reviewers`", "not both"],
+            ),
+            (
+                format!(
+                    "[reviewers]\nrecipients = [{}]\n{}",
+                    q(&a),
+                    epoch("1", &q(&b))
+                ),
+                &["`reviewers`", "not both"],
+            ),
+            // Neither.
+            (
+                "[reviewers]\n".into(),
+                &["`reviewers.recipients`", "at least one reviewer"],
+            ),
+            // Half of the long form.
+            (
+                format!("[reviewers]\n{}", epoch("1", &q(&a))),
+                &["`reviewers.current_epoch`", "required"],
+            ),
+            (
+                "[reviewers]\ncurrent_epoch = 1\n".into(),
+                &["`reviewers.epoch`"],
+            ),
+            (
+                "[reviewers]\ncurrent_epoch = 1\nepoch = []\n".into(),
+                &["`reviewers.epoch`", "at least one"],
+            ),
+            // Ids.
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 1\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("0", &q(&b))
+                ),
+                &["`reviewers.epoch[1].id`", "found 0"],
+            ),
+            (
+                format!("[reviewers]\ncurrent_epoch = 1\n{}", epoch("-3", &q(&a))),
+                &["`reviewers.epoch[0].id`", "found -3"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 1\n{}",
+                    epoch("4294967296", &q(&a))
+                ),
+                &["`reviewers.epoch[0].id`"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 2\n{}{}",
+                    epoch("2", &q(&a)),
+                    epoch("2", &q(&b))
+                ),
+                &["`reviewers.epoch[1].id`", "epoch 2 is defined twice"],
+            ),
+            // The current epoch must exist, and be the newest.
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 3\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("2", &q(&b))
+                ),
+                &["`reviewers.current_epoch`", "id = 3"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 1\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("2", &q(&b))
+                ),
+                &["`reviewers.current_epoch`", "newest epoch (2)"],
+            ),
+            // Recipients.
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 2\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("2", "")
+                ),
+                &["`reviewers.epoch[1].recipients`", "at least one reviewer"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 2\n{}{}",
+                    epoch("1", ""),
+                    epoch("2", &q(&b))
+                ),
+                &["`reviewers.epoch[0].recipients`", "at least one reviewer"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 2\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("2", &format!("{}, \"age1bogus\"", q(&b)))
+                ),
+                &["`reviewers.epoch[1].recipients[1]`", "age1bogus"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 1\n{}",
+                    epoch("1", &format!("{}, \" {a}\"", q(&a)))
+                ),
+                &["`reviewers.epoch[0].recipients[1]`", "listed twice"],
+            ),
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 2\n{}{}",
+                    epoch("1", &q(&a)),
+                    epoch("2", &format!("{}, {}", q(&b), q(&a)))
+                ),
+                &["`reviewers.epoch[1].recipients[1]`", "also in epoch 1"],
+            ),
+            (
+                format!("[reviewers]\nrecipients = [{}, {}]\n", q(&a), q(&a)),
+                &["`reviewers.recipients[1]`", "listed twice"],
+            ),
+            // Unknown keys in an epoch table.
+            (
+                format!(
+                    "[reviewers]\ncurrent_epoch = 1\n{}retired = true\n",
+                    epoch("1", &q(&a))
+                ),
+                &["retired"],
+            ),
+        ];
+        for (reviewers, wanted) in cases {
+            let e = err(&with_reviewers(&reviewers));
+            assert!(e.contains("/etc/relay/relay.toml"), "{e}");
+            for w in wanted {
+                assert!(e.contains(w), "{w:?} not in {e:?}\nfor {reviewers}");
+            }
+        }
+    }
+
     #[test]
     fn non_loopback_is_fine_outside_demo() {
         let c = Config::parse(
@@ -341,6 +734,65 @@ mod tests {
             &format!("listen = \"0.0.0.0:443\"\n{}", minimal()),
         )
         .unwrap();
-        assert!(!c.listen.ip().is_loopback());
+        assert!(!c.listen.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn onion_listener_is_loopback_only() {
+        let e = err(&format!("onion_listen = \"0.0.0.0:8081\"\n{}", minimal()));
+        assert!(
+            e.contains("`onion_listen`") && e.contains("loopback"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "onion_listen = \"192.168.1.5:8081\"\n{}",
+            minimal()
+        ));
+        assert!(e.contains("loopback"), "{e}");
+        let c = Config::parse(
+            Path::new("relay.toml"),
+            &format!("onion_listen = \"127.0.0.1:8081\"\n{}", minimal()),
+        )
+        .unwrap();
+        assert_eq!(c.onion_listen, Some("127.0.0.1:8081".parse().unwrap()));
+        // Only the onion listener: no HTTPS, and no [tls] needed.
+        assert_eq!(c.listen, None);
+        let no_tls = minimal().replace("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n", "");
+        let c = Config::parse(
+            Path::new("relay.toml"),
+            &format!("onion_listen = \"[::1]:8081\"\n{no_tls}"),
+        )
+        .unwrap();
+        assert_eq!(c.tls_cert, None);
+        let e = err(&no_tls);
+        assert!(e.contains("`tls`"), "{e}");
+    }
+
+    #[test]
+    fn tls_version_and_onion_address_are_checked() {
+        let c = Config::parse(
+            Path::new("relay.toml"),
+            &minimal().replace("key = \"k.pem\"", "key = \"k.pem\"\nmin_version = \"1.2\""),
+        )
+        .unwrap();
+        assert_eq!(c.tls_min_version, TlsVersion::V1_2);
+        let e =
+            err(&minimal().replace("key = \"k.pem\"", "key = \"k.pem\"\nmin_version = \"1.1\""));
+        assert!(e.contains("tls.min_version"), "{e}");
+        let onion = format!("{}.onion", "a".repeat(56));
+        let c = Config::parse(
+            Path::new("relay.toml"),
+            &format!("onion_address = \"{onion}\"\n{}", minimal()),
+        )
+        .unwrap();
+        assert_eq!(c.onion_address.as_deref(), Some(onion.as_str()));
+        for bad in [
+            "example.com",
+            "abc.onion",
+            &format!("{}.onion", "A".repeat(56)),
+        ] {
+            let e = err(&format!("onion_address = \"{bad}\"\n{}", minimal()));
+            assert!(e.contains("onion_address"), "{e}");
+        }
     }
 }

@@ -62,7 +62,7 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
         "# Demo configuration, written by `relay serve` on first run.\n\
          # DEMO: the reviewer private key ({DEMO_IDENTITY_FILE}) is in this directory,\n\
          # so this relay protects nothing. Never use it for real testimony.\n\
-         # See deploy/relay.toml for a real configuration.\n\
+         # See deploy/relay.example.toml for a real configuration.\n\
          demo = true\n\
          listen = \"{listen}\"\n\
          \n\
@@ -95,7 +95,7 @@ mod tests {
         let path = init(&data, "127.0.0.1:8443".parse().unwrap()).unwrap();
         let config = crate::config::Config::load(&path).unwrap();
         assert!(config.demo);
-        assert!(config.listen.ip().is_loopback());
+        assert!(config.listen.is_some_and(|a| a.ip().is_loopback()));
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         for secret in [

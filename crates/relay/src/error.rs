@@ -99,6 +99,9 @@ pub enum Error {
     /// A receipt was made for another relay.
     #[error("the receipt is for relay key {0}, not this relay's key: nothing was deleted")]
     WrongRelay(String),
+    /// The process could not be hardened (core dumps, dumpable flag).
+    #[error("process hardening failed: {0}")]
+    Hardening(String),
     /// A file that must not be overwritten already exists.
     #[error("{} already exists: refusing to overwrite it", .0.display())]
     Exists(PathBuf),

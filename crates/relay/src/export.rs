@@ -55,6 +55,7 @@ pub fn create_batch(
             .map(|(id, meta)| ManifestEntry {
                 id: *id,
                 received_day: meta.received_day,
+                epoch: meta.epoch,
                 size: meta.size,
                 sha256: meta.sha256,
             })
@@ -176,4 +177,56 @@ pub fn batch_len(store: &Store, sequence: u64) -> Result<u64, Error> {
         + format::tar_entry_len(signature.len() as u64)
         + members
         + 2 * format::TAR_BLOCK)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use format::SubmissionId;
+
+    fn put(store: &Store, n: u8, epoch: u32) {
+        let mut p = store.begin(SubmissionId::from_bytes([n; 16])).unwrap();
+        p.write_all(&[n; 100]).unwrap();
+        p.finish("2026-11-28".parse().unwrap(), epoch, "ks".into())
+            .unwrap();
+    }
+
+    #[test]
+    fn manifest_entries_name_each_submissions_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), 1 << 20).unwrap();
+        let (signer, _) = SigningKey::load_or_create(dir.path()).unwrap();
+        // Sealed before and after a rotation: one batch holds both epochs.
+        put(&store, 1, 1);
+        put(&store, 2, 2);
+        store.sync_blocking().unwrap();
+        let record = create_batch(&BatchLock::default(), &store, &signer, 10)
+            .unwrap()
+            .unwrap();
+
+        let tar = write_batch(&store, &record, Vec::new()).unwrap();
+        assert_eq!(
+            tar.len() as u64,
+            batch_len(&store, record.sequence).unwrap()
+        );
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut first = archive.entries().unwrap().next().unwrap().unwrap();
+        let mut json = Vec::new();
+        first.read_to_end(&mut json).unwrap();
+        let manifest = Manifest::from_json(&json).unwrap();
+        let epochs: Vec<(SubmissionId, u32)> = manifest
+            .submissions
+            .iter()
+            .map(|e| (e.id, e.epoch))
+            .collect();
+        assert_eq!(
+            epochs,
+            [
+                (SubmissionId::from_bytes([1; 16]), 1),
+                (SubmissionId::from_bytes([2; 16]), 2)
+            ]
+        );
+        assert!(String::from_utf8(json).unwrap().contains("\"epoch\": 2"));
+    }
 }

@@ -20,7 +20,7 @@
 //! let config_path = relay::demo::init(data, "127.0.0.1:8443".parse().unwrap())?;
 //! let config = relay::config::Config::load(&config_path)?;
 //! let state = relay::server::open(data, config)?;
-//! let router = relay::web::app(state); // a tower Service; call it directly
+//! let router = relay::web::app(state, relay::web::Listener::Https); // a tower Service
 //! # drop(router); Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -32,6 +32,7 @@ mod error;
 pub mod export;
 mod fsutil;
 pub mod keys;
+pub mod process;
 pub mod seal;
 pub mod server;
 pub mod store;

@@ -90,6 +90,16 @@ impl Recipients {
     }
 }
 
+/// The canonical form of one `age1…` recipient string (surrounding white
+/// space removed), or why it is not one. Lets the config compare
+/// recipients across key epochs.
+pub fn canonical_recipient(s: &str) -> Result<String, Error> {
+    let s = s.trim();
+    s.parse::<age::x25519::Recipient>()
+        .map(|r| r.to_string())
+        .map_err(|_| Error::BadRecipient(s.to_owned()))
+}
+
 /// A new reviewer identity for demo mode: the identity file's text
 /// (zeroized on drop) and its `age1…` recipient.
 pub fn generate_identity(created: Day, comment: &str) -> (Zeroizing<String>, String) {
@@ -287,14 +297,17 @@ fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
     Ok(h)
 }
 
-/// Seals one submission to `recipients` into the store.
+/// Seals one submission to `recipients`, the reviewer recipients of key
+/// epoch `epoch` (the current one), into the store.
 ///
-/// Returns the stored metadata; the caller makes it durable with
-/// [`crate::store::Store::sync`] before telling the source.
+/// Returns the stored metadata, which records the epoch so batches can name
+/// it; the caller makes it durable with [`crate::store::Store::sync`]
+/// before telling the source.
 pub fn seal(
     mut submission: Submission,
     spool: Spool,
     recipients: &Recipients,
+    epoch: u32,
     out: PendingSubmission,
 ) -> Result<SubmissionMeta, Error> {
     let (mut attachments, files) = spool.into_reader()?;
@@ -372,7 +385,7 @@ pub fn seal(
         .inner
         .finish()
         .map_err(seal_err("finish encryption"))?;
-    pending.finish(testimony.received_day, recipients.key_set.clone())
+    pending.finish(testimony.received_day, epoch, recipients.key_set.clone())
 }
 
 #[cfg(test)]
@@ -428,6 +441,7 @@ mod tests {
             submission("hello"),
             spool,
             &recipients,
+            3,
             store.begin(id).unwrap(),
         )
         .unwrap();
@@ -463,6 +477,8 @@ mod tests {
             assert_eq!(pt.len() as u64, format::padded_plaintext_len(unpadded));
         }
         assert_eq!(meta.key_set, recipients.key_set());
+        assert_eq!(meta.epoch, 3);
+        assert_eq!(store.meta(&id).unwrap(), Some(meta));
     }
 
     #[test]
@@ -480,6 +496,7 @@ mod tests {
                 submission(text),
                 spool,
                 &recipients,
+                1,
                 store.begin(id).unwrap(),
             )
             .unwrap();
@@ -515,5 +532,8 @@ mod tests {
     fn bad_recipients_are_refused() {
         assert!(Recipients::parse(&["age1notakey"]).is_err());
         assert!(Recipients::parse(&["AGE-SECRET-KEY-1QQQ"]).is_err());
+        assert!(canonical_recipient("age1notakey").is_err());
+        let r = age::x25519::Identity::generate().to_public().to_string();
+        assert_eq!(canonical_recipient(&format!("  {r}\n")).unwrap(), r);
     }
 }

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum_server::Control;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
+use crate::config::{Config, TlsVersion};
 use crate::keys::SigningKey;
 use crate::seal::Recipients;
 use crate::store::Store;
@@ -26,6 +27,8 @@ pub const SPOOL_DIR: &str = "tmp";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a client has to send its first request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the certificate files are checked for changes.
+const TLS_POLL: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -74,7 +77,11 @@ fn prepare_spool_dir(dir: &PathBuf) -> Result<(), Error> {
 }
 
 /// Builds the TLS server configuration from PEM files.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Error> {
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    min_version: TlsVersion,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| Error::Tls(format!("certificate {}: {e}", cert.display())))?;
@@ -87,8 +94,12 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| Error::Tls(format!("private key {}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -97,91 +108,243 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
+/// The relay's TLS material, reloadable while serving.
+#[derive(Clone, Debug)]
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    min_version: TlsVersion,
+    live: RustlsConfig,
+}
+
+impl Tls {
+    fn stamp(&self) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        Some((m(&self.cert)?, m(&self.key)?))
+    }
+
+    /// Loads the files again; on failure keeps serving the old ones.
+    fn reload(&self) -> Result<(), Error> {
+        let config = tls_config(&self.cert, &self.key, self.min_version)?;
+        self.live.reload_from_config(config);
+        Ok(())
+    }
+}
+
+/// Reloads the certificate on SIGHUP, and when the files change (checked
+/// every [`TLS_POLL`]), without dropping connections. The caller registers
+/// the SIGHUP handler before spawning this, so that a SIGHUP arriving at any
+/// moment after start-up reloads instead of killing the process.
+async fn watch_tls(tls: Tls, mut hup: Option<tokio::signal::unix::Signal>) {
+    let mut last = tls.stamp();
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let forced = tokio::select! {
+            () = hangup => true,
+            () = tokio::time::sleep(TLS_POLL) => false,
+        };
+        let now = tls.stamp();
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        match tls.reload() {
+            Ok(()) => tracing::info!("reloaded the TLS certificate"),
+            Err(e) => tracing::error!(error = %e, "kept the old TLS certificate"),
+        }
+    }
+}
+
 /// A relay serving in the background (used by `serve` and by tests).
 #[derive(Debug)]
 pub struct Running {
     /// The HTTPS address actually bound (useful with port 0).
-    pub https_addr: SocketAddr,
-    handle: Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub https_addr: Option<SocketAddr>,
+    /// The plain-HTTP (onion) address actually bound.
+    pub onion_addr: Option<SocketAddr>,
+    control: Control,
+    tls: Option<Tls>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish, and waits.
     pub async fn shutdown(self) -> Result<(), Error> {
-        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        self.control.graceful_shutdown(Some(SHUTDOWN_GRACE));
         self.wait().await
     }
 
-    /// Waits until the server stops.
-    pub async fn wait(self) -> Result<(), Error> {
-        let addr = self.https_addr;
-        match self.task.await {
-            Ok(result) => result.map_err(|source| Error::Bind { addr, source }),
-            Err(_) => Ok(()),
+    /// Reloads the TLS certificate and key from their files now.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
         }
+    }
+
+    /// Waits until the servers stop.
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for task in self.tasks.drain(..) {
+            if let Ok(Err(e)) = task.await {
+                self.control.graceful_shutdown(Some(SHUTDOWN_GRACE));
+                result = Err(Error::Tls(format!("a listener stopped: {e}")));
+            }
+        }
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        result
     }
 }
 
-/// Binds `listen` and serves the relay over HTTPS in the background.
-pub async fn start(state: Arc<AppState>, listen: SocketAddr) -> Result<Running, Error> {
-    if state.config.demo && !listen.ip().is_loopback() {
-        return Err(Error::NotLoopback(listen, "demo mode"));
-    }
-    let tls = tls_config(&state.config.tls_cert, &state.config.tls_key)?;
-    let listener = std::net::TcpListener::bind(listen).map_err(|source| Error::Bind {
-        addr: listen,
-        source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| Error::Bind {
-            addr: listen,
-            source,
-        })?;
-    let https_addr = listener.local_addr().map_err(|source| Error::Bind {
-        addr: listen,
-        source,
-    })?;
-    let handle = Handle::new();
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-        .handshake_timeout(HANDSHAKE_TIMEOUT);
-    let mut server = axum_server::from_tcp(listener)
-        .map_err(|source| Error::Bind {
-            addr: listen,
-            source,
-        })?
-        .acceptor(acceptor)
-        .handle(handle.clone())
-        .first_request_timeout(HEADER_TIMEOUT);
+fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Error> {
+    let err = |source| Error::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok((listener, bound))
+}
+
+/// Applies the timeouts and limits every listener shares.
+fn bounded<A>(
+    mut server: axum_server::Server<SocketAddr, A>,
+    handle: Handle<SocketAddr>,
+) -> axum_server::Server<SocketAddr, A> {
     server
         .http_builder()
         .http1()
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024);
-    // No `ConnectInfo`: handlers cannot learn a peer's address.
-    let app = web::app(state);
-    let task = tokio::spawn(server.serve(app.into_make_service()));
-    Ok(Running {
-        https_addr,
-        handle,
-        task,
-    })
+    server.handle(handle).first_request_timeout(HEADER_TIMEOUT)
+}
+
+/// The addresses to listen on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Listen {
+    /// HTTPS (rustls).
+    pub https: Option<SocketAddr>,
+    /// Plain HTTP for the local Tor daemon; must be loopback.
+    pub onion: Option<SocketAddr>,
+}
+
+impl Listen {
+    /// The listeners a config asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Listen {
+            https: config.listen,
+            onion: config.onion_listen,
+        }
+    }
+}
+
+/// Binds the listeners and serves the relay in the background.
+pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Error> {
+    if let Some(addr) = listen.onion
+        && !addr.ip().is_loopback()
+    {
+        return Err(Error::NotLoopback(addr, "the plain-HTTP (onion) listener"));
+    }
+    if let Some(addr) = listen.https
+        && state.config.demo
+        && !addr.ip().is_loopback()
+    {
+        return Err(Error::NotLoopback(addr, "demo mode"));
+    }
+    if listen.https.is_none() && listen.onion.is_none() {
+        return Err(Error::Tls(
+            "no listener configured (`listen` or `onion_listen`)".into(),
+        ));
+    }
+    let control = Control::new();
+    let mut tasks = Vec::new();
+    let mut running = Running {
+        https_addr: None,
+        onion_addr: None,
+        control: control.clone(),
+        tls: None,
+        tasks: Vec::new(),
+        watcher: None,
+    };
+
+    if let Some(addr) = listen.https {
+        let (cert, key) = match (&state.config.tls_cert, &state.config.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => {
+                return Err(Error::Tls(
+                    "the HTTPS listener needs [tls] cert and key".into(),
+                ));
+            }
+        };
+        let min_version = state.config.tls_min_version;
+        let live = RustlsConfig::from_config(tls_config(&cert, &key, min_version)?);
+        let tls = Tls {
+            cert,
+            key,
+            min_version,
+            live: live.clone(),
+        };
+        let (listener, bound) = bind(addr)?;
+        let acceptor =
+            axum_server::tls_rustls::RustlsAcceptor::new(live).handshake_timeout(HANDSHAKE_TIMEOUT);
+        let server = axum_server::from_tcp(listener)
+            .map_err(|source| Error::Bind { addr, source })?
+            .acceptor(acceptor);
+        let server = bounded(server, Handle::with_control(control.clone()));
+        // No `ConnectInfo`: handlers cannot learn a peer's address.
+        let app = web::app(state.clone(), web::Listener::Https);
+        tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(
+            |e| {
+                Error::Tls(format!(
+                    "cannot listen for SIGHUP (certificate reload): {e}"
+                ))
+            },
+        )?;
+        running.watcher = Some(tokio::spawn(watch_tls(tls.clone(), Some(hup))));
+        running.tls = Some(tls);
+        running.https_addr = Some(bound);
+    }
+
+    if let Some(addr) = listen.onion {
+        let (listener, bound) = bind(addr)?;
+        let server =
+            axum_server::from_tcp(listener).map_err(|source| Error::Bind { addr, source })?;
+        let server = bounded(server, Handle::with_control(control.clone()));
+        let app = web::app(state.clone(), web::Listener::Onion);
+        tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+        running.onion_addr = Some(bound);
+    }
+    running.tasks = tasks;
+    Ok(running)
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully.
 pub async fn serve(
     state: Arc<AppState>,
-    listen: SocketAddr,
+    listen: Listen,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let running = start(state, listen).await?;
-    tracing::info!(address = %running.https_addr, "relay listening (HTTPS)");
-    let handle = running.handle.clone();
+    if let Some(addr) = running.https_addr {
+        tracing::info!(address = %addr, "relay listening (HTTPS)");
+    }
+    if let Some(addr) = running.onion_addr {
+        tracing::info!(address = %addr, "relay listening (plain HTTP, for the local Tor daemon)");
+    }
+    let control = running.control.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down");
-        handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        control.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     running.wait().await
 }

@@ -14,7 +14,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `m` id | [`SubmissionMeta`]: received day, size, SHA-256, key set, batch |
+//! | `m` id | [`SubmissionMeta`]: received day, size, SHA-256, key epoch, key set, batch |
 //! | `B` sequence(u64 BE) | [`BatchRecord`] |
 //! | `M` sequence | the batch's `manifest.json` bytes (until acknowledged) |
 //! | `S` sequence | the batch's `manifest.sig` bytes (until acknowledged) |
@@ -99,10 +99,18 @@ pub struct SubmissionMeta {
     pub size: u64,
     /// SHA-256 of the ciphertext.
     pub sha256: Digest,
+    /// The reviewer key epoch it was sealed to. Records written before
+    /// epochs existed had only one key set, which is epoch 1.
+    #[serde(default = "first_epoch")]
+    pub epoch: u32,
     /// Which reviewer key set sealed it (a fingerprint of the recipients).
     pub key_set: String,
     /// Sequence number of the batch it was exported in, if any.
     pub batch: Option<u64>,
+}
+
+fn first_epoch() -> u32 {
+    1
 }
 
 /// A batch the relay made.
@@ -626,7 +634,12 @@ impl PendingSubmission {
     /// Makes the ciphertext durable, inserts its index entry and queues it
     /// for the next commit round. Returns its metadata. Not durable nor
     /// visible to a restarted relay until [`Store::sync`] returns.
-    pub fn finish(mut self, received_day: Day, key_set: String) -> Result<SubmissionMeta, Error> {
+    pub fn finish(
+        mut self,
+        received_day: Day,
+        epoch: u32,
+        key_set: String,
+    ) -> Result<SubmissionMeta, Error> {
         let file = self
             .file
             .take()
@@ -652,6 +665,7 @@ impl PendingSubmission {
             received_day,
             size: self.size,
             sha256: Digest::from_hasher(std::mem::take(&mut self.hasher)),
+            epoch,
             key_set,
             batch: None,
         };
@@ -800,9 +814,13 @@ mod tests {
     }
 
     fn put(store: &Store, n: u8, bytes: &[u8]) -> SubmissionMeta {
+        put_in(store, n, bytes, 1)
+    }
+
+    fn put_in(store: &Store, n: u8, bytes: &[u8], epoch: u32) -> SubmissionMeta {
         let mut p = store.begin(id(n)).unwrap();
         p.write_all(bytes).unwrap();
-        p.finish(day(), "ks".into()).unwrap()
+        p.finish(day(), epoch, "ks".into()).unwrap()
     }
 
     fn read(store: &Store, n: u8) -> Vec<u8> {
@@ -834,6 +852,41 @@ mod tests {
         assert_eq!(files(&dir.path().join("pending")), 0);
         assert_eq!(files(&dir.path().join("objects")), 1);
         assert_eq!(read(&store, 1), data);
+    }
+
+    #[test]
+    fn the_key_epoch_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(put_in(&store, 1, b"old", 1).epoch, 1);
+            assert_eq!(put_in(&store, 2, b"new", 7).epoch, 7);
+            store.sync_blocking().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.meta(&id(1)).unwrap().unwrap().epoch, 1);
+        assert_eq!(store.meta(&id(2)).unwrap().unwrap().epoch, 7);
+        let epochs: Vec<u32> = store
+            .unexported(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.epoch)
+            .collect();
+        assert_eq!(epochs, [1, 7]);
+    }
+
+    #[test]
+    fn records_from_before_epochs_are_epoch_1() {
+        let old = format!(
+            r#"{{"received_day":"2026-11-28","size":3,"sha256":"{}","key_set":"ks","batch":null}}"#,
+            Digest::of(b"x")
+        );
+        let meta: SubmissionMeta = decode("submission metadata", old.as_bytes()).unwrap();
+        assert_eq!(meta.epoch, 1);
+        assert!(
+            decode::<SubmissionMeta>("m", old.replace("\"ks\"", "\"ks\",\"epoch\":2").as_bytes())
+                .is_ok_and(|m| m.epoch == 2)
+        );
     }
 
     #[test]

@@ -3,123 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+mod util;
+
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const RELAY: &str = env!("CARGO_BIN_EXE_relay");
-
-fn relay(args: &[&str]) -> Output {
-    Command::new(RELAY).args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A relay process; killed (SIGKILL) when dropped.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Served {
-    fn start(data: &Path) -> Self {
-        let addr = free_port();
-        let mut child = Command::new(RELAY)
-            .args([
-                "serve",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                &addr.to_string(),
-            ])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut log = String::new();
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    log.push_str(&line);
-                    log.push('\n');
-                    if line.contains("relay listening") {
-                        return Served { child, addr };
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(_) => break,
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("relay did not start:\n{log}");
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(data: &Path) -> reqwest::blocking::Client {
-    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
-    reqwest::blocking::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn submit(data: &Path, url: &str, text: &str) -> u16 {
-    let form = reqwest::blocking::multipart::Form::new()
-        .text("category", "Other")
-        .text("text", text.to_owned());
-    client(data)
-        .post(format!("{url}/submit"))
-        .multipart(form)
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-fn status_line(data: &Path) -> String {
-    let o = relay(&["status", "--data", data.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8(o.stdout).unwrap()
-}
+use util::{Served, client, relay, status_line, stderr, submit};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

@@ -1,4 +1,5 @@
-//! The command line: `keygen`, `fetch`, `verify`, `open`, `ack`.
+//! The command line: `keygen`, `fetch`, `verify`, `open`, `ack`,
+//! `retire-epoch`.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -12,6 +13,7 @@ use crate::error::printable;
 use crate::fetch::{self, RelayClient};
 use crate::identity::{self, Identity, PassphraseSource, Protection};
 use crate::open;
+use crate::retire::{self, Confirmation};
 use crate::state::StateStore;
 use crate::verify::{self, PinnedKey};
 
@@ -37,6 +39,9 @@ enum Command {
     Open(OpenArgs),
     /// Tell the relay a batch is safely opened, so it deletes it.
     Ack(AckArgs),
+    /// Destroy the identity of an old key epoch, so nothing sealed to it
+    /// can ever be opened again (asks you to type the epoch number).
+    RetireEpoch(RetireArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,15 +106,17 @@ struct OpenArgs {
     /// Batch files (.tar).
     #[arg(value_name = "BATCH", required = true)]
     batches: Vec<PathBuf>,
-    /// The reviewer identity file (`reviewer keygen` writes one).
-    #[arg(long, value_name = "FILE")]
-    identity: PathBuf,
+    /// A reviewer identity file (`reviewer keygen` writes one); repeat it
+    /// once per key epoch you hold. Each is unlocked once per command.
+    #[arg(long, value_name = "FILE", required = true)]
+    identity: Vec<PathBuf>,
     /// Directory to write submissions and receipts into.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Read the identity's passphrase from the first line of this file.
+    /// Read the identities' passphrase from the first line of this file:
+    /// once for all identities, or once per --identity, in the same order.
     #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
+    passphrase_file: Vec<PathBuf>,
     #[command(flatten)]
     chain: ChainArgs,
 }
@@ -121,6 +128,21 @@ struct AckArgs {
     receipt: PathBuf,
     #[command(flatten)]
     relay: RelayArgs,
+}
+
+#[derive(Debug, Args)]
+struct RetireArgs {
+    /// The identity file of the epoch to retire; it is overwritten with
+    /// zeros, then deleted.
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// The key epoch this identity belongs to (as the relay config and the
+    /// batch manifests number it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    epoch: u32,
+    /// Do not ask for confirmation (for scripts; there is no undo).
+    #[arg(long)]
+    yes: bool,
 }
 
 /// Runs the reviewer with these arguments (the first is the program name),
@@ -169,6 +191,7 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Verify(a) => verify_cmd(a),
         Command::Open(a) => open_cmd(a),
         Command::Ack(a) => off_runtime(|| ack_cmd(a)),
+        Command::RetireEpoch(a) => retire_cmd(a),
     }
 }
 
@@ -202,7 +225,7 @@ fn keygen(a: KeygenArgs) -> Result<(), Error> {
     out_line(&recipient);
     let _ = writeln!(
         std::io::stderr().lock(),
-        "reviewer: wrote {}; add the recipient above to the relay config's [reviewers] recipients",
+        "reviewer: wrote {}; add the recipient above to the relay config's [reviewers] recipients (for a key rotation: to the new epoch's recipients)",
         printable(&a.out.display().to_string())
     );
     Ok(())
@@ -260,9 +283,30 @@ fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
 fn open_cmd(a: OpenArgs) -> Result<(), Error> {
     // Verify every batch before asking for a passphrase or writing anything.
     let (verified, store) = verify_all(&a.batches, &a.chain)?;
-    let identity = Identity::load(&a.identity, &passphrase_source(a.passphrase_file))?;
+    let passphrases: Vec<PassphraseSource> = match a.passphrase_file.len() {
+        0 => vec![PassphraseSource::Terminal; a.identity.len()],
+        1 => vec![PassphraseSource::File(a.passphrase_file[0].clone()); a.identity.len()],
+        n if n == a.identity.len() => a
+            .passphrase_file
+            .into_iter()
+            .map(PassphraseSource::File)
+            .collect(),
+        n => {
+            return Err(Error::PassphraseFiles {
+                identities: a.identity.len(),
+                files: n,
+            });
+        }
+    };
+    // Unlocked once each, then used for every submission of every batch.
+    let identities = a
+        .identity
+        .iter()
+        .zip(&passphrases)
+        .map(|(path, pass)| Identity::load(path, pass))
+        .collect::<Result<Vec<_>, Error>>()?;
     for batch in verified {
-        let opened = open::open_batch(batch, &identity, &a.out, &store)?;
+        let opened = open::open_batch(batch, &identities, &a.out, &store)?;
         out_line(&format!(
             "opened batch {} {}: {} submissions into {}; receipt {}",
             opened.sequence,
@@ -272,6 +316,43 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
             opened.receipt.display()
         ));
     }
+    Ok(())
+}
+
+fn retire_cmd(a: RetireArgs) -> Result<(), Error> {
+    let confirmation = if a.yes {
+        Confirmation::Given
+    } else {
+        Confirmation::Terminal
+    };
+    let done = retire::retire_epoch(&a.identity, a.epoch, confirmation)?;
+    let epoch = done.epoch;
+    let mut what = format!(
+        "retired epoch {epoch}: overwrote {} ({} bytes{}) with zeros, flushed it to disk and deleted it",
+        done.path.display(),
+        done.bytes,
+        if done.passphrase_protected {
+            ", passphrase-protected"
+        } else {
+            ""
+        }
+    );
+    if !done.recipients.is_empty() {
+        what.push_str(&format!("; it held {}", done.recipients.join(", ")));
+    }
+    out_line(&what);
+    if done.other_links > 0 {
+        out_line(&format!(
+            "note: {} other name(s) of the same file (hard links) now hold only zeros",
+            done.other_links
+        ));
+    }
+    out_line(&format!(
+        "destroy every other copy of this identity too (backups, USB sticks, other machines): any copy left can still open epoch {epoch}"
+    ));
+    out_line(&format!(
+        "once every reviewer of epoch {epoch} has done the same, ciphertext sealed to epoch {epoch} (in batches, on the relay's disk, in its backups) can never be opened again"
+    ));
     Ok(())
 }
 

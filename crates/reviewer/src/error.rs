@@ -245,15 +245,62 @@ pub enum Error {
     #[error("no directory for the chain state: pass --state DIR or set REVIEWER_STATE_DIR")]
     NoStateDir,
 
-    /// None of the identities can decrypt a submission.
+    /// None of the identities given can decrypt a submission.
     #[error(
-        "none of the identities in {identity} can decrypt submission {id}: the batch was sealed to other reviewer keys"
+        "submission {id} was sealed to epoch {epoch}; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}",
+        paths(.identities)
     )]
     WrongIdentity {
-        /// The identity file.
-        identity: PathBuf,
         /// The submission.
         id: SubmissionId,
+        /// The key epoch the manifest says it was sealed to.
+        epoch: u32,
+        /// The identity files given.
+        identities: Vec<PathBuf>,
+    },
+
+    /// `--passphrase-file` was given a number of times that matches
+    /// neither one for all identities nor one per identity.
+    #[error(
+        "--passphrase-file was given {files} times for {identities} identities: give it once (one passphrase for every identity) or once per --identity, in the same order"
+    )]
+    PassphraseFiles {
+        /// How many `--identity` options.
+        identities: usize,
+        /// How many `--passphrase-file` options.
+        files: usize,
+    },
+
+    /// `retire-epoch` was pointed at something that is not an identity file.
+    #[error(
+        "{path} is not an age identity file ({reason}): nothing was destroyed; pass the identity file of the epoch to retire"
+    )]
+    NotAnIdentityFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused (never its content).
+        reason: &'static str,
+    },
+
+    /// The user did not type the epoch number to confirm `retire-epoch`.
+    #[error(
+        "the confirmation did not match epoch {epoch}: nothing was destroyed; run the command again and type {epoch} to confirm"
+    )]
+    RetireNotConfirmed {
+        /// The epoch to retire.
+        epoch: u32,
+    },
+
+    /// `retire-epoch` needs a confirmation and there is no terminal.
+    #[error(
+        "no terminal to confirm retiring epoch {epoch} on: nothing was destroyed; run the command on a terminal, or pass --yes if you are sure"
+    )]
+    NoTerminalToConfirm {
+        /// The epoch to retire.
+        epoch: u32,
+        /// Why the terminal could not be used.
+        #[source]
+        source: io::Error,
     },
 
     /// A submission could not be decrypted although an identity matched.
@@ -425,7 +472,12 @@ impl Error {
                 "pin the key once, from a trusted channel: compare it with the operator in person",
             ),
             Self::WrongIdentity { .. } => Some(
-                "check that your recipient (age1…) is in the relay config's [reviewers] recipients",
+                "pass --identity once for each key epoch you hold; an epoch whose identities were all retired can never be opened again",
+            ),
+            Self::NotAnIdentityFile { .. }
+            | Self::RetireNotConfirmed { .. }
+            | Self::NoTerminalToConfirm { .. } => Some(
+                "retire an epoch only after the relay seals to a newer one and every batch of it is opened and acknowledged",
             ),
             _ => None,
         }
@@ -437,6 +489,16 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A list of paths for a one-line message.
+fn paths(list: &[PathBuf]) -> String {
+    let shown: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+    if shown.is_empty() {
+        "no identity".into()
+    } else {
+        shown.join(", ")
     }
 }
 

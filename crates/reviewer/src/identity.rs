@@ -28,7 +28,7 @@ const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 /// The first line of an armored age file.
 const ARMOR_MAGIC: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 /// Identity files are small; anything larger is not one.
-const MAX_IDENTITY_FILE: u64 = 1024 * 1024;
+pub(crate) const MAX_IDENTITY_FILE: u64 = 1024 * 1024;
 /// Passphrase files are small.
 const MAX_PASSPHRASE_FILE: u64 = 64 * 1024;
 
@@ -154,22 +154,71 @@ impl Identity {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
 
-    /// Starts decrypting one age file.
-    pub(crate) fn decrypt<R: Read>(&self, ciphertext: R) -> Result<Plaintext<R>, DecryptFailure> {
-        let decryptor = age::Decryptor::new(ciphertext).map_err(|_| DecryptFailure::Invalid)?;
-        if decryptor.is_scrypt() {
-            // Submissions are sealed to X25519 recipients, never to a passphrase.
-            return Err(DecryptFailure::Invalid);
-        }
-        decryptor
-            .decrypt(self.keys.iter().map(|k| &**k as &dyn age::Identity))
-            .map(Plaintext)
-            .map_err(|e| match e {
-                age::DecryptError::NoMatchingKeys => DecryptFailure::NoMatchingKey,
-                _ => DecryptFailure::Invalid,
-            })
+/// Starts decrypting one age file with whichever key of `identities` (one
+/// per key epoch the reviewer holds) matches a recipient stanza.
+///
+/// The header is read once and every key is tried against it, so the
+/// ciphertext is read only once whatever the number of identities.
+pub(crate) fn decrypt_any<R: Read>(
+    identities: &[Identity],
+    ciphertext: R,
+) -> Result<Plaintext<R>, DecryptFailure> {
+    let decryptor = age::Decryptor::new(ciphertext).map_err(|_| DecryptFailure::Invalid)?;
+    if decryptor.is_scrypt() {
+        // Submissions are sealed to X25519 recipients, never to a passphrase.
+        return Err(DecryptFailure::Invalid);
     }
+    decryptor
+        .decrypt(
+            identities
+                .iter()
+                .flat_map(|i| i.keys.iter())
+                .map(|k| &**k as &dyn age::Identity),
+        )
+        .map(Plaintext)
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => DecryptFailure::NoMatchingKey,
+            _ => DecryptFailure::Invalid,
+        })
+}
+
+/// What an identity file holds, found without unlocking it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IdentityFileKind {
+    /// A plain identity file; the recipients (`age1…`) of its X25519 keys.
+    Plain(Vec<String>),
+    /// An identity file encrypted with an age passphrase (scrypt).
+    Passphrase,
+}
+
+/// Checks that `bytes` are an age identity file, plain or passphrase
+/// protected, without asking for the passphrase. The reason, when it is
+/// not, never quotes the content.
+pub(crate) fn inspect_identity_file(bytes: &[u8]) -> Result<IdentityFileKind, &'static str> {
+    if bytes.starts_with(ARMOR_MAGIC) {
+        return Err("an armored age file, which `reviewer keygen` never writes");
+    }
+    if bytes.starts_with(AGE_MAGIC) {
+        let decryptor = age::Decryptor::new(bytes).map_err(|_| "a damaged age file")?;
+        return if decryptor.is_scrypt() {
+            Ok(IdentityFileKind::Passphrase)
+        } else {
+            Err("an age file encrypted to a key, not a passphrase-protected identity")
+        };
+    }
+    parse_identities(bytes)?;
+    // age's parser accepted every line; collect the public keys to show.
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text")?;
+    let recipients = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.parse::<age::x25519::Identity>().ok())
+        .map(|k| k.to_public().to_string())
+        .collect();
+    Ok(IdentityFileKind::Plain(recipients))
 }
 
 /// Parses the text of an identity file.
@@ -320,19 +369,23 @@ mod tests {
         w.write_all(b"hello").unwrap();
         w.finish().unwrap();
         let mut pt = Vec::new();
-        id.decrypt(&ct[..]).unwrap().read_to_end(&mut pt).unwrap();
+        decrypt_any(std::slice::from_ref(&id), &ct[..])
+            .unwrap()
+            .read_to_end(&mut pt)
+            .unwrap();
         assert_eq!(pt, b"hello");
 
         // Another identity does not match.
         let other = dir.path().join("other.txt");
         generate(&other, &Protection::None).unwrap();
         let other = Identity::load(&other, &PassphraseSource::Terminal).unwrap();
+        let other = std::slice::from_ref(&other);
         assert_eq!(
-            other.decrypt(&ct[..]).err(),
+            decrypt_any(other, &ct[..]).err(),
             Some(DecryptFailure::NoMatchingKey)
         );
         assert_eq!(
-            other.decrypt(&b"not age"[..]).err(),
+            decrypt_any(other, &b"not age"[..]).err(),
             Some(DecryptFailure::Invalid)
         );
     }
@@ -373,6 +426,80 @@ mod tests {
                 ),
                 "{content:?}"
             );
+        }
+    }
+
+    #[test]
+    fn decrypt_any_tries_every_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k1, k2) = (dir.path().join("1"), dir.path().join("2"));
+        generate(&k1, &Protection::None).unwrap();
+        let r2: age::x25519::Recipient = generate(&k2, &Protection::None).unwrap().parse().unwrap();
+        let load = |p: &Path| Identity::load(p, &PassphraseSource::Terminal).unwrap();
+        let mut ct = Vec::new();
+        let mut w = age::Encryptor::with_recipients(iter::once(&r2 as &dyn age::Recipient))
+            .unwrap()
+            .wrap_output(&mut ct)
+            .unwrap();
+        w.write_all(b"epoch 2").unwrap();
+        w.finish().unwrap();
+        let both = [load(&k1), load(&k2)];
+        let mut pt = Vec::new();
+        decrypt_any(&both, &ct[..])
+            .unwrap()
+            .read_to_end(&mut pt)
+            .unwrap();
+        assert_eq!(pt, b"epoch 2");
+        assert_eq!(
+            decrypt_any(&both[..1], &ct[..]).err(),
+            Some(DecryptFailure::NoMatchingKey)
+        );
+        assert_eq!(
+            decrypt_any(&[], &ct[..]).err(),
+            Some(DecryptFailure::NoMatchingKey)
+        );
+    }
+
+    #[test]
+    fn inspects_identity_files_without_unlocking_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let recipient = generate(&plain, &Protection::None).unwrap();
+        assert_eq!(
+            inspect_identity_file(&fs::read(&plain).unwrap()),
+            Ok(IdentityFileKind::Plain(vec![recipient]))
+        );
+        let pass = dir.path().join("pass");
+        fs::write(&pass, "p\n").unwrap();
+        let locked = dir.path().join("locked");
+        generate(
+            &locked,
+            &Protection::Passphrase(PassphraseSource::File(pass)),
+        )
+        .unwrap();
+        assert_eq!(
+            inspect_identity_file(&fs::read(&locked).unwrap()),
+            Ok(IdentityFileKind::Passphrase)
+        );
+        // An age file encrypted to a key (a submission, say) is not one.
+        let r: age::x25519::Recipient = age::x25519::Identity::generate().to_public();
+        let mut ct = Vec::new();
+        let mut w = age::Encryptor::with_recipients(iter::once(&r as &dyn age::Recipient))
+            .unwrap()
+            .wrap_output(&mut ct)
+            .unwrap();
+        w.write_all(b"x").unwrap();
+        w.finish().unwrap();
+        for bad in [
+            &ct[..],
+            b"",
+            b"# only a comment\n",
+            b"hello\n",
+            ARMOR_MAGIC,
+            b"age-encryption.org/v1\n-> garbage",
+            b"\xff\xfe",
+        ] {
+            assert!(inspect_identity_file(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -10,9 +10,13 @@
 //!   hash chain against the last batch accepted ([`state`]). It writes
 //!   nothing.
 //! - [`open`] decrypts a [`verify::VerifiedBatch`] (the only kind that can
-//!   be opened) with an unlocked [`identity::Identity`], treats each
-//!   plaintext as hostile, writes one folder per submission, a receipt, and
-//!   only then advances the chain state. All or nothing per batch.
+//!   be opened) with the reviewer's unlocked [`identity::Identity`]s (one per
+//!   key epoch they hold), treats each plaintext as hostile, writes one
+//!   folder per submission, a receipt, and only then advances the chain
+//!   state. All or nothing per batch.
+//! - [`retire`] destroys the identity of an old key epoch once its batches
+//!   are opened and acknowledged, so every lingering copy of that epoch's
+//!   ciphertext (on the relay's disk, in backups) becomes unreadable.
 //! - [`fetch`] downloads batches and sends receipts back (`ack`) so the
 //!   relay deletes what the reviewer holds.
 //!
@@ -25,7 +29,8 @@
 //! # fn main() -> Result<(), reviewer::Error> {
 //! reviewer::run([
 //!     "reviewer", "open", "batch-000001-….tar",
-//!     "--identity", "reviewer.key",
+//!     "--identity", "epoch-1.key",
+//!     "--identity", "epoch-2.key",
 //!     "--relay-key", "RW…",
 //!     "--out", "opened",
 //! ])?;
@@ -44,9 +49,9 @@
 //! let store = StateStore::new("state");
 //! let anchor = store.anchor(key.as_base64(), None)?;
 //! let batches = verify::verify_batches(&[Path::new("batch.tar")], &key, &anchor)?;
-//! let identity = Identity::load(Path::new("reviewer.key"), &PassphraseSource::Terminal)?;
+//! let identities = [Identity::load(Path::new("reviewer.key"), &PassphraseSource::Terminal)?];
 //! for batch in batches {
-//!     let opened = open::open_batch(batch, &identity, Path::new("opened"), &store)?;
+//!     let opened = open::open_batch(batch, &identities, Path::new("opened"), &store)?;
 //!     println!("receipt: {}", opened.receipt.display());
 //! }
 //! # Ok(())
@@ -60,6 +65,7 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod open;
+pub mod retire;
 pub mod state;
 mod text;
 mod ustar;

@@ -38,7 +38,7 @@ use crate::Error;
 use crate::fsutil::{
     HashingReader, create_private_dir, create_private_file, ensure_dir, exists_no_follow, sync_dir,
 };
-use crate::identity::{DecryptFailure, Identity};
+use crate::identity::{DecryptFailure, Identity, decrypt_any};
 use crate::state::StateStore;
 use crate::text;
 use crate::ustar::{self, TarError};
@@ -98,11 +98,15 @@ impl Drop for Staging {
 /// Decrypts every submission of a verified batch into `out`, writes its
 /// receipt and advances the chain state in `store`.
 ///
-/// All or nothing: on any error nothing from the batch stays in `out` and
-/// the chain state is unchanged.
+/// `identities` are the reviewer's unlocked identities, one per key epoch
+/// they hold; each submission is opened with whichever matches.
+///
+/// All or nothing: on any error (including a submission that none of the
+/// identities opens, e.g. one of a retired epoch) nothing from the batch
+/// stays in `out` and the chain state is unchanged.
 pub fn open_batch(
     batch: VerifiedBatch,
-    identity: &Identity,
+    identities: &[Identity],
     out: &Path,
     store: &StateStore,
 ) -> Result<OpenedBatch, Error> {
@@ -139,7 +143,7 @@ pub fn open_batch(
         done: false,
     };
 
-    decrypt_all(&batch, identity, &staging.dir)?;
+    decrypt_all(&batch, identities, &staging.dir)?;
 
     // The receipt, staged too, so that the commit below is renames only.
     let staged_receipt = staging.dir.join("receipt.json");
@@ -199,7 +203,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// Re-reads the batch file and decrypts each submission into `staging`.
-fn decrypt_all(batch: &VerifiedBatch, identity: &Identity, staging: &Path) -> Result<(), Error> {
+fn decrypt_all(
+    batch: &VerifiedBatch,
+    identities: &[Identity],
+    staging: &Path,
+) -> Result<(), Error> {
     let path = batch.path();
     let changed = || Error::ChangedSinceVerify { path: path.into() };
     let mut tar = open_batch_file(path)?;
@@ -234,7 +242,7 @@ fn decrypt_all(batch: &VerifiedBatch, identity: &Identity, staging: &Path) -> Re
         if head.path != batch_member_for(&entry.id) || head.size != entry.size {
             return Err(changed());
         }
-        open_submission(tar.data(), entry, identity, staging, path)?;
+        open_submission(tar.data(), entry, identities, staging, path)?;
     }
     match tar.next_entry() {
         Ok(None) => Ok(()),
@@ -247,15 +255,15 @@ fn decrypt_all(batch: &VerifiedBatch, identity: &Identity, staging: &Path) -> Re
 fn open_submission<R: Read>(
     ciphertext: R,
     entry: &ManifestEntry,
-    identity: &Identity,
+    identities: &[Identity],
     staging: &Path,
     batch_path: &Path,
 ) -> Result<(), Error> {
     let mut hashing = HashingReader::new(ciphertext);
     let unpacked = unpack(
         &mut hashing,
-        entry.id,
-        identity,
+        entry,
+        identities,
         &staging.join(entry.id.to_string()),
     );
 
@@ -303,19 +311,23 @@ fn plaintext_error(id: SubmissionId, e: TarError) -> Error {
 /// Decrypts and unpacks one submission into `dest` (which must not exist).
 fn unpack<R: Read>(
     ciphertext: R,
-    id: SubmissionId,
-    identity: &Identity,
+    entry: &ManifestEntry,
+    identities: &[Identity],
     dest: &Path,
 ) -> Result<(), Error> {
-    let plaintext = identity
-        .decrypt(BufReader::with_capacity(CHUNK, ciphertext))
-        .map_err(|f| match f {
+    let id = entry.id;
+    let plaintext = decrypt_any(identities, BufReader::with_capacity(CHUNK, ciphertext)).map_err(
+        |f| match f {
+            // The signed manifest says which epoch sealed it: a retired
+            // (or forgotten) epoch is the likely reason.
             DecryptFailure::NoMatchingKey => Error::WrongIdentity {
-                identity: identity.path().into(),
                 id,
+                epoch: entry.epoch,
+                identities: identities.iter().map(|i| i.path().to_owned()).collect(),
             },
             DecryptFailure::Invalid => Error::Undecryptable { id },
-        })?;
+        },
+    )?;
     let hostile = |reason| Error::HostileSubmission { id, reason };
     let mut tar = ustar::Reader::new(plaintext);
     let next = |tar: &mut ustar::Reader<_>| tar.next_entry().map_err(|e| plaintext_error(id, e));
@@ -399,7 +411,7 @@ fn unpack<R: Read>(
         return Err(hostile("an entry follows the padding"));
     }
 
-    let txt = text::render(&id, &testimony);
+    let txt = text::render(&id, entry.epoch, &testimony);
     write_file(&dest.join("testimony.txt"), txt.as_bytes())?;
     if !testimony.attachments.is_empty() {
         sync_dir(&files)?;

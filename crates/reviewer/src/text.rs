@@ -30,13 +30,15 @@ fn push_clean(out: &mut String, s: &str, multiline: bool) {
     }
 }
 
-/// The content of `testimony.txt` for one submission.
-pub(crate) fn render(id: &SubmissionId, t: &Testimony) -> Zeroizing<String> {
+/// The content of `testimony.txt` for one submission; `epoch` is the key
+/// epoch the signed manifest says it was sealed to.
+pub(crate) fn render(id: &SubmissionId, epoch: u32, t: &Testimony) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(512 + t.text.len()));
     let o = &mut *out;
     // Writing to a String cannot fail; results are ignored below.
     let _ = writeln!(o, "Submission {id}");
     let _ = writeln!(o, "Received: {}", t.received_day);
+    let _ = writeln!(o, "Key epoch: {epoch}");
     o.push_str("Language: ");
     push_clean(o, &t.language, false);
     o.push('\n');
@@ -96,8 +98,8 @@ mod tests {
     #[test]
     fn renders_fields_text_and_attachments() {
         let id = SubmissionId::from_bytes([1; 16]);
-        let out = render(&id, &testimony("Строка 1\r\nСтрока 2", "Aktobe"));
-        assert!(out.contains("Received: 2026-11-27\n"));
+        let out = render(&id, 3, &testimony("Строка 1\r\nСтрока 2", "Aktobe"));
+        assert!(out.contains("Received: 2026-11-27\nKey epoch: 3\n"));
         assert!(out.contains("region: Aktobe\n"));
         assert!(out.contains("Text:\nСтрока 1\nСтрока 2\n"));
         assert!(out.contains(&format!(
@@ -109,7 +111,7 @@ mod tests {
     #[test]
     fn escapes_terminal_sequences() {
         let id = SubmissionId::from_bytes([1; 16]);
-        let out = render(&id, &testimony("a\x1b]0;pwned\x07b", "x\ny: z"));
+        let out = render(&id, 1, &testimony("a\x1b]0;pwned\x07b", "x\ny: z"));
         assert!(!out.contains('\x1b'));
         assert!(!out.contains('\x07'));
         assert!(out.contains("region: x\\u{000a}y: z\n"));
@@ -119,7 +121,7 @@ mod tests {
         #[test]
         fn output_has_no_control_characters(text in any::<String>(), value in any::<String>()) {
             let id = SubmissionId::from_bytes([2; 16]);
-            let out = render(&id, &testimony(&text, &value));
+            let out = render(&id, 1, &testimony(&text, &value));
             prop_assert!(out.chars().all(|c| c == '\n' || c == '\t'
                 || !(c.is_control() || format::is_deceptive(c))));
             // Each field stays on its own line.

@@ -519,6 +519,7 @@ mod tests {
             submissions: vec![format::ManifestEntry {
                 id,
                 received_day: "2026-11-28".parse().unwrap(),
+                epoch: 1,
                 size: 1,
                 sha256: Digest::of(b"x"),
             }],

@@ -209,7 +209,7 @@ fn empty_passphrase_is_refused() {
 fn usage_errors_exit_2_and_help_exits_0() {
     let o = reviewer_bin(&[&"--help"]);
     assert_eq!(o.status.code(), Some(0));
-    for cmd in ["keygen", "fetch", "verify", "open", "ack"] {
+    for cmd in ["keygen", "fetch", "verify", "open", "ack", "retire-epoch"] {
         assert!(stdout(&o).contains(cmd), "{cmd} missing from help");
     }
     let o = reviewer_bin(&[&"verify", &"--no-such-flag"]);
@@ -236,4 +236,151 @@ fn error_messages_escape_control_characters() {
     let line = error_line(&o);
     assert!(!line.contains('\x1b'), "{line:?}");
     assert!(line.contains("\\u{001b}"), "{line:?}");
+}
+
+#[test]
+fn retire_epoch_without_a_terminal_needs_yes() {
+    // With a controlling terminal the confirmation would be asked on it:
+    // only the no-terminal case (CI) can be checked without a human.
+    if std::fs::File::open("/dev/tty").is_ok() {
+        return;
+    }
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "epoch-1.key");
+    let before = std::fs::read(&r.key_file).unwrap();
+    let o = reviewer_bin(&[
+        &"retire-epoch",
+        &"--identity",
+        &r.key_file,
+        &"--epoch",
+        &"1",
+    ]);
+    let line = error_line(&o);
+    assert_eq!(
+        line,
+        "reviewer: no terminal to confirm retiring epoch 1 on: nothing was destroyed; run the command on a terminal, or pass --yes if you are sure"
+    );
+    assert_eq!(std::fs::read(&r.key_file).unwrap(), before);
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn retire_epoch_with_yes_destroys_the_identity_and_says_so() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "epoch-1.key");
+    let len = std::fs::metadata(&r.key_file).unwrap().len();
+    let o = reviewer_bin(&[
+        &"retire-epoch",
+        &"--identity",
+        &r.key_file,
+        &"--epoch",
+        &"1",
+        &"--yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!r.key_file.exists());
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "retired epoch 1: overwrote {} ({len} bytes) with zeros, flushed it to disk and deleted it; it held {}",
+            r.key_file.display(),
+            r.recipient
+        )
+    );
+    assert!(
+        lines[1].contains("backups") && lines[1].contains("copy"),
+        "{out}"
+    );
+    assert!(lines[2].contains("can never be opened again"), "{out}");
+
+    // Gone means gone: a second time is an error, not a success.
+    let o = reviewer_bin(&[
+        &"retire-epoch",
+        &"--identity",
+        &r.key_file,
+        &"--epoch",
+        &"1",
+        &"--yes",
+    ]);
+    error_line(&o);
+}
+
+#[test]
+fn retire_epoch_refuses_a_file_that_is_not_an_identity() {
+    let env = Env::new();
+    let notes = env.path("notes.txt");
+    std::fs::write(&notes, "not a key\n").unwrap();
+    let o = reviewer_bin(&[
+        &"retire-epoch",
+        &"--identity",
+        &notes,
+        &"--epoch",
+        &"2",
+        &"--yes",
+    ]);
+    let line = error_line(&o);
+    assert!(
+        line.starts_with(&format!(
+            "reviewer: {} is not an age identity file (",
+            notes.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("nothing was destroyed"), "{line}");
+    assert!(
+        stderr(&o).contains("\nhint: retire an epoch only after"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "not a key\n");
+
+    // Epoch 0 does not exist.
+    let r = reviewer(env.dir.path(), "k");
+    let o = reviewer_bin(&[
+        &"retire-epoch",
+        &"--identity",
+        &r.key_file,
+        &"--epoch",
+        &"0",
+        &"--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(r.key_file.exists());
+}
+
+#[test]
+fn wrong_epoch_fails_with_one_line_naming_the_epoch() {
+    let env = Env::new();
+    let old = reviewer(env.dir.path(), "epoch-1.key");
+    let new = reviewer(env.dir.path(), "epoch-2.key");
+    let mut relay = Relay::new();
+    let (s, _) = good_submission("x", &[], &[&old.recipient]);
+    let p = relay
+        .batch(std::slice::from_ref(&s))
+        .write(&env.path("b1.tar"));
+    let o = reviewer_bin(&[
+        &"open",
+        &p,
+        &"--identity",
+        &new.key_file,
+        &"--relay-key",
+        &relay.key,
+        &"--out",
+        &env.out,
+        &"--state",
+        &env.state,
+    ]);
+    let line = error_line(&o);
+    assert!(
+        line.starts_with(&format!(
+            "reviewer: submission {} was sealed to epoch 1; none of the given identities can open it (retired or not given)",
+            s.id
+        )),
+        "{line}"
+    );
+    assert!(stderr(&o).contains("\nhint: pass --identity once for each key epoch"));
+    util::assert_empty(&env.out);
 }

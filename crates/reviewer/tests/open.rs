@@ -159,19 +159,156 @@ fn wrong_identity_writes_nothing() {
 
     let e = open(&env, &relay, &r, &[&path]).unwrap_err();
     assert!(
-        matches!(&e, Error::WrongIdentity { id, .. } if *id == s2.id),
+        matches!(&e, Error::WrongIdentity { id, epoch: 1, .. } if *id == s2.id),
         "{e}"
     );
     assert_eq!(
         e.to_string(),
         format!(
-            "none of the identities in {} can decrypt submission {}: the batch was sealed to other reviewer keys",
+            "submission {} was sealed to epoch 1; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}",
+            s2.id,
             r.key_file.display(),
-            s2.id
         )
     );
     assert_empty(&env.out);
     assert_eq!(state_seq(&env, &relay), None);
+}
+
+#[test]
+fn one_identity_per_epoch_opens_a_batch_of_both_epochs() {
+    let env = Env::new();
+    let old = reviewer(env.dir.path(), "epoch-1.key");
+    let new = reviewer(env.dir.path(), "epoch-2.key");
+    let mut relay = Relay::new();
+    // A batch made just after a rotation holds both epochs.
+    let (s1, json1) = good_submission("before", &[], &[&old.recipient]);
+    let (s2, json2) = good_submission("after", &[("a.txt", b"a")], &[&new.recipient]);
+    let s2 = s2.in_epoch(2);
+    let path = relay
+        .batch(&[s1.clone(), s2.clone()])
+        .write(&env.path("b1.tar"));
+
+    // Either identity alone fails on the other epoch's submission, and the
+    // error names that epoch.
+    let e = open(&env, &relay, &old, &[&path]).unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongIdentity { id, epoch: 2, .. } if *id == s2.id),
+        "{e}"
+    );
+    assert!(e.to_string().contains("sealed to epoch 2"), "{e}");
+    let e = open(&env, &relay, &new, &[&path]).unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongIdentity { id, epoch: 1, .. } if *id == s1.id),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&new.key_file.display().to_string()));
+    assert_empty(&env.out);
+    assert_eq!(state_seq(&env, &relay), None);
+
+    // Both, in either order: everything opens.
+    open_with(
+        &env,
+        &relay,
+        &new.key_file,
+        &[&path],
+        &[&"--identity", &old.key_file],
+    )
+    .unwrap();
+    let d1 = env.out.join(s1.id.to_string());
+    let d2 = env.out.join(s2.id.to_string());
+    assert_eq!(std::fs::read(d1.join("testimony.json")).unwrap(), json1);
+    assert_eq!(std::fs::read(d2.join("testimony.json")).unwrap(), json2);
+    // testimony.txt says which epoch sealed each (from the signed manifest).
+    let txt = |d: &Path| std::fs::read_to_string(d.join("testimony.txt")).unwrap();
+    assert!(txt(&d1).contains("\nKey epoch: 1\n"), "{}", txt(&d1));
+    assert!(txt(&d2).contains("\nKey epoch: 2\n"), "{}", txt(&d2));
+    assert_eq!(state_seq(&env, &relay), Some(1));
+}
+
+#[test]
+fn passphrase_files_pair_with_identities() {
+    let env = Env::new();
+    let locked = |name: &str, pass: &str| {
+        let pass_file = env.path(&format!("{name}.pass"));
+        std::fs::write(&pass_file, format!("{pass}\n")).unwrap();
+        let key = env.path(name);
+        let recipient: age::x25519::Recipient = reviewer::identity::generate(
+            &key,
+            &Protection::Passphrase(PassphraseSource::File(pass_file.clone())),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        (key, pass_file, recipient)
+    };
+    let (k1, p1, r1) = locked("one.age", "first passphrase");
+    let (k2, p2, r2) = locked("two.age", "second passphrase");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r1]);
+    let (s2, _) = good_submission("two", &[], &[&r2]);
+    let path = relay
+        .batch(&[s1, s2.in_epoch(2)])
+        .write(&env.path("b1.tar"));
+
+    // Two identities, three passphrase files: refused before unlocking.
+    let e = open_with(
+        &env,
+        &relay,
+        &k1,
+        &[&path],
+        &[
+            &"--identity",
+            &k2,
+            &"--passphrase-file",
+            &p1,
+            &"--passphrase-file",
+            &p2,
+            &"--passphrase-file",
+            &p2,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::PassphraseFiles {
+                identities: 2,
+                files: 3
+            }
+        ),
+        "{e}"
+    );
+    // One passphrase for both: the second identity does not unlock.
+    let e = open_with(
+        &env,
+        &relay,
+        &k1,
+        &[&path],
+        &[&"--identity", &k2, &"--passphrase-file", &p1],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongPassphrase { path } if *path == k2),
+        "{e}"
+    );
+    assert_empty(&env.out);
+    // One per identity, in order: opens.
+    open_with(
+        &env,
+        &relay,
+        &k1,
+        &[&path],
+        &[
+            &"--identity",
+            &k2,
+            &"--passphrase-file",
+            &p1,
+            &"--passphrase-file",
+            &p2,
+        ],
+    )
+    .unwrap();
+    assert_eq!(state_seq(&env, &relay), Some(1));
 }
 
 /// One hostile plaintext case: its entries and the reason expected.
@@ -685,7 +822,7 @@ fn batch_changed_after_verification_is_refused() {
     tampered.write(&path);
 
     let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
-    let e = reviewer::open::open_batch(verified, &identity, &env.out, &store).unwrap_err();
+    let e = reviewer::open::open_batch(verified, &[identity], &env.out, &store).unwrap_err();
     assert!(matches!(e, Error::ChangedSinceVerify { .. }), "{e}");
     assert_empty(&env.out);
     assert_eq!(state_seq(&env, &relay), None);
@@ -705,9 +842,9 @@ fn library_flow_matches_the_cli() {
     let store = StateStore::new(&env.state);
     let anchor = store.anchor(key.as_base64(), None).unwrap();
     let batches = reviewer::verify::verify_batches(&[&p1], &key, &anchor).unwrap();
-    let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
+    let identities = [Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap()];
     for b in batches {
-        let opened = reviewer::open::open_batch(b, &identity, &env.out, &store).unwrap();
+        let opened = reviewer::open::open_batch(b, &identities, &env.out, &store).unwrap();
         assert_eq!(opened.sequence, 1);
         assert_eq!(opened.submissions, 1);
         assert!(opened.receipt.is_file());

@@ -78,8 +78,19 @@ impl AppState {
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                        frame-ancestors 'none'; base-uri 'none'";
 
-/// The relay's router. Tests drive it without a socket.
-pub fn app(state: Arc<AppState>) -> Router {
+/// Which listener a router serves: headers differ slightly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The public HTTPS listener: adds HSTS, and `Onion-Location` when an
+    /// onion address is configured.
+    Https,
+    /// The loopback plain-HTTP listener behind the Tor daemon: no HSTS
+    /// (there is no TLS; Tor encrypts end to end).
+    Onion,
+}
+
+/// The relay's router for one listener. Tests drive it without a socket.
+pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
     // The body limit covers every attachment, the text and multipart
     // framing; the intake enforces the exact per-part limits itself.
     let body_limit = usize::try_from(state.config.limits.max_submission_bytes)
@@ -95,15 +106,40 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/static/style.css", get(pages::stylesheet))
         .nest("/api/v1", api::router(state.clone()))
         .fallback(pages::not_found)
-        .with_state(state)
-        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            HeaderContext {
+                listener,
+                onion: state.config.onion_address.clone(),
+            },
+            security_headers,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| pages::internal_error(),
         ))
 }
 
+/// What the header middleware needs to know.
+#[derive(Clone, Debug)]
+struct HeaderContext {
+    listener: Listener,
+    onion: Option<String>,
+}
+
 /// Adds the fixed security headers to every response.
-async fn security_headers(mut res: Response) -> Response {
+async fn security_headers(
+    axum::extract::State(ctx): axum::extract::State<HeaderContext>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let onion_location = match (&ctx.onion, ctx.listener) {
+        (Some(onion), Listener::Https) => {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            HeaderValue::from_str(&format!("http://{onion}{path}")).ok()
+        }
+        _ => None,
+    };
+    let mut res = next.run(req).await;
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
@@ -123,7 +159,12 @@ async fn security_headers(mut res: Response) -> Response {
         HeaderName::from_static("cross-origin-resource-policy"),
         "same-origin",
     );
-    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    if ctx.listener == Listener::Https {
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
+    if let Some(v) = onion_location {
+        h.insert(HeaderName::from_static("onion-location"), v);
+    }
     h.remove(header::SERVER);
     h.remove(header::ETAG);
     h.remove(header::SET_COOKIE);

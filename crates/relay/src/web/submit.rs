@@ -366,7 +366,15 @@ fn ingest(
                 }
                 let id = SubmissionId::from_bytes(random_bytes());
                 let pending = state.store.begin(id)?;
-                return Ok(seal::seal(submission, spool, &state.recipients, pending)?);
+                // Sealed to the current key epoch only: `recipients` were
+                // built from the config's current epoch.
+                return Ok(seal::seal(
+                    submission,
+                    spool,
+                    &state.recipients,
+                    state.config.epoch,
+                    pending,
+                )?);
             }
         }
     }

@@ -210,12 +210,23 @@ pub(crate) fn seal(plaintext: &[u8], recipients: &[&age::x25519::Recipient]) -> 
 #[derive(Clone)]
 pub(crate) struct Sealed {
     pub(crate) id: SubmissionId,
+    /// The key epoch the manifest names (1 unless a test says otherwise).
+    pub(crate) epoch: u32,
     pub(crate) ciphertext: Vec<u8>,
+}
+
+impl Sealed {
+    /// The same submission, named in the manifest as sealed to `epoch`.
+    pub(crate) fn in_epoch(mut self, epoch: u32) -> Self {
+        self.epoch = epoch;
+        self
+    }
 }
 
 pub(crate) fn sealed(plaintext: &[u8], recipients: &[&age::x25519::Recipient]) -> Sealed {
     Sealed {
         id: new_submission_id(),
+        epoch: 1,
         ciphertext: seal(plaintext, recipients),
     }
 }
@@ -279,6 +290,7 @@ impl Relay {
                 .map(|s| ManifestEntry {
                     id: s.id,
                     received_day: day(),
+                    epoch: s.epoch,
                     size: s.ciphertext.len() as u64,
                     sha256: Digest::of(&s.ciphertext),
                 })

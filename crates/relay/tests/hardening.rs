@@ -1,0 +1,336 @@
+//! The relay's anonymity promises, tested against the real binary: nothing
+//! identifying in what it stores or logs, no time finer than a day, the
+//! onion listener loopback-only, TLS 1.3 by default, certificate reload
+//! without restart, no core dumps.
+
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+mod util;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use util::{Served, client, client_builder, demo_data, relay, stderr};
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn seizure_finds_no_identifying_data_or_fine_times() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| t);
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Maximum verbosity the operator could ask for, for the relay and (it
+    // must be ignored) for every dependency.
+    let served = Served::start_with(
+        &data,
+        &[
+            ("RELAY_LOG", "trace"),
+            ("RUST_LOG", "trace"),
+            ("TMPDIR", tmp.to_str().unwrap()),
+        ],
+    );
+    let source_ip: IpAddr = "127.0.0.3".parse().unwrap();
+    let ua = "CanaryBrowser/7.7 UA-CANARY-e41f";
+    let source = client_builder(&data)
+        .local_address(source_ip)
+        .user_agent(ua)
+        .build()
+        .unwrap();
+
+    let text = "TEXT-CANARY-90ab testimony";
+    let file_name = "FILENAME-CANARY-77c1.pdf";
+    let region = "REGION-CANARY-3d3d";
+    let form = || {
+        reqwest::blocking::multipart::Form::new()
+            .text("category", "Other")
+            .text("text", text)
+            .text("region", region)
+            .text("events_month", "03")
+            .text("events_year", "2025")
+            .part(
+                "files",
+                reqwest::blocking::multipart::Part::bytes(b"FILE-CONTENT-CANARY-5e5e".to_vec())
+                    .file_name(file_name),
+            )
+    };
+    let url = served.url();
+    let ok = source
+        .post(format!("{url}/submit"))
+        .header("X-Forwarded-For", "HEADER-CANARY-1f1f")
+        .multipart(form())
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // A refused one too: error paths must not log what was sent either.
+    let refused = source
+        .post(format!("{url}/submit"))
+        .multipart(form().text("unexpected", "x"))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let junk = source
+        .post(format!("{url}/submit"))
+        .header("Content-Type", "multipart/form-data; boundary=B")
+        .body(format!(
+            "--B\r\nContent-Disposition: form-data; name=\"{file_name}\"\r\n\r\n"
+        ))
+        .send()
+        .unwrap();
+    assert!(junk.status().is_client_error());
+
+    // Export and ack through the API, from the same address.
+    let token = std::fs::read_to_string(data.join("demo-api.token")).unwrap();
+    let token = token.trim();
+    let batch = source
+        .get(format!("{url}/api/v1/batches/next"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let mut archive = tar::Archive::new(&batch[..]);
+    let mut manifest = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        assert_eq!(entry.header().mtime().unwrap(), 0, "batch member mtime");
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            std::io::Read::read_to_end(&mut entry, &mut manifest).unwrap();
+        }
+    }
+    // Stored before the ack: check what a seizure at this moment finds.
+    let stored_now = scan_stored(&data, &tmp);
+    let m = format::Manifest::from_json(&manifest).unwrap();
+    let ack = source
+        .post(format!("{url}/api/v1/batches/{}/ack", m.batch_id))
+        .bearer_auth(token)
+        .body(format!(
+            "{{\"manifest_sha256\": \"{}\"}}",
+            format::Digest::of(&manifest)
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(ack.status(), 200);
+    let log = served.stop();
+    let stored_after = scan_stored(&data, &tmp);
+
+    let canaries: [&[u8]; 9] = [
+        b"127.0.0.3",
+        ua.as_bytes(),
+        b"UA-CANARY",
+        b"TEXT-CANARY",
+        b"FILENAME-CANARY",
+        b"REGION-CANARY",
+        b"FILE-CONTENT-CANARY",
+        b"HEADER-CANARY",
+        b"CanaryBrowser",
+    ];
+    for c in canaries {
+        let c_str = String::from_utf8_lossy(c);
+        assert!(!contains(log.as_bytes(), c), "log holds {c_str}:\n{log}");
+        for (path, bytes) in stored_now.iter().chain(&stored_after) {
+            assert!(!contains(bytes, c), "{} holds {c_str}", path.display());
+        }
+    }
+    // The logs carried something (the test would be empty otherwise), but
+    // no time: neither ours (no timestamps) nor a dependency's.
+    assert!(log.contains("relay listening"), "{log}");
+    assert_no_fine_time(log.as_bytes(), "the log");
+    for (path, bytes) in stored_now.iter().chain(&stored_after) {
+        assert_no_fine_time(bytes, &path.display().to_string());
+    }
+    // The ciphertext file existed before the ack (its times were checked
+    // in scan_stored) and is gone after it.
+    assert!(files(&data.join("store/objects")).is_empty());
+}
+
+/// Reads every stored file (data dir and temp dir) and checks the times of
+/// ciphertext files on the way.
+fn scan_stored(data: &Path, tmp: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for path in files(data).into_iter().chain(files(tmp)) {
+        if path.starts_with(data.join("store/objects")) {
+            let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+            let secs = modified.duration_since(UNIX_EPOCH).unwrap().as_secs();
+            assert_eq!(
+                secs % 86_400,
+                0,
+                "{} has a time finer than a day",
+                path.display()
+            );
+        }
+        if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+/// Fails if `bytes` holds a clock time of today (ISO `YYYY-MM-DDT`, `HH:MM:SS`
+/// near now) or the current Unix time in seconds or milliseconds.
+fn assert_no_fine_time(bytes: &[u8], what: &str) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = format::Day::today().to_string();
+    // Unix seconds within the last ~3 hours share their first 6 digits.
+    for probe in [
+        format!("{day}T"),
+        format!("{day} "),
+        (now / 10_000).to_string(),
+        ((now - 10_000) / 10_000).to_string(),
+    ] {
+        assert!(
+            !contains(bytes, probe.as_bytes()),
+            "{what} holds a time ({probe})"
+        );
+    }
+}
+
+#[test]
+fn core_dumps_are_off_while_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| t);
+    let served = Served::start(&data);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", served.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    served.kill();
+}
+
+#[test]
+fn hardening_makes_the_process_non_dumpable() {
+    relay::process::harden().unwrap();
+    assert!(relay::process::is_hardened());
+}
+
+#[test]
+fn onion_listener_serves_plain_http_on_loopback_and_https_points_to_it() {
+    let root = tempfile::tempdir().unwrap();
+    let onion_port = util::free_port();
+    let onion = format!("{}.onion", "q".repeat(56));
+    let data = demo_data(root.path(), |t| {
+        format!("onion_listen = \"{onion_port}\"\nonion_address = \"{onion}\"\n{t}")
+    });
+    let served = Served::start(&data);
+    let plain = reqwest::blocking::get(format!("http://{onion_port}/")).unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("strict-transport-security").is_none());
+    assert!(plain.headers().get("onion-location").is_none());
+    assert!(plain.headers().get("content-security-policy").is_some());
+    let https = client(&data)
+        .get(format!("{}/?x=1", served.url()))
+        .send()
+        .unwrap();
+    assert!(https.headers().get("strict-transport-security").is_some());
+    assert_eq!(
+        https.headers().get("onion-location").unwrap(),
+        &format!("http://{onion}/?x=1")
+    );
+    served.kill();
+}
+
+#[test]
+fn onion_listener_beyond_loopback_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| {
+        format!("onion_listen = \"0.0.0.0:18081\"\n{t}")
+    });
+    let o = relay(&["serve", "--data", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("onion_listen") && e.contains("loopback"), "{e}");
+}
+
+#[test]
+fn tls_1_2_is_refused_by_default() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| t);
+    let served = Served::start(&data);
+    let old = client_builder(&data)
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    assert!(old.get(served.url()).send().is_err());
+    assert!(
+        client(&data)
+            .get(served.url())
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    served.kill();
+}
+
+/// The DER certificate the relay presents.
+fn served_cert(data: &Path, url: &str) -> Vec<u8> {
+    // Trust any certificate here: this looks at which one is served.
+    let c = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let _ = data;
+    let res = c.get(url).send().unwrap();
+    res.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn sighup_reloads_the_certificate_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| t);
+    let served = Served::start(&data);
+    let before = served_cert(&data, &served.url());
+    let new = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(data.join("tls/cert.pem"), new.cert.pem()).unwrap();
+    std::fs::write(data.join("tls/key.pem"), new.signing_key.serialize_pem()).unwrap();
+    let pid = served.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = before.clone();
+    while after == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        after = served_cert(&data, &served.url());
+    }
+    assert_eq!(after, new.cert.der().to_vec());
+    assert!(served.log().contains("reloaded the TLS certificate"));
+    served.kill();
+}

@@ -1,0 +1,169 @@
+//! Shared harness for the tests that run the `relay` binary.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a different subset; a panic is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const RELAY: &str = env!("CARGO_BIN_EXE_relay");
+
+/// Runs `relay ARGS` to completion.
+pub fn relay(args: &[&str]) -> Output {
+    Command::new(RELAY).args(args).output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A free port on 127.0.0.1 (bound and released).
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A relay process; killed (SIGKILL) when dropped. Keeps every line it
+/// wrote to stderr.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// `relay serve --data DATA --listen 127.0.0.1:PORT`, waiting for it to
+    /// listen.
+    pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// The same with extra environment variables.
+    pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
+        let addr = free_port();
+        let mut cmd = Command::new(RELAY);
+        cmd.args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains("relay listening (HTTPS)") => {
+                    return Served { child, addr, log };
+                }
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("relay did not start:\n{}", log.lock().unwrap().join("\n"));
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Everything the relay logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, wait for a graceful exit, and return the full log.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(200));
+                return self.log();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("relay did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client that trusts only the relay's demo certificate.
+pub fn client_builder(data: &Path) -> reqwest::blocking::ClientBuilder {
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .timeout(Duration::from_secs(60))
+}
+
+pub fn client(data: &Path) -> reqwest::blocking::Client {
+    client_builder(data).build().unwrap()
+}
+
+/// Posts a minimal text-only submission; returns the status.
+pub fn submit(data: &Path, url: &str, text: &str) -> u16 {
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("category", "Other")
+        .text("text", text.to_owned());
+    client(data)
+        .post(format!("{url}/submit"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `relay status` output (the relay must be stopped).
+pub fn status_line(data: &Path) -> String {
+    let o = relay(&["status", "--data", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Creates a demo data directory (as a first `relay serve` would) and
+/// applies `edit` to its config text.
+pub fn demo_data(root: &Path, edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
+    let data = root.join("relay-data");
+    let config = relay::demo::init(&data, "127.0.0.1:8443".parse().unwrap()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
+    data
+}

@@ -43,8 +43,8 @@ pub use pad::{
 };
 pub use receipt::{AckRequest, AckResponse, BatchListing, BatchSummary, RECEIPT_FORMAT, Receipt};
 pub use testimony::{
-    Attachment, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY, TESTIMONY_FORMAT,
-    Testimony, attachment_entry_path, parse_attachment_entry_path,
+    Attachment, FieldLabel, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY,
+    TESTIMONY_FORMAT, Testimony, attachment_entry_path, parse_attachment_entry_path,
 };
 
 /// Name of the manifest member inside a batch tar.

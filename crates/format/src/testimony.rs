@@ -56,6 +56,25 @@ impl fmt::Debug for Attachment {
     }
 }
 
+/// The English wording of one answered question, so an offline reviewer
+/// can show answers labelled without the relay's configuration.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FieldLabel {
+    /// The question, as the form asked it (in English).
+    pub question: String,
+    /// The answer's label, for answers chosen from a list (in English).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+impl fmt::Debug for FieldLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The answer's label can say what the testimony is about.
+        f.debug_struct("FieldLabel").finish_non_exhaustive()
+    }
+}
+
 /// The testimony a source submitted: form answers, free text and the list
 /// of attached files.
 ///
@@ -75,6 +94,10 @@ pub struct Testimony {
     /// Questionnaire answers by stable key (`category`, `region`,
     /// `events_month`, ...). Empty answers are omitted.
     pub fields: BTreeMap<String, String>,
+    /// English labels of the answered questions, by the same keys as
+    /// `fields`. Optional: absent in testimonies from forms without labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, FieldLabel>,
     /// The free-text testimony.
     pub text: String,
     /// The attached files, in tar order.
@@ -97,6 +120,12 @@ impl Drop for Testimony {
         self.language.zeroize();
         for v in self.fields.values_mut() {
             v.zeroize();
+        }
+        for l in self.labels.values_mut() {
+            l.question.zeroize();
+            if let Some(a) = l.answer.as_mut() {
+                a.zeroize();
+            }
         }
         for a in &mut self.attachments {
             a.name.zeroize();
@@ -162,6 +191,7 @@ mod tests {
             language: "ru".into(),
             received_day: "2026-11-28".parse().unwrap(),
             fields: [("category".to_owned(), "health".to_owned())].into(),
+            labels: Default::default(),
             text: "Врачей не хватает.".into(),
             attachments: vec![Attachment {
                 name: "photo.jpg".into(),
@@ -217,6 +247,11 @@ mod tests {
             lang in "[a-z]{2}",
             fields in proptest::collection::btree_map("[a-z_]{1,12}", any::<String>(), 0..5),
             sizes in proptest::collection::vec(any::<u64>(), 0..5),
+            labels in proptest::collection::btree_map(
+                "[a-z_]{1,12}",
+                (any::<String>(), proptest::option::of(any::<String>())),
+                0..5,
+            ),
         ) {
             let t = Testimony {
                 format: TESTIMONY_FORMAT.into(),
@@ -224,6 +259,10 @@ mod tests {
                 language: lang,
                 received_day: "2026-01-31".parse().unwrap(),
                 fields,
+                labels: labels
+                    .into_iter()
+                    .map(|(k, (question, answer))| (k, FieldLabel { question, answer }))
+                    .collect(),
                 text,
                 attachments: sizes.iter().enumerate().map(|(i, s)| Attachment {
                     name: format!("f{i}.bin"),

@@ -45,10 +45,29 @@ pub(crate) fn render(id: &SubmissionId, epoch: u32, t: &Testimony) -> Zeroizing<
     let _ = writeln!(o, "Form version: {}", t.form_version);
     o.push('\n');
     if !t.fields.is_empty() {
+        // With the form's English wording when the testimony carries it:
+        // "What is it about?: Health care and medical workers (health)".
         for (key, value) in &t.fields {
-            push_clean(o, key, false);
-            o.push_str(": ");
-            push_clean(o, value, false);
+            match t.labels.get(key) {
+                Some(label) => {
+                    push_clean(o, &label.question, false);
+                    o.push_str(": ");
+                    match &label.answer {
+                        Some(answer) => {
+                            push_clean(o, answer, false);
+                            o.push_str(" (");
+                            push_clean(o, value, false);
+                            o.push(')');
+                        }
+                        None => push_clean(o, value, false),
+                    }
+                }
+                None => {
+                    push_clean(o, key, false);
+                    o.push_str(": ");
+                    push_clean(o, value, false);
+                }
+            }
             o.push('\n');
         }
         o.push('\n');
@@ -86,6 +105,7 @@ mod tests {
             language: "ru".into(),
             received_day: "2026-11-27".parse().unwrap(),
             fields: [("region".to_owned(), value.to_owned())].into(),
+            labels: Default::default(),
             text: text.into(),
             attachments: vec![Attachment {
                 name: "photo.jpg".into(),
@@ -106,6 +126,28 @@ mod tests {
             "photo.jpg  3 bytes  sha256 {}",
             Digest::of(b"abc")
         )));
+    }
+
+    #[test]
+    fn labelled_answers_show_the_question_and_the_answer() {
+        let id = SubmissionId::from_bytes([1; 16]);
+        let mut t = testimony("text", "almaty-city");
+        t.labels.insert(
+            "region".to_owned(),
+            format::FieldLabel {
+                question: "Region or city".to_owned(),
+                answer: Some("Almaty (city)".to_owned()),
+            },
+        );
+        let out = render(&id, 1, &t);
+        assert!(
+            out.contains("Region or city: Almaty (city) (almaty-city)\n"),
+            "{}",
+            *out
+        );
+        t.labels.get_mut("region").unwrap().answer = None;
+        let out = render(&id, 1, &t);
+        assert!(out.contains("Region or city: almaty-city\n"), "{}", *out);
     }
 
     #[test]

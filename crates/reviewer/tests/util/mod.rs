@@ -162,6 +162,7 @@ pub(crate) fn testimony(text: &str, files: &[(&str, &[u8])]) -> Testimony {
             ),
             ("region".to_owned(), "Aktobe".to_owned()),
         ]),
+        labels: Default::default(),
         text: text.into(),
         attachments: files
             .iter()

@@ -13,7 +13,7 @@ use e2e::{
 /// A tar's members with their bytes.
 type Members = Vec<(String, Vec<u8>)>;
 
-const CATEGORY: &str = "Political prisoners and detention conditions";
+const CATEGORY: &str = "prisoners";
 
 /// Opens every batch in `batches` (in order) into `out`.
 fn open(
@@ -351,14 +351,14 @@ fn refused_submissions_store_nothing() {
     // Not a multipart body at all, and a truncated multipart body.
     let client = relay.client();
     let res = client
-        .post(format!("{}/submit", relay.url))
+        .post(format!("{}/en/submit", relay.url))
         .header("Content-Type", "multipart/form-data; boundary=XYZ")
         .body("--XYZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhalf")
         .send()
         .unwrap();
     assert_eq!(res.status(), 400);
     let res = client
-        .post(format!("{}/submit", relay.url))
+        .post(format!("{}/en/submit", relay.url))
         .header("Content-Type", "text/plain")
         .body("hello")
         .send()
@@ -554,7 +554,7 @@ fn pages_need_no_javascript_cookies_or_other_sites() {
     let client = relay.client();
     let form = client.get(format!("{}/", relay.url)).send().unwrap();
     let received = client
-        .post(format!("{}/submit", relay.url))
+        .post(format!("{}/en/submit", relay.url))
         .multipart(
             reqwest::blocking::multipart::Form::new()
                 .text("category", CATEGORY)
@@ -625,17 +625,17 @@ fn every_route_and_status_sends_the_security_headers() {
         ),
         ("GET 404", client.get(url("/nothing")).send().unwrap()),
         (
-            "POST /submit 400",
+            "POST /en/submit 400",
             client
-                .post(url("/submit"))
+                .post(url("/en/submit"))
                 .multipart(reqwest::blocking::multipart::Form::new().text("category", "nope"))
                 .send()
                 .unwrap(),
         ),
         (
-            "POST /submit 413",
+            "POST /en/submit 413",
             client
-                .post(url("/submit"))
+                .post(url("/en/submit"))
                 .multipart(
                     reqwest::blocking::multipart::Form::new()
                         .text("category", CATEGORY)
@@ -734,4 +734,244 @@ fn every_route_and_status_sends_the_security_headers() {
             assert!(h.get(absent).is_none(), "{what}: has {absent}");
         }
     }
+}
+
+/// A message in a language, as the relay renders it.
+fn msg(lang: relay::web::i18n::Lang, key: &str) -> String {
+    relay::web::i18n::Tr { lang }.t(key)
+}
+
+/// Posts a form with text fields (and no files) to `/{lang}/submit`.
+fn post_form(relay: &TestRelay, lang: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let mut form = reqwest::blocking::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text((*k).to_owned(), (*v).to_owned());
+    }
+    let res = relay
+        .client()
+        .post(format!("{}/{lang}/submit", relay.url))
+        .multipart(form)
+        .send()
+        .unwrap();
+    (res.status().as_u16(), res.text().unwrap())
+}
+
+#[test]
+fn languages_are_chosen_by_url_and_accept_language_without_cookies() {
+    use relay::web::i18n::Lang;
+    let relay = TestRelay::start();
+    let pem = std::fs::read(relay.cert()).unwrap();
+    let no_redirect = reqwest::blocking::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (accept, want) in [
+        (Some("kk-KZ,kk;q=0.9,ru;q=0.8"), "/kk/"),
+        (Some("en-GB,en;q=0.9"), "/en/"),
+        (Some("de-DE"), "/ru/"),
+        (None, "/ru/"),
+    ] {
+        let mut req = no_redirect.get(format!("{}/", relay.url));
+        if let Some(a) = accept {
+            req = req.header("Accept-Language", a);
+        }
+        let res = req.send().unwrap();
+        assert_eq!(res.status(), 303, "{accept:?}");
+        assert_eq!(res.headers()["location"], want, "{accept:?}");
+        assert!(res.headers().get("set-cookie").is_none());
+    }
+    for lang in Lang::ALL {
+        let code = lang.code();
+        let page = relay
+            .client()
+            .get(format!("{}/{code}/", relay.url))
+            .send()
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.headers().get("set-cookie").is_none());
+        let body = page.text().unwrap();
+        assert!(body.contains(&format!("<html lang=\"{code}\">")), "{code}");
+        assert!(
+            body.contains(&format!("action=\"/{code}/submit\"")),
+            "{code}"
+        );
+        assert!(body.contains(&msg(lang, "submit-button")), "{code}");
+        assert!(
+            body.contains(&msg(lang, "safety-tor")),
+            "{code}: safety advice"
+        );
+        for other in Lang::ALL.iter().filter(|l| **l != lang) {
+            let link = format!("href=\"/{}/\" hreflang=\"{}\"", other.code(), other.code());
+            assert!(body.contains(&link), "{code} links to {}", other.code());
+        }
+    }
+    assert_ne!(
+        msg(Lang::Kk, "submit-button"),
+        msg(Lang::Ru, "submit-button")
+    );
+    let unknown = relay
+        .client()
+        .get(format!("{}/de/", relay.url))
+        .send()
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[test]
+fn a_kazakh_submission_records_its_language_and_labelled_answers() {
+    use relay::web::i18n::Lang;
+    let relay = TestRelay::start();
+    let (status, body) = post_form(
+        &relay,
+        "kk",
+        &[
+            ("category", "health"),
+            ("text", "Ауруханада дәрі жоқ."),
+            ("region", "aktobe"),
+            ("events_month", "03"),
+            ("events_year", "2025"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<html lang=\"kk\">"));
+    assert!(body.contains(&msg(Lang::Kk, "received-title")), "{body}");
+
+    let batch = relay.next_batch().unwrap();
+    let out = relay.root.path().join("out");
+    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    let sub = submission_dir(&out);
+    let json = std::fs::read(sub.join("testimony.json")).unwrap();
+    let t = format::Testimony::from_json(&json).unwrap();
+    assert_eq!(t.language, "kk");
+    assert_eq!(t.fields["category"], "health");
+    assert_eq!(t.fields["region"], "aktobe");
+    assert_eq!(t.fields["events_month"], "2025-03");
+    assert_eq!(t.text, "Ауруханада дәрі жоқ.");
+    assert_eq!(
+        t.labels["category"].answer.as_deref(),
+        Some("Health care and medical workers")
+    );
+    let txt = std::fs::read_to_string(sub.join("testimony.txt")).unwrap();
+    assert!(
+        txt.contains("What is it about?: Health care and medical workers (health)"),
+        "{txt}"
+    );
+}
+
+#[test]
+fn refusals_are_explained_in_the_pages_language_next_to_the_field() {
+    use relay::web::i18n::Lang;
+    let relay = TestRelay::start();
+    let (status, body) = post_form(&relay, "kk", &[("text", "мәтін сақталады")]);
+    assert_eq!(status, 400);
+    assert!(body.contains("<html lang=\"kk\">"));
+    assert!(
+        body.contains(&msg(Lang::Kk, "error-summary-title")),
+        "{body}"
+    );
+    // Summarised at the top with a link to the field, and next to it.
+    let error = msg(Lang::Kk, "error-category");
+    assert!(
+        body.contains(&format!("<a href=\"#category\">{error}</a>")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("id=\"category-error\">{error}</p>")),
+        "{body}"
+    );
+    assert!(body.contains("aria-invalid=\"true\""));
+    // Nothing typed is lost.
+    assert!(body.contains(">мәтін сақталады</textarea>"));
+
+    let (status, body) = post_form(
+        &relay,
+        "ru",
+        &[("category", "other"), ("text", "x"), ("region", "atlantis")],
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains(&msg(Lang::Ru, "error-region")), "{body}");
+    let (status, body) = post_form(
+        &relay,
+        "ru",
+        &[("category", "other"), ("text", "x"), ("events_month", "05")],
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains(&msg(Lang::Ru, "error-month-needs-year")),
+        "{body}"
+    );
+    assert_eq!(relay.stats().submissions, 0);
+}
+
+#[test]
+fn operator_questions_are_asked_and_required() {
+    let relay = TestRelay::start_with(|t| {
+        format!(
+            "{t}\n[form]\ndefault_language = \"en\"\n\
+             [[form.category]]\nkey = \"arrests\"\nen = \"Arrests\"\nru = \"Аресты\"\n\
+             [[form.question]]\nkey = \"detained\"\nkind = \"choice\"\nrequired = true\n\
+             label = {{ en = \"Was anyone detained?\", kk = \"Біреу ұсталды ма?\" }}\n\
+             [[form.question.option]]\nkey = \"yes\"\nen = \"Yes\"\nkk = \"Иә\"\n\
+             [[form.question.option]]\nkey = \"no\"\nen = \"No\"\n\
+             [[form.question]]\nkey = \"court\"\nkind = \"month\"\nlabel = {{ en = \"Court date\" }}\n"
+        )
+    });
+    let page = relay
+        .client()
+        .get(format!("{}/kk/", relay.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("Біреу ұсталды ма?") && page.contains("value=\"yes\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("Arrests"),
+        "a missing kk label falls back to English"
+    );
+    assert!(page.contains("name=\"court_month\""));
+
+    let (status, body) = post_form(&relay, "en", &[("category", "arrests"), ("text", "t")]);
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("<a href=\"#detained\">Please answer this question.</a>"),
+        "{body}"
+    );
+    let (status, _) = post_form(
+        &relay,
+        "en",
+        &[
+            ("category", "arrests"),
+            ("text", "t"),
+            ("detained", "maybe"),
+        ],
+    );
+    assert_eq!(status, 400);
+    let (status, body) = post_form(
+        &relay,
+        "en",
+        &[
+            ("category", "arrests"),
+            ("text", "t"),
+            ("detained", "yes"),
+            ("court_month", "11"),
+            ("court_year", "2025"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let batch = relay.next_batch().unwrap();
+    let out = relay.root.path().join("out");
+    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    let t = format::Testimony::from_json(
+        &std::fs::read(submission_dir(&out).join("testimony.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(t.fields["detained"], "yes");
+    assert_eq!(t.fields["court"], "2025-11");
+    assert_eq!(t.labels["detained"].question, "Was anyone detained?");
+    assert_eq!(t.labels["detained"].answer.as_deref(), Some("Yes"));
 }

@@ -91,7 +91,7 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     std::fs::rename(relay.identity(), &identity_1).unwrap();
 
     let canary_1 = "CANARY-epoch-one-4be1";
-    let (status, body) = relay.submit("Other", &format!("Before the rotation. {canary_1}"), &[]);
+    let (status, body) = relay.submit("other", &format!("Before the rotation. {canary_1}"), &[]);
     assert_eq!(status, 200, "{body}");
     let stored = relay.state().store().unexported(10).unwrap();
     assert_eq!(stored.len(), 1);
@@ -115,7 +115,7 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     relay.restart();
 
     let canary_2 = "CANARY-epoch-two-91d0";
-    let (status, body) = relay.submit("Other", &format!("After the rotation. {canary_2}"), &[]);
+    let (status, body) = relay.submit("other", &format!("After the rotation. {canary_2}"), &[]);
     assert_eq!(status, 200, "{body}");
     let stored = relay.state().store().unexported(10).unwrap();
     assert_eq!(stored.len(), 1);

@@ -163,7 +163,7 @@ impl TestRelay {
         }
         let res = self
             .client()
-            .post(format!("{}/submit", self.url))
+            .post(format!("{}/en/submit", self.url))
             .multipart(form)
             .send()
             .unwrap();
@@ -322,4 +322,42 @@ pub fn with_epochs(config: &str, epochs: &[(u32, &[&str])], current: u32) -> Str
         ));
     }
     format!("{}{section}{}", &config[..start], &config[end..])
+}
+
+/// The workspace's root directory (the parent of `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Opens `batch` with the demo reviewer identity into `out` (state beside
+/// it) and returns the folder of the one submission it holds.
+pub fn open_single(relay: &TestRelay, batch: &Path, out: &Path) -> PathBuf {
+    let state = out.with_extension("state");
+    reviewer(&[
+        "open".to_owned(),
+        arg(batch),
+        "--identity".into(),
+        arg(&relay.identity()),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(&state),
+        "--out".into(),
+        arg(out),
+    ])
+    .unwrap();
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().len() == 32)
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one submission in the batch: {dirs:?}"
+    );
+    dirs[0].clone()
 }

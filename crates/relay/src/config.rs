@@ -12,19 +12,10 @@ use format::Digest;
 use serde::Deserialize;
 
 use crate::Error;
+use crate::form::Form;
 
 /// Where the relay listens by default (HTTPS, loopback only).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-
-/// The questionnaire's categories until the operator configures their own:
-/// the first users' topics.
-pub const DEFAULT_CATEGORIES: &[&str] = &[
-    "Health care and medical workers",
-    "Prosecution for speech or posts",
-    "Political prisoners and detention conditions",
-    "Access to education",
-    "Other",
-];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,8 +30,7 @@ struct Raw {
     api: RawApi,
     #[serde(default)]
     limits: Limits,
-    #[serde(default)]
-    form: Form,
+    form: Option<Form>,
     #[serde(default)]
     store: StoreSettings,
 }
@@ -111,26 +101,6 @@ impl Default for Limits {
             max_text_chars: 100_000,
             max_concurrent_uploads: 16,
             max_batch_submissions: 1_000,
-        }
-    }
-}
-
-/// The questionnaire.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Form {
-    /// Version recorded in every testimony; bump it when the questions
-    /// change so reviewers know which form a source saw.
-    pub version: u32,
-    /// The categories a source chooses from.
-    pub categories: Vec<String>,
-}
-
-impl Default for Form {
-    fn default() -> Self {
-        Self {
-            version: 1,
-            categories: DEFAULT_CATEGORIES.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -307,21 +277,14 @@ impl Config {
         )?;
         check_range(&bad, "store.cache_mib", raw.store.cache_mib, 1, 65_536)?;
 
-        if raw.form.categories.is_empty() {
-            return Err(bad(
-                "key `form.categories`: at least one category is required".into(),
-            ));
-        }
-        if let Some(c) = raw
-            .form
-            .categories
-            .iter()
-            .find(|c| c.trim().is_empty() || c.chars().count() > 200)
-        {
-            return Err(bad(format!(
-                "key `form.categories`: {c:?} must be 1 to 200 characters"
-            )));
-        }
+        let form = match raw.form {
+            Some(form) => {
+                form.check("form").map_err(bad)?;
+                form
+            }
+            None => Form::default_form()
+                .map_err(|e| bad(format!("the built-in questionnaire is broken: {e}")))?,
+        };
 
         Ok(Config {
             path: path.to_owned(),
@@ -336,7 +299,7 @@ impl Config {
             recipients,
             api_token_sha256,
             limits: raw.limits,
-            form: raw.form,
+            form,
             store: raw.store,
         })
     }
@@ -504,7 +467,7 @@ mod tests {
         assert_eq!(c.onion_listen, None);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.limits.max_submission_bytes, 512 * 1024 * 1024);
-        assert_eq!(c.form.categories.len(), DEFAULT_CATEGORIES.len());
+        assert_eq!(c.form.category.len(), 5);
         assert!(!c.demo);
     }
 

@@ -30,6 +30,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod export;
+pub mod form;
 mod fsutil;
 pub mod keys;
 pub mod process;

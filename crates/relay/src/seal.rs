@@ -244,6 +244,8 @@ pub struct Submission {
     pub language: String,
     /// Answers by stable key.
     pub fields: BTreeMap<String, String>,
+    /// English wording of the answered questions, by the same keys.
+    pub labels: BTreeMap<String, format::FieldLabel>,
     /// The testimony text.
     pub text: String,
     /// Day received.
@@ -256,6 +258,12 @@ impl Drop for Submission {
         self.language.zeroize();
         for v in self.fields.values_mut() {
             v.zeroize();
+        }
+        for l in self.labels.values_mut() {
+            l.question.zeroize();
+            if let Some(a) = l.answer.as_mut() {
+                a.zeroize();
+            }
         }
     }
 }
@@ -318,6 +326,7 @@ pub fn seal(
         language: std::mem::take(&mut submission.language),
         received_day: submission.received_day,
         fields: std::mem::take(&mut submission.fields),
+        labels: std::mem::take(&mut submission.labels),
         text: std::mem::take(&mut submission.text),
         attachments: files
             .iter()
@@ -412,6 +421,7 @@ mod tests {
             form_version: 1,
             language: "en".into(),
             fields: [("category".to_owned(), "other".to_owned())].into(),
+            labels: Default::default(),
             text: text.into(),
             received_day: "2026-11-28".parse().unwrap(),
         }

@@ -36,7 +36,7 @@ fn first_run_creates_a_private_demo_setup_and_serves() {
     assert!(
         page.text()
             .unwrap()
-            .contains("<form method=\"post\" action=\"/submit\"")
+            .contains("<form method=\"post\" action=\"/ru/submit\"")
     );
     assert_eq!(submit(&data, &served.url(), "hello"), 200);
     served.kill();
@@ -180,14 +180,14 @@ fn kill_during_upload_leaves_nothing_and_the_relay_serves_again() {
     let url = served.url();
     let c = client(&data);
     std::thread::spawn(move || {
-        let head = "--B\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\nOther\r\n\
+        let head = "--B\r\nContent-Disposition: form-data; name=\"category\"\r\n\r\nother\r\n\
                     --B\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.bin\"\r\n\r\n";
         let body = std::io::Cursor::new(head.as_bytes().to_vec()).chain(Stalling {
             sent: 0,
             len: 8 << 20,
         });
         let _ = c
-            .post(format!("{url}/submit"))
+            .post(format!("{url}/en/submit"))
             .header("Content-Type", "multipart/form-data; boundary=B")
             .body(reqwest::blocking::Body::new(body))
             .send();

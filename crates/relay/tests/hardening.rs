@@ -38,7 +38,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn seizure_finds_no_identifying_data_or_fine_times() {
     let root = tempfile::tempdir().unwrap();
-    let data = demo_data(root.path(), |t| t);
+    // A questionnaire without a region list, so the region is free text and
+    // can carry a canary like the testimony does.
+    let data = demo_data(root.path(), |t| {
+        format!(
+            "{t}\n[form]\ndefault_language = \"en\"\n[[form.category]]\nkey = \"other\"\nen = \"Other\"\n"
+        )
+    });
     let tmp = root.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     // Maximum verbosity the operator could ask for, for the relay and (it
@@ -64,7 +70,7 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
     let region = "REGION-CANARY-3d3d";
     let form = || {
         reqwest::blocking::multipart::Form::new()
-            .text("category", "Other")
+            .text("category", "other")
             .text("text", text)
             .text("region", region)
             .text("events_month", "03")
@@ -77,7 +83,7 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
     };
     let url = served.url();
     let ok = source
-        .post(format!("{url}/submit"))
+        .post(format!("{url}/en/submit"))
         .header("X-Forwarded-For", "HEADER-CANARY-1f1f")
         .multipart(form())
         .send()
@@ -85,13 +91,13 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
     assert_eq!(ok.status(), 200);
     // A refused one too: error paths must not log what was sent either.
     let refused = source
-        .post(format!("{url}/submit"))
+        .post(format!("{url}/en/submit"))
         .multipart(form().text("unexpected", "x"))
         .send()
         .unwrap();
     assert_eq!(refused.status(), 400);
     let junk = source
-        .post(format!("{url}/submit"))
+        .post(format!("{url}/en/submit"))
         .header("Content-Type", "multipart/form-data; boundary=B")
         .body(format!(
             "--B\r\nContent-Disposition: form-data; name=\"{file_name}\"\r\n\r\n"
@@ -246,13 +252,13 @@ fn onion_listener_serves_plain_http_on_loopback_and_https_points_to_it() {
     assert!(plain.headers().get("onion-location").is_none());
     assert!(plain.headers().get("content-security-policy").is_some());
     let https = client(&data)
-        .get(format!("{}/?x=1", served.url()))
+        .get(format!("{}/en/?x=1", served.url()))
         .send()
         .unwrap();
     assert!(https.headers().get("strict-transport-security").is_some());
     assert_eq!(
         https.headers().get("onion-location").unwrap(),
-        &format!("http://{onion}/?x=1")
+        &format!("http://{onion}/en/?x=1")
     );
     served.kill();
 }

@@ -6,6 +6,7 @@
 //! headers, and every error is a fixed page.
 
 mod api;
+pub mod i18n;
 mod pages;
 mod submit;
 
@@ -98,9 +99,11 @@ pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
         .saturating_add(state.config.limits.max_text_chars.saturating_mul(4))
         .saturating_add(1024 * 1024);
     Router::new()
-        .route("/", get(pages::form))
+        .route("/", get(pages::root))
+        .route("/{lang}", get(pages::lang_root))
+        .route("/{lang}/", get(pages::form))
         .route(
-            "/submit",
+            "/{lang}/submit",
             post(submit::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
         .route("/static/style.css", get(pages::stylesheet))
@@ -115,7 +118,7 @@ pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
             security_headers,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| pages::internal_error(),
+            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
         ))
 }
 

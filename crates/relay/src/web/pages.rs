@@ -1,137 +1,379 @@
-//! Server-rendered pages (askama templates in `crates/relay/templates`).
+//! Server-rendered pages (askama templates in `crates/relay/templates`), in
+//! the language of the URL.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::i18n::{Lang, Tr};
+use crate::form::{Choice, Form, QuestionKind};
 
-const MONTHS: [(&str, &str); 12] = [
-    ("01", "January"),
-    ("02", "February"),
-    ("03", "March"),
-    ("04", "April"),
-    ("05", "May"),
-    ("06", "June"),
-    ("07", "July"),
-    ("08", "August"),
-    ("09", "September"),
-    ("10", "October"),
-    ("11", "November"),
-    ("12", "December"),
-];
-
-/// How many years back the "when" question offers.
+/// How many years back the "when" questions offer.
 const YEARS_BACK: i32 = 30;
+
+/// A link to the same page in another language.
+struct LangLink {
+    code: &'static str,
+    name: String,
+    current: bool,
+}
+
+/// What every page shares: language, messages, language links.
+struct Chrome {
+    tr: Tr,
+    lang: &'static str,
+    langs: Vec<LangLink>,
+}
+
+impl Chrome {
+    fn new(lang: Lang) -> Self {
+        Chrome {
+            tr: Tr { lang },
+            lang: lang.code(),
+            langs: Lang::ALL
+                .iter()
+                .map(|l| LangLink {
+                    code: l.code(),
+                    name: Tr { lang: *l }.t("language-name"),
+                    current: *l == lang,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One error on the form: the message, and the field it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct FormError {
+    /// The field's id (`None` for the whole form).
+    pub(super) field: Option<String>,
+    /// The Fluent message key.
+    pub(super) message: &'static str,
+}
+
+/// An option of a `<select>`.
+struct Opt {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// A question as the template renders it.
+struct Field {
+    /// Name and id.
+    key: String,
+    kind: &'static str,
+    label: String,
+    help: Option<String>,
+    required: bool,
+    error: Option<String>,
+    value: String,
+    options: Vec<Opt>,
+    month_options: Vec<Opt>,
+    year_options: Vec<Opt>,
+}
 
 #[derive(Template)]
 #[template(path = "form.html")]
-struct FormPage<'a> {
-    categories: &'a [String],
-    error: Option<&'a str>,
-    text: &'a str,
-    category: &'a str,
-    region: &'a str,
-    events_month: &'a str,
-    events_year: &'a str,
-    months: &'a [(&'a str, &'a str)],
-    years: Vec<i32>,
+struct FormPage {
+    c: Chrome,
+    errors: Vec<(Option<String>, String)>,
+    help: Option<String>,
+    fields: Vec<Field>,
     max_text_chars: usize,
-    max_files: usize,
-    max_mib: u64,
+    files_help: String,
+    files_error: Option<String>,
 }
 
-/// What the source had typed, to show the form again after an error.
-#[derive(Default)]
-pub(super) struct Prefill<'a> {
-    pub(super) text: &'a str,
-    pub(super) category: &'a str,
-    pub(super) region: &'a str,
-    pub(super) events_month: &'a str,
-    pub(super) events_year: &'a str,
-}
+/// What the source had typed, by field name, to show the form again.
+pub(super) type Prefill<'a> = BTreeMap<&'a str, &'a str>;
 
 pub(super) fn current_year() -> i32 {
     time::OffsetDateTime::now_utc().year()
 }
 
-/// The form, optionally with an error and what the source typed.
+fn options(choices: &[Choice], lang: Lang, selected: &str, empty: Option<String>) -> Vec<Opt> {
+    empty
+        .map(|label| Opt {
+            value: String::new(),
+            label,
+            selected: selected.is_empty(),
+        })
+        .into_iter()
+        .chain(choices.iter().map(|c| Opt {
+            value: c.key.clone(),
+            label: c.label(lang).to_owned(),
+            selected: c.key == selected,
+        }))
+        .collect()
+}
+
+fn month_year(tr: &Tr, month: &str, year: &str) -> (Vec<Opt>, Vec<Opt>) {
+    let dash = || Opt {
+        value: String::new(),
+        label: "—".to_owned(),
+        selected: false,
+    };
+    let months = std::iter::once(Opt {
+        selected: month.is_empty(),
+        ..dash()
+    })
+    .chain((1..=12).map(|m| Opt {
+        value: format!("{m:02}"),
+        label: tr.t(&format!("month-{m}")),
+        selected: month == format!("{m:02}"),
+    }))
+    .collect();
+    let now = current_year();
+    let years = std::iter::once(Opt {
+        selected: year.is_empty(),
+        ..dash()
+    })
+    .chain((now - YEARS_BACK..=now).rev().map(|y| Opt {
+        value: y.to_string(),
+        label: y.to_string(),
+        selected: year == y.to_string(),
+    }))
+    .collect();
+    (months, years)
+}
+
+fn field(key: &str, kind: &'static str, label: String, required: bool) -> Field {
+    Field {
+        key: key.to_owned(),
+        kind,
+        label,
+        help: None,
+        required,
+        error: None,
+        value: String::new(),
+        options: Vec::new(),
+        month_options: Vec::new(),
+        year_options: Vec::new(),
+    }
+}
+
+/// The form in `lang`, optionally with errors and what the source typed.
 pub(super) fn render_form(
     state: &AppState,
+    lang: Lang,
     status: StatusCode,
-    error: Option<&str>,
+    errors: &[FormError],
     prefill: &Prefill<'_>,
 ) -> Response {
+    let c = Chrome::new(lang);
+    let tr = c.tr;
+    let form: &Form = &state.config.form;
     let limits = &state.config.limits;
-    let year = current_year();
+    let get = |k: &str| prefill.get(k).copied().unwrap_or("");
+    let error_for = |k: &str| {
+        errors
+            .iter()
+            .find(|e| e.field.as_deref() == Some(k))
+            .map(|e| tr.t(e.message))
+    };
+
+    let mut category = field("category", "choice", tr.t("field-category"), true);
+    category.options = options(
+        &form.category,
+        lang,
+        get("category"),
+        Some(tr.t("field-category-choose")),
+    );
+    category.error = error_for("category");
+
+    let mut text = field("text", "textarea", tr.t("field-text"), false);
+    text.help = Some(tr.t("field-text-help"));
+    text.value = get("text").to_owned();
+    text.error = error_for("text");
+
+    let mut region = if form.region.is_empty() {
+        let mut f = field("region", "text", tr.t("field-region"), false);
+        f.value = get("region").to_owned();
+        f
+    } else {
+        let mut f = field("region", "choice", tr.t("field-region"), false);
+        f.options = options(
+            &form.region,
+            lang,
+            get("region"),
+            Some(tr.t("field-region-any")),
+        );
+        f
+    };
+    region.error = error_for("region");
+
+    let mut when = field("events", "month", tr.t("field-when"), false);
+    when.help = Some(tr.t("field-when-help"));
+    (when.month_options, when.year_options) =
+        month_year(&tr, get("events_month"), get("events_year"));
+    when.error = error_for("events");
+
+    let questions: Vec<Field> = form
+        .question
+        .iter()
+        .map(|q| {
+            let kind = match q.kind {
+                QuestionKind::Text => "text",
+                QuestionKind::Choice => "choice",
+                QuestionKind::Month => "month",
+            };
+            let mut f = field(&q.key, kind, q.label.get(lang).to_owned(), q.required);
+            f.help = q.help.as_ref().map(|h| h.get(lang).to_owned());
+            f.value = get(&q.key).to_owned();
+            f.error = error_for(&q.key);
+            match q.kind {
+                QuestionKind::Choice => {
+                    f.options = options(&q.option, lang, get(&q.key), Some("—".to_owned()));
+                }
+                QuestionKind::Month => {
+                    (f.month_options, f.year_options) = month_year(
+                        &tr,
+                        get(&format!("{}_month", q.key)),
+                        get(&format!("{}_year", q.key)),
+                    );
+                }
+                QuestionKind::Text => {}
+            }
+            f
+        })
+        .collect();
+
     let page = FormPage {
-        categories: &state.config.form.categories,
-        error,
-        text: prefill.text,
-        category: prefill.category,
-        region: prefill.region,
-        events_month: prefill.events_month,
-        events_year: prefill.events_year,
-        months: &MONTHS,
-        years: (year - YEARS_BACK..=year).rev().collect(),
+        errors: errors
+            .iter()
+            .map(|e| (e.field.clone(), tr.t(e.message)))
+            .collect(),
+        help: form.help.as_ref().map(|h| h.get(lang).to_owned()),
+        fields: [category, text, region, when]
+            .into_iter()
+            .chain(questions)
+            .collect(),
         max_text_chars: limits.max_text_chars,
-        max_files: limits.max_files,
-        max_mib: limits.max_submission_bytes / (1024 * 1024),
+        files_help: tr.t_n(
+            "field-files-help",
+            &[
+                ("files", limits.max_files as u64),
+                ("mib", limits.max_submission_bytes / (1024 * 1024)),
+            ],
+        ),
+        files_error: error_for("files"),
+        c,
     };
     html(status, page.render())
 }
 
-pub(super) async fn form(State(state): State<Arc<AppState>>) -> Response {
-    render_form(&state, StatusCode::OK, None, &Prefill::default())
+/// The 404 page, in the default language.
+pub(super) fn not_found_page(state: &AppState) -> Response {
+    error_page(
+        state.config.form.default_lang(),
+        StatusCode::NOT_FOUND,
+        "not-found-title",
+        "not-found-body",
+    )
+}
+
+pub(super) async fn form(State(state): State<Arc<AppState>>, Path(code): Path<String>) -> Response {
+    match Lang::from_code(&code) {
+        Some(lang) => render_form(&state, lang, StatusCode::OK, &[], &Prefill::new()),
+        None => not_found_page(&state),
+    }
+}
+
+/// `/`: sends the browser to its language, chosen from `Accept-Language`
+/// (no cookie, nothing remembered).
+pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let lang = Lang::negotiate(accept, state.config.form.default_lang());
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, format!("/{}/", lang.code())),
+            (header::VARY, "Accept-Language".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// `/{lang}` without the slash.
+pub(super) async fn lang_root(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+) -> Response {
+    match Lang::from_code(&code) {
+        Some(lang) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/{}/", lang.code()))],
+        )
+            .into_response(),
+        None => not_found_page(&state),
+    }
 }
 
 #[derive(Template)]
 #[template(path = "received.html")]
-struct ReceivedPage;
+struct ReceivedPage {
+    c: Chrome,
+}
 
-pub(super) fn received() -> Response {
-    html(StatusCode::OK, ReceivedPage.render())
+pub(super) fn received(lang: Lang) -> Response {
+    html(
+        StatusCode::OK,
+        ReceivedPage {
+            c: Chrome::new(lang),
+        }
+        .render(),
+    )
 }
 
 #[derive(Template)]
 #[template(path = "error.html")]
-struct ErrorPage<'a> {
-    title: &'a str,
-    message: &'a str,
+struct ErrorPage {
+    c: Chrome,
+    title: String,
+    message: String,
 }
 
-pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    html(status, ErrorPage { title, message }.render())
+pub(super) fn error_page(lang: Lang, status: StatusCode, title: &str, message: &str) -> Response {
+    let c = Chrome::new(lang);
+    let page = ErrorPage {
+        title: c.tr.t(title),
+        message: c.tr.t(message),
+        c,
+    };
+    html(status, page.render())
 }
 
-pub(super) fn busy() -> Response {
+pub(super) fn busy(lang: Lang) -> Response {
     let mut res = error_page(
+        lang,
         StatusCode::SERVICE_UNAVAILABLE,
-        "The service is busy",
-        "Nothing was stored. Please try again in a few minutes.",
+        "busy-title",
+        "busy-body",
     );
     res.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("120"));
     res
 }
 
-pub(super) fn internal_error() -> Response {
+pub(super) fn internal_error(lang: Lang) -> Response {
     error_page(
+        lang,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Your testimony was NOT stored. Please try again later.",
+        "failed-title",
+        "failed-body",
     )
 }
 
-pub(super) async fn not_found() -> Response {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "There is no page at this address.",
-    )
+pub(super) async fn not_found(State(state): State<Arc<AppState>>) -> Response {
+    not_found_page(&state)
 }
 
 pub(super) async fn stylesheet() -> Response {

@@ -15,17 +15,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::multipart::{Field, MultipartError};
-use axum::extract::{Multipart, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use format::{Day, SubmissionId};
+use format::{Day, FieldLabel, SubmissionId};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::AppState;
-use super::pages::{self, Prefill};
+use super::i18n::{Lang, Tr};
+use super::pages::{self, FormError, Prefill};
 use crate::Error;
+use crate::form::{Form, QuestionKind};
 use crate::keys::random_bytes;
 use crate::seal::{self, Spool, Submission};
 
@@ -38,13 +40,14 @@ const MAX_REGION_CHARS: usize = 200;
 /// Longest short answer read from the form, in bytes.
 const MAX_SHORT_FIELD_BYTES: usize = 4 * MAX_REGION_CHARS;
 
-/// Why a submission was refused. Messages are shown to the source.
+/// Why a submission was refused. Messages (Fluent keys) are shown to the
+/// source in the page's language, next to the field they concern.
 #[derive(Debug)]
 enum Reject {
-    /// Malformed or incomplete form (400).
-    BadRequest(&'static str),
+    /// Malformed, incomplete or unanswered form (400).
+    BadRequest(Vec<FormError>),
     /// Over a limit (413).
-    TooLarge(&'static str),
+    TooLarge(FormError),
     /// Our fault (500). Logged, never shown.
     Internal(Error),
 }
@@ -55,11 +58,22 @@ impl From<Error> for Reject {
     }
 }
 
+fn form_error(field: Option<&str>, message: &'static str) -> FormError {
+    FormError {
+        field: field.map(str::to_owned),
+        message,
+    }
+}
+
+fn bad(field: Option<&str>, message: &'static str) -> Reject {
+    Reject::BadRequest(vec![form_error(field, message)])
+}
+
 fn multipart_reject(e: MultipartError) -> Reject {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Reject::TooLarge("The files are larger than this service accepts.")
+        Reject::TooLarge(form_error(Some("files"), "error-files-too-large"))
     } else {
-        Reject::BadRequest("The form did not arrive complete. Please send it again.")
+        bad(None, "error-incomplete")
     }
 }
 
@@ -70,57 +84,60 @@ enum Command {
     Finish(Submission),
 }
 
-/// The text answers as they arrive (zeroized on drop).
+/// The text answers as they arrive, by field name (zeroized on drop).
 #[derive(Default)]
-struct Answers {
-    text: Option<Zeroizing<String>>,
-    category: Option<Zeroizing<String>>,
-    region: Option<Zeroizing<String>>,
-    events_month: Option<Zeroizing<String>>,
-    events_year: Option<Zeroizing<String>>,
-}
+struct Answers(BTreeMap<String, Zeroizing<String>>);
 
 impl Answers {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", |v| v.as_str())
+    }
+
     fn prefill(&self) -> Prefill<'_> {
-        let s = answer;
-        Prefill {
-            text: s(&self.text),
-            category: s(&self.category),
-            region: s(&self.region),
-            events_month: s(&self.events_month),
-            events_year: s(&self.events_year),
-        }
+        self.0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 }
 
-pub(super) async fn submit(State(state): State<Arc<AppState>>, multipart: Multipart) -> Response {
+pub(super) async fn submit(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+    multipart: Multipart,
+) -> Response {
+    let Some(lang) = Lang::from_code(&code) else {
+        return pages::not_found_page(&state);
+    };
     // A burst waits briefly for a slot rather than being turned away; only
     // a sustained overload gets "busy, try later". Waiting costs nothing
     // but a socket: the body is not read until a slot is free.
     let slot = tokio::time::timeout(SLOT_WAIT, state.uploads.clone().acquire_owned()).await;
     let Ok(Ok(slot)) = slot else {
-        return pages::busy();
+        return pages::busy(lang);
     };
     let mut answers = Answers::default();
-    match receive(&state, multipart, &mut answers, slot).await {
-        Ok(()) => pages::received(),
-        Err(Reject::BadRequest(msg)) => pages::render_form(
+    match receive(&state, lang, multipart, &mut answers, slot).await {
+        Ok(()) => pages::received(lang),
+        Err(Reject::BadRequest(errors)) => pages::render_form(
             &state,
+            lang,
             StatusCode::BAD_REQUEST,
-            Some(msg),
+            &errors,
             &answers.prefill(),
         ),
-        Err(Reject::TooLarge(msg)) => pages::render_form(
+        Err(Reject::TooLarge(error)) => pages::render_form(
             &state,
+            lang,
             StatusCode::PAYLOAD_TOO_LARGE,
-            Some(msg),
+            &[error],
             &answers.prefill(),
         ),
         Err(Reject::Internal(e)) => {
             // The error names the failing step only; it holds nothing the
             // source sent.
-            tracing::warn!(route = "/submit", status = 500, error = %e, "submission failed");
-            pages::internal_error()
+            tracing::warn!(route = "/{lang}/submit", status = 500, error = %e, "submission failed");
+            pages::internal_error(lang)
         }
     }
 }
@@ -128,6 +145,7 @@ pub(super) async fn submit(State(state): State<Arc<AppState>>, multipart: Multip
 /// Reads the form, seals it and waits until it is durable.
 async fn receive(
     state: &Arc<AppState>,
+    lang: Lang,
     mut multipart: Multipart,
     answers: &mut Answers,
     slot: tokio::sync::OwnedSemaphorePermit,
@@ -142,7 +160,7 @@ async fn receive(
         ingest(rx, &worker_state)
     });
 
-    let submission = match feed(state, &mut multipart, answers, &tx).await {
+    let submission = match feed(state, lang, &mut multipart, answers, &tx).await {
         Ok(submission) => submission,
         Err(reject) => {
             // Dropping the sender makes the worker discard the spool. If the
@@ -184,14 +202,35 @@ fn worker_died() -> Error {
     }
 }
 
+/// The text fields a form may send: the built-in questions and the
+/// operator's extra ones (month questions as `KEY_month` and `KEY_year`).
+fn allowed_fields(form: &Form) -> Vec<String> {
+    let mut names: Vec<String> = ["text", "category", "region", "events_month", "events_year"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for q in &form.question {
+        match q.kind {
+            QuestionKind::Month => {
+                names.push(format!("{}_month", q.key));
+                names.push(format!("{}_year", q.key));
+            }
+            QuestionKind::Text | QuestionKind::Choice => names.push(q.key.clone()),
+        }
+    }
+    names
+}
+
 /// Sends attachments to the worker and collects the text answers.
 async fn feed(
     state: &AppState,
+    lang: Lang,
     multipart: &mut Multipart,
     answers: &mut Answers,
     tx: &mpsc::Sender<Command>,
 ) -> Result<Submission, Reject> {
     let limits = &state.config.limits;
+    let allowed = allowed_fields(&state.config.form);
     let mut total: u64 = 0;
     let mut files = 0usize;
     let send = |cmd| async {
@@ -199,66 +238,62 @@ async fn feed(
             .await
             .map_err(|_| Reject::Internal(worker_died()))
     };
+    let too_many = || Reject::TooLarge(form_error(Some("files"), "error-too-many-files"));
 
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_reject)? {
         let Some(name) = field.name().map(str::to_owned) else {
-            return Err(Reject::BadRequest(
-                "The form did not arrive complete. Please send it again.",
-            ));
+            return Err(bad(None, "error-incomplete"));
         };
-        let slot = match name.as_str() {
-            "files" => {
-                let file_name = Zeroizing::new(field.file_name().unwrap_or("").to_owned());
-                let mut started = false;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_reject)? {
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    total += chunk.len() as u64;
-                    if total > limits.max_submission_bytes {
-                        return Err(Reject::TooLarge(
-                            "The files are larger than this service accepts.",
-                        ));
-                    }
-                    if !started {
-                        files += 1;
-                        if files > limits.max_files {
-                            return Err(Reject::TooLarge("Too many files were attached."));
-                        }
-                        send(Command::BeginFile(file_name.clone())).await?;
-                        started = true;
-                    }
-                    send(Command::Data(chunk)).await?;
+        if name == "files" {
+            let file_name = Zeroizing::new(field.file_name().unwrap_or("").to_owned());
+            let mut started = false;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_reject)? {
+                if chunk.is_empty() {
+                    continue;
                 }
-                // A browser sends an empty, nameless part when no file was
-                // chosen; a named empty file is kept.
-                if !started && !file_name.is_empty() {
+                total += chunk.len() as u64;
+                if total > limits.max_submission_bytes {
+                    return Err(Reject::TooLarge(form_error(
+                        Some("files"),
+                        "error-files-too-large",
+                    )));
+                }
+                if !started {
                     files += 1;
                     if files > limits.max_files {
-                        return Err(Reject::TooLarge("Too many files were attached."));
+                        return Err(too_many());
                     }
-                    send(Command::BeginFile(file_name)).await?;
+                    send(Command::BeginFile(file_name.clone())).await?;
+                    started = true;
                 }
-                continue;
+                send(Command::Data(chunk)).await?;
             }
-            "text" => &mut answers.text,
-            "category" => &mut answers.category,
-            "region" => &mut answers.region,
-            "events_month" => &mut answers.events_month,
-            "events_year" => &mut answers.events_year,
-            _ => return Err(Reject::BadRequest("The form had an unexpected field.")),
-        };
-        if slot.is_some() {
-            return Err(Reject::BadRequest("The form had a field twice."));
+            // A browser sends an empty, nameless part when no file was
+            // chosen; a named empty file is kept.
+            if !started && !file_name.is_empty() {
+                files += 1;
+                if files > limits.max_files {
+                    return Err(too_many());
+                }
+                send(Command::BeginFile(file_name)).await?;
+            }
+            continue;
+        }
+        if !allowed.contains(&name) {
+            return Err(bad(None, "error-unexpected-field"));
+        }
+        if answers.0.contains_key(&name) {
+            return Err(bad(None, "error-duplicate-field"));
         }
         let max = if name == "text" {
             limits.max_text_chars.saturating_mul(4)
         } else {
             MAX_SHORT_FIELD_BYTES
         };
-        *slot = Some(read_text(&mut field, max).await?);
+        let value = read_text(&mut field, max).await?;
+        answers.0.insert(name, value);
     }
-    validate(state, answers)
+    validate(state, lang, answers)
 }
 
 /// Reads one text part, at most `max` bytes, as UTF-8.
@@ -266,83 +301,165 @@ async fn read_text(field: &mut Field<'_>, max: usize) -> Result<Zeroizing<String
     let mut buf = Zeroizing::new(Vec::new());
     while let Some(chunk) = field.chunk().await.map_err(multipart_reject)? {
         if buf.len() + chunk.len() > max {
-            return Err(Reject::TooLarge(
-                "The text is longer than this service accepts.",
-            ));
+            return Err(Reject::TooLarge(form_error(
+                Some("text"),
+                "error-text-too-long",
+            )));
         }
         buf.extend_from_slice(&chunk);
     }
-    let text = std::str::from_utf8(&buf)
-        .map_err(|_| Reject::BadRequest("The text was not readable (not UTF-8)."))?;
+    let text = std::str::from_utf8(&buf).map_err(|_| bad(Some("text"), "error-not-utf8"))?;
     // Browsers send CRLF line ends from text areas; store plain LF.
     Ok(Zeroizing::new(text.replace("\r\n", "\n")))
 }
 
-/// An answer as text, empty when missing.
-fn answer(v: &Option<Zeroizing<String>>) -> &str {
-    v.as_deref().map_or("", |s| s.as_str())
-}
-
-/// Turns the answers into a submission, or says what is wrong.
-fn validate(state: &AppState, a: &Answers) -> Result<Submission, Reject> {
-    let cfg = &state.config;
-    let get = |v| answer(v).trim();
-    let text = a.text.as_deref().map_or("", |s| s.as_str());
-    if text.chars().count() > cfg.limits.max_text_chars {
-        return Err(Reject::TooLarge(
-            "The text is longer than this service accepts.",
-        ));
-    }
-    let category = get(&a.category);
-    if !cfg.form.categories.iter().any(|c| c == category) {
-        return Err(Reject::BadRequest(
-            "Please choose what the testimony is about.",
-        ));
-    }
-    let region = get(&a.region);
-    if region.chars().count() > MAX_REGION_CHARS || region.chars().any(char::is_control) {
-        return Err(Reject::BadRequest("The region is too long."));
-    }
-    let month = get(&a.events_month);
-    let year = get(&a.events_year);
-    let events = match (month, year) {
+/// A month question's answer (`YYYY-MM`, or `YYYY`), if any.
+fn month_answer(
+    month: &str,
+    year: &str,
+    field: &str,
+    errors: &mut Vec<FormError>,
+) -> Option<String> {
+    match (month.trim(), year.trim()) {
         ("", "") => None,
         (_, "") => {
-            return Err(Reject::BadRequest(
-                "Please choose the year too, or no month.",
-            ));
+            errors.push(form_error(Some(field), "error-month-needs-year"));
+            None
         }
         (m, y) => {
-            let y: i32 = y
-                .parse()
-                .map_err(|_| Reject::BadRequest("The year is not valid."))?;
-            if !(pages::current_year() - 100..=pages::current_year()).contains(&y) {
-                return Err(Reject::BadRequest("The year is not valid."));
-            }
+            let now = pages::current_year();
+            let Some(y) = y
+                .parse::<i32>()
+                .ok()
+                .filter(|y| (now - 100..=now).contains(y))
+            else {
+                errors.push(form_error(Some(field), "error-year"));
+                return None;
+            };
             if m.is_empty() {
-                Some(format!("{y:04}"))
-            } else {
-                let m: u8 = m
-                    .parse()
-                    .ok()
-                    .filter(|m| (1..=12).contains(m))
-                    .ok_or(Reject::BadRequest("The month is not valid."))?;
-                Some(format!("{y:04}-{m:02}"))
+                return Some(format!("{y:04}"));
+            }
+            match m.parse::<u8>().ok().filter(|m| (1..=12).contains(m)) {
+                Some(m) => Some(format!("{y:04}-{m:02}")),
+                None => {
+                    errors.push(form_error(Some(field), "error-month"));
+                    None
+                }
             }
         }
-    };
-    let mut fields = BTreeMap::new();
-    fields.insert("category".to_owned(), category.to_owned());
-    if !region.is_empty() {
-        fields.insert("region".to_owned(), region.to_owned());
     }
-    if let Some(e) = events {
-        fields.insert("events_month".to_owned(), e);
+}
+
+/// Turns the answers into a submission, or lists what is wrong, each next
+/// to its field. Answers are stored by stable key, with the English wording
+/// of each question and chosen answer so reviewers see them labelled.
+fn validate(state: &AppState, lang: Lang, a: &Answers) -> Result<Submission, Reject> {
+    let cfg = &state.config;
+    let form = &cfg.form;
+    let en = Tr { lang: Lang::En };
+    let mut errors = Vec::new();
+    let mut fields = BTreeMap::new();
+    let mut labels = BTreeMap::new();
+    let mut answer = |key: &str, value: String, question: String, label: Option<&str>| {
+        labels.insert(
+            key.to_owned(),
+            FieldLabel {
+                question,
+                answer: label.map(str::to_owned),
+            },
+        );
+        fields.insert(key.to_owned(), value);
+    };
+
+    let text = a.get("text");
+    if text.chars().count() > cfg.limits.max_text_chars {
+        return Err(Reject::TooLarge(form_error(
+            Some("text"),
+            "error-text-too-long",
+        )));
+    }
+    match form.category(a.get("category").trim()) {
+        Some(c) => answer(
+            "category",
+            c.key.clone(),
+            en.t("field-category"),
+            Some(&c.en),
+        ),
+        None => errors.push(form_error(Some("category"), "error-category")),
+    }
+    let region = a.get("region").trim();
+    if !region.is_empty() {
+        if form.region.is_empty() {
+            if region.chars().count() > MAX_REGION_CHARS || region.chars().any(char::is_control) {
+                errors.push(form_error(Some("region"), "error-region"));
+            } else {
+                answer("region", region.to_owned(), en.t("field-region"), None);
+            }
+        } else {
+            match form.region(region) {
+                Some(r) => answer("region", r.key.clone(), en.t("field-region"), Some(&r.en)),
+                None => errors.push(form_error(Some("region"), "error-region")),
+            }
+        }
+    }
+    if let Some(m) = month_answer(
+        a.get("events_month"),
+        a.get("events_year"),
+        "events",
+        &mut errors,
+    ) {
+        answer("events_month", m, en.t("field-when"), None);
+    }
+    for q in &form.question {
+        let field = q.key.as_str();
+        let value = match q.kind {
+            QuestionKind::Text => {
+                let v = a.get(&q.key).trim();
+                if v.chars().count() > MAX_REGION_CHARS || v.chars().any(char::is_control) {
+                    errors.push(form_error(Some(field), "error-region"));
+                    None
+                } else {
+                    (!v.is_empty()).then(|| (v.to_owned(), None))
+                }
+            }
+            QuestionKind::Choice => {
+                let v = a.get(&q.key).trim();
+                if v.is_empty() {
+                    None
+                } else {
+                    match q.option.iter().find(|o| o.key == v) {
+                        Some(o) => Some((o.key.clone(), Some(o.en.as_str()))),
+                        None => {
+                            errors.push(form_error(Some(field), "error-choice"));
+                            None
+                        }
+                    }
+                }
+            }
+            QuestionKind::Month => month_answer(
+                a.get(&format!("{}_month", q.key)),
+                a.get(&format!("{}_year", q.key)),
+                field,
+                &mut errors,
+            )
+            .map(|m| (m, None)),
+        };
+        match value {
+            Some((v, label)) => answer(&q.key, v, q.label.en.clone(), label),
+            None if q.required && !errors.iter().any(|e| e.field.as_deref() == Some(field)) => {
+                errors.push(form_error(Some(field), "error-field-required"));
+            }
+            None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Reject::BadRequest(errors));
     }
     Ok(Submission {
-        form_version: cfg.form.version,
-        language: "en".to_owned(),
+        form_version: form.version,
+        language: lang.code().to_owned(),
         fields,
+        labels,
         text: text.to_owned(),
         received_day: Day::today(),
     })
@@ -360,9 +477,7 @@ fn ingest(
             Command::Data(bytes) => spool.write(&bytes)?,
             Command::Finish(submission) => {
                 if submission.text.trim().is_empty() && spool.file_count() == 0 {
-                    return Err(Reject::BadRequest(
-                        "Please write your testimony or attach a file.",
-                    ));
+                    return Err(bad(Some("text"), "error-empty"));
                 }
                 let id = SubmissionId::from_bytes(random_bytes());
                 let pending = state.store.begin(id)?;

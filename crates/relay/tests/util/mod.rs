@@ -140,10 +140,10 @@ pub fn client(data: &Path) -> reqwest::blocking::Client {
 /// Posts a minimal text-only submission; returns the status.
 pub fn submit(data: &Path, url: &str, text: &str) -> u16 {
     let form = reqwest::blocking::multipart::Form::new()
-        .text("category", "Other")
+        .text("category", "other")
         .text("text", text.to_owned());
     client(data)
-        .post(format!("{url}/submit"))
+        .post(format!("{url}/en/submit"))
         .multipart(form)
         .send()
         .unwrap()

@@ -71,5 +71,36 @@ mod text;
 mod ustar;
 pub mod verify;
 
+/// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`
+/// only; not part of the API).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::io::Read as _;
+
+    /// Reads every entry of `data` with the strict tar reader, data
+    /// included; returns how many entries it accepted.
+    pub fn read_all(data: &[u8]) -> Result<usize, String> {
+        let mut tar = crate::ustar::Reader::new(data);
+        let mut n = 0;
+        let mut sink = [0u8; 4096];
+        while let Some(header) = tar.next_entry().map_err(|e| e.to_string())? {
+            let mut entry = tar.data();
+            let mut read = 0u64;
+            loop {
+                match entry.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(k) => read += k as u64,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            assert!(read <= header.size, "read past the declared size");
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+
 pub use cli::run;
 pub use error::Error;

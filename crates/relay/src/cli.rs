@@ -95,6 +95,15 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Verify the store without changing it (the relay must be stopped):
+    /// every submission's ciphertext file is present, of the recorded size
+    /// and SHA-256, with an age header that parses; no file lacks an index
+    /// entry; every unacknowledged batch has its manifest. Prints one line
+    /// per problem and exits with status 1 if there is any.
+    Check {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 /// Entry point of the binary.
@@ -163,6 +172,7 @@ where
                 out.display()
             );
         }
+        Command::Check { data } => check_cmd(&data)?,
         Command::Status { data } => {
             let store = Store::open(&data.dir.join(STORE_DIR), 16 << 20)?;
             let stats = store.stats()?;
@@ -320,6 +330,56 @@ fn export_cmd(data: &DataArgs, out: &Path, batch: Option<BatchId>) -> Result<(),
         out.display()
     );
     Ok(())
+}
+
+fn check_cmd(data: &DataArgs) -> Result<(), Error> {
+    // The config is optional here (a store can be checked without it); it
+    // gives the cache size and the quota to report against.
+    let config = if data.config.is_some() || data.config_path().exists() {
+        Some(data.load_config()?)
+    } else {
+        None
+    };
+    let cache = config
+        .as_ref()
+        .map_or(16 << 20, |c| c.store.cache_mib << 20);
+    let store = Store::open_for_check(&data.dir.join(STORE_DIR), cache)?;
+    let report = store.check(crate::seal::check_header)?;
+    drop(store);
+    let mut out = std::io::stdout().lock();
+    for line in &report.repairs {
+        let _ = writeln!(out, "note: {line}");
+    }
+    for line in &report.problems {
+        let _ = writeln!(out, "problem: {line}");
+    }
+    let quota = config.map(|c| c.limits.max_store_bytes);
+    if let Some(max) = quota
+        && report.ciphertext_bytes > max
+    {
+        let _ = writeln!(
+            out,
+            "note: the store holds more than limits.max_store_bytes ({max}): new submissions are refused until a batch is acknowledged"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "checked {} submissions ({} bytes of ciphertext{}) and {} unacknowledged batches: {}",
+        report.submissions,
+        report.ciphertext_bytes,
+        quota.map_or_else(String::new, |q| format!(" of a {q}-byte quota")),
+        report.unacked_batches,
+        if report.problems.is_empty() {
+            "no problems".to_owned()
+        } else {
+            format!("{} problem(s)", report.problems.len())
+        }
+    );
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CheckFailed(report.problems.len() as u64))
+    }
 }
 
 fn ack_cmd(data: &DataArgs, receipt_path: &Path) -> Result<(), Error> {

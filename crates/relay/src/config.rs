@@ -89,8 +89,27 @@ pub struct Limits {
     pub max_text_chars: usize,
     /// Uploads processed at once; more get "busy, try later" (default 16).
     pub max_concurrent_uploads: usize,
+    /// Connections open at once, over both listeners; more are closed as
+    /// soon as they are accepted (default 1,024).
+    pub max_connections: usize,
+    /// Longest pause in an upload's body, in seconds, before the upload is
+    /// cut (default 30).
+    pub body_idle_seconds: u64,
+    /// Slowest average upload rate, in bytes per second, that keeps an
+    /// upload going: one that falls `body_idle_seconds` behind it is cut
+    /// (default 1,024; 0 keeps only the pause limit).
+    pub min_body_bytes_per_second: u64,
     /// Most submissions in one batch (default 1,000).
     pub max_batch_submissions: usize,
+    /// Most bytes of ciphertext the store holds (default 20 GiB). Beyond
+    /// it, new submissions get "busy, try later" (503) until reviewers
+    /// acknowledge a batch.
+    pub max_store_bytes: u64,
+    /// Free disk space the relay keeps in reserve on its data directory's
+    /// file system (default 256 MiB; 0 turns the check off). New
+    /// submissions get "busy, try later" rather than eat into it, so the
+    /// index always has room to record what was acknowledged.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -100,7 +119,12 @@ impl Default for Limits {
             max_files: 20,
             max_text_chars: 100_000,
             max_concurrent_uploads: 16,
+            max_connections: 1024,
+            body_idle_seconds: 30,
+            min_body_bytes_per_second: 1024,
             max_batch_submissions: 1_000,
+            max_store_bytes: 20 << 30,
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -270,11 +294,40 @@ impl Config {
         )?;
         check_range(
             &bad,
+            "limits.max_connections",
+            l.max_connections as u64,
+            16,
+            1_000_000,
+        )?;
+        check_range(
+            &bad,
+            "limits.body_idle_seconds",
+            l.body_idle_seconds,
+            1,
+            3600,
+        )?;
+        check_range(
+            &bad,
+            "limits.min_body_bytes_per_second",
+            l.min_body_bytes_per_second,
+            0,
+            1 << 30,
+        )?;
+        check_range(
+            &bad,
             "limits.max_batch_submissions",
             l.max_batch_submissions as u64,
             1,
             50_000,
         )?;
+        check_range(
+            &bad,
+            "limits.max_store_bytes",
+            l.max_store_bytes,
+            1 << 20,
+            1 << 50,
+        )?;
+        check_range(&bad, "limits.min_free_bytes", l.min_free_bytes, 0, 1 << 40)?;
         check_range(&bad, "store.cache_mib", raw.store.cache_mib, 1, 65_536)?;
 
         let form = match raw.form {
@@ -482,6 +535,27 @@ mod tests {
 
         let e = err(&format!("{}[limits]\nmax_filez = 5\n", minimal()));
         assert!(e.contains("max_filez"), "{e}");
+
+        for (line, key) in [
+            ("max_connections = 3", "limits.max_connections"),
+            ("body_idle_seconds = 0", "limits.body_idle_seconds"),
+            ("body_idle_seconds = 86400", "limits.body_idle_seconds"),
+            (
+                "min_body_bytes_per_second = 2000000000",
+                "limits.min_body_bytes_per_second",
+            ),
+        ] {
+            let e = err(&format!("{}[limits]\n{line}\n", minimal()));
+            assert!(e.contains(key) && e.contains("must be between"), "{e}");
+        }
+
+        let e = err(&format!("{}[limits]\nmax_store_bytes = 1000\n", minimal()));
+        assert!(
+            e.contains("limits.max_store_bytes") && e.contains("found 1000"),
+            "{e}"
+        );
+        let e = err(&format!("{}[limits]\nmin_free_bytes = -1\n", minimal()));
+        assert!(e.contains("min_free_bytes"), "{e}");
 
         let e = err(&minimal().replace("token_sha256 = \"", "token_sha256 = \"zz"));
         assert!(e.contains("api.token_sha256"), "{e}");

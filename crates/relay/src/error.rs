@@ -51,8 +51,18 @@ pub enum Error {
     )]
     StoreLocked(PathBuf),
     /// The store's contents break an invariant.
-    #[error("store is inconsistent: {0} (run `relay check` once it exists, and report this)")]
+    #[error("store is inconsistent: {0} (stop the relay and run `relay check`)")]
     Corrupt(String),
+    /// The store cannot take more now: its quota (`limits.max_store_bytes`)
+    /// is reached, or the disk is (nearly) full (`limits.min_free_bytes`).
+    /// Sources are told "busy, try later"; nothing was stored.
+    #[error("no room for a new submission: {0}")]
+    StoreFull(&'static str),
+    /// `relay check` found problems (each printed on its own line).
+    #[error(
+        "the store check found {0} problem(s), listed above; README, \"Storage limits and checks\", says what to do"
+    )]
+    CheckFailed(u64),
     /// Sealing a submission failed.
     #[error("sealing failed while trying to {stage}: {source}")]
     Seal {
@@ -108,6 +118,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this failure means "no room": [`Error::StoreFull`], or an
+    /// operating-system error anywhere in its chain saying the disk is full
+    /// or a disk quota is exceeded (`ENOSPC`, `EDQUOT`).
+    pub fn is_out_of_space(&self) -> bool {
+        if matches!(self, Error::StoreFull(_)) {
+            return true;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            source = e.source();
+        }
+        false
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

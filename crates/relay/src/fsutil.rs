@@ -20,6 +20,13 @@ pub(crate) fn create_private_dir(path: &Path) -> Result<(), Error> {
         .map_err(Error::io("create directory", path))
 }
 
+/// Bytes an unprivileged process may still write on the file system that
+/// holds `path` (`statvfs`: available blocks times the fragment size).
+pub(crate) fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// Writes a new file with `mode`, refusing to replace an existing one, and
 /// syncs it to disk.
 pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {

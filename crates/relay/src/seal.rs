@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use age::secrecy::ExposeSecret;
@@ -32,6 +32,13 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::store::{PendingSubmission, SubmissionMeta};
+
+/// Buffer in front of every age output. age turns an error while writing its
+/// header into a bare "failed to write header", dropping the operating
+/// system's error kind; buffered, the header reaches the file with the
+/// first chunk, whose errors age passes through, so a full disk is still
+/// recognised as one ([`Error::is_out_of_space`]).
+const HEADER_BUFFER: usize = 4 * 1024;
 
 fn seal_err(stage: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::Seal {
@@ -100,6 +107,19 @@ pub fn canonical_recipient(s: &str) -> Result<String, Error> {
         .map_err(|_| Error::BadRecipient(s.to_owned()))
 }
 
+/// Parses the age header at the start of `reader` (`relay check`): the
+/// version line, the recipient stanzas and the header MAC's line. Needs no
+/// identity and decrypts nothing, so it cannot tell whether the payload
+/// is intact; the store's SHA-256 does that.
+pub fn check_header(reader: &mut dyn Read) -> Result<(), Error> {
+    age::Decryptor::new(reader)
+        .map(drop)
+        .map_err(|e| Error::Seal {
+            stage: "parse an age header",
+            source: Box::new(e),
+        })
+}
+
 /// A new reviewer identity for demo mode: the identity file's text
 /// (zeroized on drop) and its `age1…` recipient.
 pub fn generate_identity(created: Day, comment: &str) -> (Zeroizing<String>, String) {
@@ -121,7 +141,7 @@ struct Spooled {
 
 /// Attachments encrypted to an ephemeral key while the form streams in.
 pub struct Spool {
-    writer: Option<age::stream::StreamWriter<File>>,
+    writer: Option<age::stream::StreamWriter<BufWriter<File>>>,
     identity: age::x25519::Identity,
     files: Vec<Spooled>,
     current: Option<(String, sha2::Sha256, u64)>,
@@ -148,7 +168,7 @@ impl Spool {
                 stage: "set up the spool",
                 source: Box::new(e),
             })?
-            .wrap_output(file)
+            .wrap_output(BufWriter::with_capacity(HEADER_BUFFER, file))
             .map_err(seal_err("start the spool"))?;
         Ok(Self {
             writer: Some(writer),
@@ -219,6 +239,7 @@ impl Spool {
                 source: "spool already closed".into(),
             })?
             .finish()
+            .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
             .map_err(seal_err("close the spool"))?;
         file.rewind().map_err(seal_err("rewind the spool"))?;
         let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, file))
@@ -350,7 +371,7 @@ pub fn seal(
             source: Box::new(e),
         })?;
     let stream = encryptor
-        .wrap_output(out)
+        .wrap_output(BufWriter::with_capacity(HEADER_BUFFER, out))
         .map_err(seal_err("start encryption"))?;
     let mut tar = tar::Builder::new(Counting {
         inner: stream,
@@ -393,6 +414,7 @@ pub fn seal(
     let pending = counting
         .inner
         .finish()
+        .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
         .map_err(seal_err("finish encryption"))?;
     pending.finish(testimony.received_day, epoch, recipients.key_set.clone())
 }
@@ -522,6 +544,29 @@ mod tests {
     }
 
     #[test]
+    fn a_full_store_is_recognised_through_age_and_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
+        let reviewer = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[reviewer.to_public().to_string()]).unwrap();
+        // Refused in age's header, then in the middle of the payload.
+        for (n, quota) in [(1u8, 100), (2, 10_000)] {
+            store.set_limits(quota, 0);
+            let e = seal(
+                submission("x"),
+                Spool::new(dir.path()).unwrap(),
+                &recipients,
+                1,
+                store.begin(SubmissionId::from_bytes([n; 16])).unwrap(),
+            )
+            .unwrap_err();
+            assert!(e.is_out_of_space(), "{quota}: {e}");
+            assert_eq!(store.held_bytes(), 0);
+            assert_eq!(store.stats().unwrap(), crate::store::Stats::default());
+        }
+    }
+
+    #[test]
     fn spool_file_holds_no_plaintext() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new(dir.path()).unwrap();
@@ -530,7 +575,14 @@ mod tests {
         for _ in 0..1000 {
             spool.write(canary).unwrap();
         }
-        let mut file = spool.writer.take().unwrap().finish().unwrap();
+        let mut file = spool
+            .writer
+            .take()
+            .unwrap()
+            .finish()
+            .unwrap()
+            .into_inner()
+            .unwrap();
         file.rewind().unwrap();
         let mut raw = Vec::new();
         file.read_to_end(&mut raw).unwrap();

@@ -1,17 +1,24 @@
 //! Listeners: HTTPS with rustls, bounded and timed out, shut down gracefully.
 
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum_server::Control;
 use axum_server::Handle;
+use axum_server::accept::Accept;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Config, TlsVersion};
+use crate::config::{Config, Limits, TlsVersion};
 use crate::keys::SigningKey;
 use crate::seal::Recipients;
 use crate::store::Store;
@@ -31,6 +38,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_POLL: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Largest request head (request line and headers) in bytes; a longer one
+/// gets 431 and the connection is closed.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// File descriptors kept back from connections, for the store, listeners
+/// and logs (each upload's two files are counted apart).
+const RESERVED_FDS: u64 = 128;
+/// Least time between two "connection limit reached" warnings.
+const LIMIT_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Opens the store and keys in `data_dir` and checks `config`.
 pub fn open(data_dir: &Path, config: Config) -> Result<Arc<AppState>, Error> {
@@ -214,17 +229,167 @@ fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Error> 
     Ok((listener, bound))
 }
 
-/// Applies the timeouts and limits every listener shares.
+/// Applies the timeouts and limits every listener shares. (Upload bodies
+/// are paced by the intake itself: `limits.body_idle_seconds`.)
 fn bounded<A>(
     mut server: axum_server::Server<SocketAddr, A>,
     handle: Handle<SocketAddr>,
 ) -> axum_server::Server<SocketAddr, A> {
+    // hyper starts the header timeout whenever it waits for a request head,
+    // so it also ends idle keep-alive connections. A head larger than the
+    // buffer gets 431 (HTTP/2 has its own 16 KiB header list limit).
     server
         .http_builder()
         .http1()
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEAD_BYTES);
     server.handle(handle).first_request_timeout(HEADER_TIMEOUT)
+}
+
+/// Keeps at most `limits.max_connections` connections open, over all
+/// listeners together.
+///
+/// axum-server has no connection limit of its own. This acceptor runs first
+/// on each accepted TCP stream (inside the TLS acceptor, so before the
+/// handshake costs anything): it takes a permit, or closes the stream at
+/// once when none is left. The permit lives in the stream wrapper, so it
+/// comes back when the connection closes, whatever closes it. The
+/// handshake, header and body timeouts bound how long a connection that
+/// sends nothing useful can keep its permit.
+#[derive(Clone, Debug)]
+struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+    last_warning: Arc<Mutex<Option<Instant>>>,
+}
+
+impl ConnectionLimit {
+    fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            last_warning: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Logs that connections are being refused, at most once a minute: a
+    /// flood must not flood the log too.
+    fn warn_refusing(&self) {
+        let Ok(mut last) = self.last_warning.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < LIMIT_WARNING_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            max_connections = self.max,
+            "connection limit reached: closing new connections until some end (limits.max_connections)"
+        );
+    }
+}
+
+impl<S> Accept<TcpStream, S> for ConnectionLimit {
+    type Stream = Counted;
+    type Service = S;
+    type Future = std::future::Ready<io::Result<(Counted, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        std::future::ready(match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok((
+                Counted {
+                    stream,
+                    _permit: permit,
+                },
+                service,
+            )),
+            Err(_) => {
+                self.warn_refusing();
+                // Dropping the stream closes the connection.
+                Err(io::Error::other("connection limit reached"))
+            }
+        })
+    }
+}
+
+/// An accepted connection holding its permit until it is dropped.
+#[derive(Debug)]
+struct Counted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How many connections the relay can hold: `limits.max_connections`, or
+/// fewer if the open-file limit cannot be raised to fit them (a connection
+/// is a file descriptor, and running out of them would fail uploads'
+/// spool and store files rather than turn away new connections). Raises the
+/// soft limit towards the hard one as needed (systemd's default soft limit
+/// is 1,024).
+fn connection_budget(limits: &Limits) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let uploads = 2 * limits.max_concurrent_uploads as u64;
+    let wanted = limits.max_connections as u64 + uploads + RESERVED_FDS;
+    let mut rlimit = getrlimit(Resource::Nofile);
+    let soft = rlimit.current.unwrap_or(u64::MAX);
+    if soft < wanted {
+        rlimit.current = Some(rlimit.maximum.map_or(wanted, |hard| hard.min(wanted)));
+        if let Err(e) = setrlimit(Resource::Nofile, rlimit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let fits = usize::try_from(soft.saturating_sub(uploads + RESERVED_FDS)).unwrap_or(usize::MAX);
+    if fits < limits.max_connections {
+        let fits = fits.max(1);
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_file_limit = soft,
+            allowed = fits,
+            "the open-file limit is too low for limits.max_connections; raise LimitNOFILE"
+        );
+        return fits;
+    }
+    limits.max_connections
 }
 
 /// The addresses to listen on.
@@ -265,6 +430,7 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         ));
     }
     let control = Control::new();
+    let connections = ConnectionLimit::new(connection_budget(&state.config.limits));
     let mut tasks = Vec::new();
     let mut running = Running {
         https_addr: None,
@@ -293,8 +459,9 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
             live: live.clone(),
         };
         let (listener, bound) = bind(addr)?;
-        let acceptor =
-            axum_server::tls_rustls::RustlsAcceptor::new(live).handshake_timeout(HANDSHAKE_TIMEOUT);
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(live)
+            .handshake_timeout(HANDSHAKE_TIMEOUT)
+            .acceptor(connections.clone());
         let server = axum_server::from_tcp(listener)
             .map_err(|source| Error::Bind { addr, source })?
             .acceptor(acceptor);
@@ -316,8 +483,9 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
 
     if let Some(addr) = listen.onion {
         let (listener, bound) = bind(addr)?;
-        let server =
-            axum_server::from_tcp(listener).map_err(|source| Error::Bind { addr, source })?;
+        let server = axum_server::from_tcp(listener)
+            .map_err(|source| Error::Bind { addr, source })?
+            .acceptor(connections.clone());
         let server = bounded(server, Handle::with_control(control.clone()));
         let app = web::app(state.clone(), web::Listener::Onion);
         tasks.push(tokio::spawn(server.serve(app.into_make_service())));
@@ -365,5 +533,38 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connection_limit_closes_connections_beyond_it_and_frees_on_close() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = ConnectionLimit::new(2);
+        let mut accepted = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            let (stream, _) = listener.accept().await.unwrap();
+            accepted.push(limit.accept(stream, ()).await);
+        }
+        assert!(accepted[0].is_ok() && accepted[1].is_ok());
+        assert!(accepted[2].is_err(), "the third connection is refused");
+        // The refused one was closed: its client reads end-of-file.
+        let mut buf = [0u8; 1];
+        let n = tokio::io::AsyncReadExt::read(&mut clients[2], &mut buf)
+            .await
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        // Closing a connection gives its permit back.
+        accepted.remove(0).unwrap();
+        clients.push(TcpStream::connect(addr).await.unwrap());
+        let (stream, _) = listener.accept().await.unwrap();
+        assert!(limit.accept(stream, ()).await.is_ok());
     }
 }

@@ -60,15 +60,39 @@
 //! any purge a crash interrupted. So a crash leaves neither a visible half
 //! submission nor an orphaned ciphertext.
 //!
+//! # Room: quota and free space
+//! [`Store::admit`] says whether a new submission fits: the ciphertext held
+//! (plus what is being written right now) stays under `limits.max_store_bytes`,
+//! and the file system keeps `limits.min_free_bytes` free. The total is one
+//! atomic counter, computed from the index at start-up, grown as ciphertext is
+//! written (a write that would cross the quota fails with
+//! [`io::ErrorKind::QuotaExceeded`], so a submission is never half-stored) and
+//! shrunk when an unfinished write is dropped or a batch is purged.
+//!
+//! The free-space reserve matters because of sled: once one of its writes
+//! fails (`ENOSPC`), sled 0.34 refuses every later operation until it is
+//! reopened. Ciphertext is written and synced *before* its index entry, so a
+//! full disk normally fails the ciphertext write, which leaves nothing; the
+//! reserve keeps room for the index's own writes, so that the relay goes on
+//! serving as soon as space is freed, without a restart.
+//!
+//! # Checking
+//! [`Store::check`] (`relay check`) compares the index with the files and
+//! reports every difference; [`Store::open_for_check`] opens a store without
+//! the start-up recovery, so checking changes nothing the relay wrote (sled
+//! may still rewrite its own log metadata when it opens).
+//!
 //! # Deletion
 //! Neither sled nor an ordinary file system securely erases: deleted
 //! ciphertext may stay on the disk until its blocks are reused. Deletion of
 //! testimony is cryptographic (reviewers destroy old identities); see
 //! `SECURITY.md`.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
@@ -160,6 +184,53 @@ pub struct Stats {
     pub pending: u64,
 }
 
+/// What `relay check` found ([`Store::check`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Submissions in the index.
+    pub submissions: u64,
+    /// Their ciphertext bytes, as the index records them.
+    pub ciphertext_bytes: u64,
+    /// Batches not yet acknowledged.
+    pub unacked_batches: u64,
+    /// What is wrong, one line each, naming the submission, batch or file.
+    pub problems: Vec<String>,
+    /// What the next start-up will do (a crash interrupted it): roll
+    /// pending files forward or back, finish purges. Not problems.
+    pub repairs: Vec<String>,
+}
+
+/// Room accounting ("Room: quota and free space" above).
+struct Space {
+    /// Ciphertext bytes held, plus those being written right now.
+    used: AtomicU64,
+    /// `limits.max_store_bytes` (no limit until [`Store::set_limits`]).
+    max: AtomicU64,
+    /// `limits.min_free_bytes` (no reserve until [`Store::set_limits`]).
+    min_free: AtomicU64,
+}
+
+impl Space {
+    /// Counts `n` more bytes, unless that would cross the quota.
+    fn reserve(&self, n: u64) -> bool {
+        let max = self.max.load(Ordering::Acquire);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|total| *total <= max)
+            })
+            .is_ok()
+    }
+
+    /// Stops counting `n` bytes.
+    fn release(&self, n: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+}
+
 /// What the store's threads share.
 struct Inner {
     db: sled::Db,
@@ -167,6 +238,7 @@ struct Inner {
     pending: PathBuf,
     /// Ids whose index entries are inserted, waiting for a commit round.
     to_publish: Mutex<Vec<SubmissionId>>,
+    space: Space,
 }
 
 /// Handle to the store. Operations are synchronous (call them from a
@@ -265,14 +337,40 @@ impl Store {
     /// Fails with [`Error::StoreLocked`] if another process (a running
     /// relay) has it open.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
-        let index = dir.join("index");
-        let objects = dir.join("objects");
-        let pending = dir.join("pending");
-        for d in [dir, &index, &objects, &pending] {
+        for d in [
+            dir,
+            &dir.join("index"),
+            &dir.join("objects"),
+            &dir.join("pending"),
+        ] {
             fsutil::create_private_dir(d)?;
         }
+        let store = Self::open_index(dir, cache_bytes)?;
+        store.recover()?;
+        let held = store.stats()?.ciphertext_bytes;
+        store.inner.space.used.store(held, Ordering::Release);
+        Ok(store)
+    }
+
+    /// Opens an existing store for [`Store::check`]: creates nothing and
+    /// runs no recovery, so pending files and interrupted purges stay as a
+    /// crash left them. (sled may rewrite its own metadata as it opens.)
+    pub fn open_for_check(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
+        let index = dir.join("index");
+        if !index.is_dir() {
+            return Err(Error::Io {
+                action: "find a store (its index/ directory) in",
+                path: dir.to_owned(),
+                source: io::ErrorKind::NotFound.into(),
+            });
+        }
+        Self::open_index(dir, cache_bytes)
+    }
+
+    /// Opens the index and starts the commit thread; nothing else.
+    fn open_index(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
         let db = sled::Config::new()
-            .path(&index)
+            .path(dir.join("index"))
             .cache_capacity(cache_bytes)
             .flush_every_ms(Some(1000))
             .open()
@@ -290,16 +388,58 @@ impl Store {
             })?;
         let inner = Arc::new(Inner {
             db,
-            objects,
-            pending,
+            objects: dir.join("objects"),
+            pending: dir.join("pending"),
             to_publish: Mutex::new(Vec::new()),
+            space: Space {
+                used: AtomicU64::new(0),
+                max: AtomicU64::new(u64::MAX),
+                min_free: AtomicU64::new(0),
+            },
         });
-        let store = Store {
+        Ok(Store {
             flusher: Flusher::start(inner.clone()),
             inner,
-        };
-        store.recover()?;
-        Ok(store)
+        })
+    }
+
+    /// Sets the quota (`limits.max_store_bytes`) and the free-space reserve
+    /// (`limits.min_free_bytes`; 0 for none) that [`Store::admit`] and
+    /// ciphertext writes enforce.
+    pub fn set_limits(&self, max_store_bytes: u64, min_free_bytes: u64) {
+        let space = &self.inner.space;
+        space.max.store(max_store_bytes, Ordering::Release);
+        space.min_free.store(min_free_bytes, Ordering::Release);
+    }
+
+    /// Ciphertext bytes held, plus those being written right now.
+    pub fn held_bytes(&self) -> u64 {
+        self.inner.space.used.load(Ordering::Acquire)
+    }
+
+    /// Whether a new submission of about `upcoming` bytes of ciphertext
+    /// fits: under the quota, and leaving the free-space reserve. Cheap (an
+    /// atomic load and one `statvfs`), so the intake calls it as an upload
+    /// streams in. Fails with [`Error::StoreFull`].
+    pub fn admit(&self, upcoming: u64) -> Result<(), Error> {
+        let space = &self.inner.space;
+        let used = space.used.load(Ordering::Acquire);
+        if used.saturating_add(upcoming) > space.max.load(Ordering::Acquire) {
+            return Err(Error::StoreFull(
+                "the store holds its quota of ciphertext (limits.max_store_bytes); acknowledge a batch to free it",
+            ));
+        }
+        let min_free = space.min_free.load(Ordering::Acquire);
+        if min_free > 0 {
+            let available = fsutil::available_bytes(&self.inner.objects)
+                .map_err(io_err("measure free disk space"))?;
+            if available < min_free.saturating_add(upcoming) {
+                return Err(Error::StoreFull(
+                    "the disk is nearly full (less than limits.min_free_bytes would be left)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Rolls pending files forward or back, and finishes interrupted purges.
@@ -562,11 +702,13 @@ impl Store {
     fn finish_purge(&self, sequence: u64) -> Result<u64, Error> {
         let db = &self.inner.db;
         let mut ids = Vec::new();
+        let mut bytes = 0u64;
         for item in db.scan_prefix([META]) {
             let (k, v) = item.map_err(store_err("scan submissions"))?;
             let meta: SubmissionMeta = decode("submission metadata", &v)?;
             if meta.batch == Some(sequence) {
                 ids.push(id_from_key(&k)?);
+                bytes = bytes.saturating_add(meta.size);
             }
         }
         for id in &ids {
@@ -586,6 +728,7 @@ impl Store {
         batch.remove(key(PURGE, &sequence.to_be_bytes()));
         db.apply_batch(batch)
             .map_err(store_err("delete acknowledged submissions"))?;
+        self.inner.space.release(bytes);
         db.flush().map_err(store_err("flush the index"))?;
         Ok(ids.len() as u64)
     }
@@ -607,6 +750,237 @@ impl Store {
             .count() as u64;
         Ok(s)
     }
+
+    /// Compares the index with the files, changing nothing: every indexed
+    /// submission has its ciphertext file, of the recorded size and
+    /// SHA-256, whose age header `header_ok` accepts; no file in `objects/`
+    /// lacks an index entry; every unacknowledged batch has its manifest and
+    /// signature, and the manifest matches its hash and the index. What
+    /// start-up would repair after a crash is listed apart.
+    ///
+    /// Reads every ciphertext once. Fails only if the index itself cannot
+    /// be read; everything else is a line in the report.
+    pub fn check(
+        &self,
+        header_ok: impl Fn(&mut dyn Read) -> Result<(), Error>,
+    ) -> Result<CheckReport, Error> {
+        let db = &self.inner.db;
+        let mut r = CheckReport::default();
+
+        let mut purging = BTreeSet::new();
+        for item in db.scan_prefix([PURGE]) {
+            let (k, _) = item.map_err(store_err("scan purge markers"))?;
+            match k.get(1..9).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
+                Some(seq) => {
+                    let seq = u64::from_be_bytes(seq);
+                    purging.insert(seq);
+                    r.repairs.push(format!(
+                        "batch sequence {seq}: its acknowledgement was interrupted; start-up will finish deleting its submissions"
+                    ));
+                }
+                None => r.problems.push("index: a purge marker is malformed".into()),
+            }
+        }
+
+        let mut batches = BTreeMap::new();
+        for item in db.scan_prefix([BATCH]) {
+            let (k, v) = item.map_err(store_err("scan batches"))?;
+            match decode::<BatchRecord>("batch record", &v) {
+                Ok(b) => {
+                    batches.insert(b.sequence, b);
+                }
+                Err(e) => r.problems.push(format!("index: batch key {k:?}: {e}")),
+            }
+        }
+
+        // Every readable index entry, and the ids of unreadable ones (whose
+        // files are then not orphans).
+        let mut indexed: HashMap<SubmissionId, SubmissionMeta> = HashMap::new();
+        let mut unreadable = BTreeSet::new();
+        for item in db.scan_prefix([META]) {
+            let (k, v) = item.map_err(store_err("scan submissions"))?;
+            let Ok(id) = id_from_key(&k) else {
+                r.problems
+                    .push(format!("index: a submission key is malformed: {k:?}"));
+                continue;
+            };
+            let meta: SubmissionMeta = match decode("submission metadata", &v) {
+                Ok(m) => m,
+                Err(e) => {
+                    r.problems.push(format!("submission {id}: {e}"));
+                    unreadable.insert(id);
+                    continue;
+                }
+            };
+            r.submissions += 1;
+            r.ciphertext_bytes = r.ciphertext_bytes.saturating_add(meta.size);
+            let purged = meta.batch.is_some_and(|seq| purging.contains(&seq));
+            if let Some(seq) = meta.batch
+                && !batches.contains_key(&seq)
+            {
+                r.problems.push(format!(
+                    "submission {id}: recorded in batch sequence {seq}, which the index does not have"
+                ));
+            }
+            let name = file_name(&id);
+            let object = self.inner.objects.join(&name);
+            let pending = self.inner.pending.join(&name);
+            let path = if object.is_file() {
+                if pending.exists() {
+                    r.problems.push(format!(
+                        "submission {id}: a second copy of its ciphertext is in pending/"
+                    ));
+                }
+                object
+            } else if pending.is_file() {
+                r.repairs.push(format!(
+                    "submission {id}: its ciphertext is still in pending/; start-up will move it into objects/"
+                ));
+                pending
+            } else {
+                // Unless the interrupted acknowledgement deleted it already.
+                if !purged {
+                    r.problems.push(format!(
+                        "submission {id}: its ciphertext file objects/{name} is missing"
+                    ));
+                }
+                indexed.insert(id, meta);
+                continue;
+            };
+            for problem in check_ciphertext(&path, &meta, &header_ok) {
+                r.problems.push(format!("submission {id}: {problem}"));
+            }
+            indexed.insert(id, meta);
+        }
+
+        for (dir, label) in [
+            (&self.inner.objects, "objects"),
+            (&self.inner.pending, "pending"),
+        ] {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    r.problems
+                        .push(format!("directory {label}/: cannot list it: {e}"));
+                    continue;
+                }
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err("list ciphertext files"))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name
+                    .strip_suffix(".age")
+                    .and_then(|n| n.parse::<SubmissionId>().ok());
+                let regular = entry.file_type().is_ok_and(|t| t.is_file());
+                match (id, regular, label) {
+                    (Some(id), true, _)
+                        if indexed.contains_key(&id) || unreadable.contains(&id) => {}
+                    (Some(id), true, "objects") => r.problems.push(format!(
+                        "submission {id}: ciphertext file objects/{name} has no index entry (an orphan)"
+                    )),
+                    // Start-up removes every other file in pending/.
+                    (_, true, "pending") => r.repairs.push(format!(
+                        "file pending/{name}: an upload that never completed; start-up will delete it"
+                    )),
+                    _ => r.problems.push(format!(
+                        "file {label}/{name}: not a submission's ciphertext file"
+                    )),
+                }
+            }
+        }
+
+        let mut in_batch: HashMap<u64, u64> = HashMap::new();
+        for meta in indexed.values() {
+            if let Some(seq) = meta.batch {
+                *in_batch.entry(seq).or_default() += 1;
+            }
+        }
+        for (seq, record) in &batches {
+            let held = in_batch.get(seq).copied().unwrap_or(0);
+            let b = format!("batch {} (sequence {seq})", record.batch_id);
+            if record.acked {
+                if held > 0 && !purging.contains(seq) {
+                    r.problems.push(format!(
+                        "{b}: acknowledged, but {held} of its submissions are still held"
+                    ));
+                }
+                continue;
+            }
+            r.unacked_batches += 1;
+            if held != record.submissions {
+                r.problems.push(format!(
+                    "{b}: records {} submissions, the index holds {held}",
+                    record.submissions
+                ));
+            }
+            let Some(docs) = self.batch_documents(*seq)? else {
+                r.problems.push(format!(
+                    "{b}: not acknowledged, but its manifest or signature is missing"
+                ));
+                continue;
+            };
+            if Digest::of(&docs.manifest) != record.manifest_sha256 {
+                r.problems.push(format!(
+                    "{b}: its manifest does not match its recorded SHA-256"
+                ));
+                continue;
+            }
+            match format::Manifest::from_json(&docs.manifest) {
+                Ok(manifest) => {
+                    for entry in &manifest.submissions {
+                        let matches = indexed.get(&entry.id).is_some_and(|m| {
+                            m.batch == Some(*seq)
+                                && m.size == entry.size
+                                && m.sha256 == entry.sha256
+                        });
+                        if !matches {
+                            r.problems.push(format!(
+                                "{b}: lists submission {}, which the index does not hold as recorded",
+                                entry.id
+                            ));
+                        }
+                    }
+                }
+                Err(e) => r
+                    .problems
+                    .push(format!("{b}: its manifest does not parse: {e}")),
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// What is wrong with one ciphertext file, if anything.
+fn check_ciphertext(
+    path: &Path,
+    meta: &SubmissionMeta,
+    header_ok: &dyn Fn(&mut dyn Read) -> Result<(), Error>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let open = || File::open(path).map(|f| BufReader::with_capacity(WRITE_BUFFER, f));
+    let mut hasher = sha2::Sha256::new();
+    let size = match open().and_then(|mut f| io::copy(&mut f, &mut hasher)) {
+        Ok(size) => size,
+        Err(e) => return vec![format!("cannot read its ciphertext file: {e}")],
+    };
+    if size != meta.size {
+        problems.push(format!(
+            "its ciphertext file is {size} bytes, the index records {}",
+            meta.size
+        ));
+    } else if Digest::from_hasher(hasher) != meta.sha256 {
+        problems
+            .push("its ciphertext's SHA-256 does not match the index (changed or damaged)".into());
+    }
+    let header = open().map_err(|e| e.to_string()).and_then(|mut f| {
+        header_ok(&mut f).map_err(|e| {
+            std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+        })
+    });
+    if let Err(e) = header {
+        problems.push(format!("its age header does not parse: {e}"));
+    }
+    problems
 }
 
 /// A submission being written. It becomes visible only through
@@ -694,7 +1068,24 @@ impl Write for PendingSubmission {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("submission already finished"))?;
-        let n = file.write(data)?;
+        // Counted before it is written, so concurrent writers cannot pass
+        // the quota together; `size` is what this submission has counted.
+        let wanted = data.len() as u64;
+        let space = &self.inner.space;
+        if !space.reserve(wanted) {
+            return Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                "the store holds its quota of ciphertext (limits.max_store_bytes)",
+            ));
+        }
+        let n = match file.write(data) {
+            Ok(n) => n,
+            Err(e) => {
+                space.release(wanted);
+                return Err(e);
+            }
+        };
+        space.release(wanted - n as u64);
         self.hasher.update(&data[..n]);
         self.size += n as u64;
         Ok(n)
@@ -714,6 +1105,7 @@ impl Drop for PendingSubmission {
             // Best effort: whatever is left is removed at the next start-up.
             self.file.take();
             let _ = std::fs::remove_file(&self.path);
+            self.inner.space.release(self.size);
         }
     }
 }
@@ -1031,6 +1423,153 @@ mod tests {
         }
         assert_eq!(files(&dir.path().join("pending")), 0);
         assert_eq!(files(&dir.path().join("objects")), 1);
+    }
+
+    #[test]
+    fn the_quota_counts_what_is_held_and_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store.set_limits(50_000, 0);
+            put(&store, 1, &[1; 20_000]);
+            store.sync_blocking().unwrap();
+            assert_eq!(store.held_bytes(), 20_000);
+            store.admit(30_000).unwrap();
+            assert!(matches!(store.admit(30_001), Err(Error::StoreFull(_))));
+
+            // A write that would cross the quota fails, and the unfinished
+            // submission gives back what it had counted and leaves nothing.
+            let mut p = store.begin(id(2)).unwrap();
+            p.write_all(&[2; 25_000]).unwrap();
+            assert_eq!(store.held_bytes(), 45_000);
+            let e = p.write_all(&[2; 10_000]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+            drop(p);
+            assert_eq!(store.held_bytes(), 20_000);
+            assert_eq!(files(&dir.path().join("pending")), 0);
+            put(&store, 3, &[3; 30_000]);
+            store.sync_blocking().unwrap();
+            assert!(store.admit(1).is_err());
+
+            // Acknowledging a batch frees its bytes at once.
+            let r = record(1, b"m", 1);
+            store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
+            store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+            assert_eq!(store.held_bytes(), 30_000);
+            store.admit(20_000).unwrap();
+        }
+        // Reopened, the total comes from the index.
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.held_bytes(), 30_000);
+    }
+
+    #[test]
+    fn the_free_space_reserve_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.set_limits(u64::MAX, 1);
+        store.admit(0).unwrap();
+        // No file system has an exabyte free.
+        store.set_limits(u64::MAX, 1 << 60);
+        assert!(matches!(store.admit(0), Err(Error::StoreFull(_))));
+    }
+
+    /// A stand-in for `seal::check_header`: the file starts with "age".
+    fn starts_with_age(r: &mut dyn Read) -> Result<(), Error> {
+        let mut magic = [0u8; 3];
+        r.read_exact(&mut magic).map_err(io_err("read a header"))?;
+        if &magic == b"age" {
+            Ok(())
+        } else {
+            Err(Error::Corrupt("not age".into()))
+        }
+    }
+
+    #[test]
+    fn check_reports_each_problem_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = dir.path().join("objects");
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let mut metas = Vec::new();
+            for n in 1..=5 {
+                metas.push(put(&store, n, format!("age ciphertext {n}").as_bytes()));
+            }
+            store.sync_blocking().unwrap();
+            let meta = &metas[4];
+            let manifest = format::Manifest {
+                format: format::MANIFEST_FORMAT.into(),
+                relay_key: "key".into(),
+                batch_id: BatchId::from_bytes([1; 16]),
+                sequence: 1,
+                previous_manifest_sha256: None,
+                created_day: day(),
+                submissions: vec![format::ManifestEntry {
+                    id: id(5),
+                    received_day: day(),
+                    epoch: 1,
+                    size: meta.size,
+                    sha256: meta.sha256,
+                }],
+            }
+            .to_json();
+            let r = record(1, &manifest, 1);
+            store.record_batch(&r, &manifest, b"s", &[id(5)]).unwrap();
+            store.sync_blocking().unwrap();
+        }
+        let check = || {
+            // sled's thread pool may hold the index's lock file for a moment
+            // after the previous handle is dropped: retry briefly.
+            let mut tries = 0;
+            let store = loop {
+                match Store::open_for_check(dir.path(), 1 << 20) {
+                    Err(Error::StoreLocked(_)) if tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    other => break other.unwrap(),
+                }
+            };
+            store.check(starts_with_age).unwrap()
+        };
+        let healthy = check();
+        assert_eq!(healthy.problems, Vec::<String>::new());
+        assert_eq!((healthy.submissions, healthy.unacked_batches), (5, 1));
+
+        let object = |n: u8| objects.join(file_name(&id(n)));
+        std::fs::remove_file(object(1)).unwrap();
+        std::fs::write(object(2), b"age cipher").unwrap(); // truncated
+        std::fs::write(object(3), b"age_ciphertext 3").unwrap(); // bit flip
+        std::fs::write(object(4), b"xge ciphertext 4").unwrap(); // header
+        std::fs::write(object(9), b"age orphan").unwrap();
+        std::fs::write(dir.path().join("pending").join(file_name(&id(8))), b"half").unwrap();
+        let report = check();
+        let want = [
+            (1, "is missing"),
+            (2, "is 10 bytes, the index records 16"),
+            (3, "SHA-256 does not match"),
+            (4, "SHA-256 does not match"),
+            (
+                4,
+                "age header does not parse: store is inconsistent: not age",
+            ),
+            (9, "has no index entry (an orphan)"),
+        ];
+        assert_eq!(report.problems.len(), want.len(), "{:#?}", report.problems);
+        for (n, what) in want {
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.starts_with(&format!("submission {}: ", id(n))) && p.contains(what)),
+                "{n}: {what:?} not in {:#?}",
+                report.problems
+            );
+        }
+        assert_eq!(report.repairs.len(), 1, "{:#?}", report.repairs);
+        assert!(report.repairs[0].contains("start-up will delete it"));
+        // Nothing was repaired: the unfinished upload is still there.
+        assert_eq!(files(&dir.path().join("pending")), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod api;
 pub mod i18n;
 mod pages;
 mod submit;
+mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,7 @@ impl AppState {
         spool_dir: PathBuf,
     ) -> Self {
         let uploads = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
+        store.set_limits(config.limits.max_store_bytes, config.limits.min_free_bytes);
         Self {
             config,
             store,

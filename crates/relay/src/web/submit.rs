@@ -4,7 +4,9 @@
 //! chunks through a small bounded channel to one blocking worker per upload,
 //! which spools and then seals them (file and sled I/O belong on blocking
 //! threads). Memory per upload is the channel's few chunks plus age's and
-//! tar's fixed buffers, whatever the upload's size.
+//! tar's fixed buffers, whatever the upload's size. The body is read at a
+//! pace the client must keep, with the parser's buffering bounded
+//! ([`super::upload`]).
 //!
 //! The source is told "stored" only after the sealed submission is durable
 //! ([`Store::sync`](crate::store::Store::sync)). Any failure before that
@@ -15,9 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::multipart::{Field, MultipartError};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{FromRequest as _, Multipart, Path, Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use format::{Day, FieldLabel, SubmissionId};
 use tokio::sync::mpsc;
@@ -26,6 +28,7 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::i18n::{Lang, Tr};
 use super::pages::{self, FormError, Prefill};
+use super::upload::{BodyReader, Stop};
 use crate::Error;
 use crate::form::{Form, QuestionKind};
 use crate::keys::random_bytes;
@@ -39,6 +42,9 @@ const CHANNEL_CHUNKS: usize = 4;
 const MAX_REGION_CHARS: usize = 200;
 /// Longest short answer read from the form, in bytes.
 const MAX_SHORT_FIELD_BYTES: usize = 4 * MAX_REGION_CHARS;
+/// How often (in bytes of attachments) a streaming upload checks that it
+/// still fits the store's quota and the disk's reserve.
+const ADMIT_EVERY: u64 = 64 * 1024;
 
 /// Why a submission was refused. Messages (Fluent keys) are shown to the
 /// source in the page's language, next to the field they concern.
@@ -48,13 +54,22 @@ enum Reject {
     BadRequest(Vec<FormError>),
     /// Over a limit (413).
     TooLarge(FormError),
+    /// No room: the store's quota is reached or the disk is full (503,
+    /// "busy, try later"). Logged, never shown.
+    Full(Error),
+    /// The client paused too long or sent too slowly (408).
+    TimedOut,
     /// Our fault (500). Logged, never shown.
     Internal(Error),
 }
 
 impl From<Error> for Reject {
     fn from(e: Error) -> Self {
-        Reject::Internal(e)
+        if e.is_out_of_space() {
+            Reject::Full(e)
+        } else {
+            Reject::Internal(e)
+        }
     }
 }
 
@@ -74,6 +89,15 @@ fn multipart_reject(e: MultipartError) -> Reject {
         Reject::TooLarge(form_error(Some("files"), "error-files-too-large"))
     } else {
         bad(None, "error-incomplete")
+    }
+}
+
+impl From<Stop> for Reject {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Multipart(e) => multipart_reject(e),
+            Stop::Stalled => Reject::TimedOut,
+        }
     }
 }
 
@@ -104,10 +128,16 @@ impl Answers {
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
-    multipart: Multipart,
+    request: Request,
 ) -> Response {
     let Some(lang) = Lang::from_code(&code) else {
         return pages::not_found_page(&state);
+    };
+    let (reader, request) = BodyReader::new(&state.config.limits, request);
+    // Only checks the content type: nothing of the body is read yet.
+    let multipart = match Multipart::from_request(request, &state).await {
+        Ok(multipart) => multipart,
+        Err(rejection) => return rejection.into_response(),
     };
     // A burst waits briefly for a slot rather than being turned away; only
     // a sustained overload gets "busy, try later". Waiting costs nothing
@@ -117,7 +147,7 @@ pub(super) async fn submit(
         return pages::busy(lang);
     };
     let mut answers = Answers::default();
-    match receive(&state, lang, multipart, &mut answers, slot).await {
+    match receive(&state, lang, multipart, reader, &mut answers, slot).await {
         Ok(()) => pages::received(lang),
         Err(Reject::BadRequest(errors)) => pages::render_form(
             &state,
@@ -133,6 +163,22 @@ pub(super) async fn submit(
             &[error],
             &answers.prefill(),
         ),
+        // A client still trickling never reads this; one that stalled for a
+        // moment (a phone changing networks) is told to send again.
+        Err(Reject::TimedOut) => pages::render_form(
+            &state,
+            lang,
+            StatusCode::REQUEST_TIMEOUT,
+            &[form_error(None, "error-incomplete")],
+            &answers.prefill(),
+        ),
+        Err(Reject::Full(e)) => {
+            // Nothing was stored: the source may try again later. The
+            // operator learns why from this line (it holds nothing the
+            // source sent).
+            tracing::warn!(route = "/{lang}/submit", status = 503, error = %e, "submission refused");
+            pages::busy(lang)
+        }
         Err(Reject::Internal(e)) => {
             // The error names the failing step only; it holds nothing the
             // source sent.
@@ -147,6 +193,7 @@ async fn receive(
     state: &Arc<AppState>,
     lang: Lang,
     mut multipart: Multipart,
+    mut reader: BodyReader,
     answers: &mut Answers,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), Reject> {
@@ -160,13 +207,13 @@ async fn receive(
         ingest(rx, &worker_state)
     });
 
-    let submission = match feed(state, lang, &mut multipart, answers, &tx).await {
+    let submission = match feed(state, lang, &mut multipart, &mut reader, answers, &tx).await {
         Ok(submission) => submission,
         Err(reject) => {
             // Dropping the sender makes the worker discard the spool. If the
             // worker itself failed first, its error is the real cause.
             drop(tx);
-            drain(&mut multipart).await;
+            drain(&mut multipart, &mut reader).await;
             return Err(match (reject, worker.await) {
                 (Reject::Internal(_), Ok(Err(worker_error))) => worker_error,
                 (reject, _) => reject,
@@ -187,11 +234,11 @@ async fn receive(
 
 /// Reads and discards the rest of a refused upload, so that the client,
 /// which is still sending, gets to read the error page instead of seeing
-/// the connection reset. Bounded by the route's body limit and the
-/// server's timeouts; stops at the first error.
-async fn drain(multipart: &mut Multipart) {
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
+/// the connection reset. Bounded by the route's body limit and the body's
+/// pace (after a stall, it reads nothing); stops at the first error.
+async fn drain(multipart: &mut Multipart, reader: &mut BodyReader) {
+    while let Ok(Some(mut field)) = reader.next_field(multipart).await {
+        while let Ok(Some(_)) = reader.chunk(&mut field).await {}
     }
 }
 
@@ -226,6 +273,7 @@ async fn feed(
     state: &AppState,
     lang: Lang,
     multipart: &mut Multipart,
+    reader: &mut BodyReader,
     answers: &mut Answers,
     tx: &mpsc::Sender<Command>,
 ) -> Result<Submission, Reject> {
@@ -233,21 +281,34 @@ async fn feed(
     let allowed = allowed_fields(&state.config.form);
     let mut total: u64 = 0;
     let mut files = 0usize;
+    let mut file_parts = 0usize;
     let send = |cmd| async {
         tx.send(cmd)
             .await
             .map_err(|_| Reject::Internal(worker_died()))
     };
     let too_many = || Reject::TooLarge(form_error(Some("files"), "error-too-many-files"));
+    // Every submission stores at least the padding floor; refuse before
+    // reading anything if even that does not fit, then again as attachments
+    // stream in. (The store enforces the quota exactly as it writes.)
+    let upcoming = |total: u64| total.max(format::MIN_PADDED_PLAINTEXT);
+    state.store.admit(upcoming(0))?;
+    let mut next_admit = ADMIT_EVERY;
 
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_reject)? {
+    while let Some(mut field) = reader.next_field(multipart).await? {
         let Some(name) = field.name().map(str::to_owned) else {
             return Err(bad(None, "error-incomplete"));
         };
         if name == "files" {
+            // One part per file, or one empty part when none was chosen:
+            // more is a flood of parts.
+            file_parts += 1;
+            if file_parts > limits.max_files.max(1) {
+                return Err(too_many());
+            }
             let file_name = Zeroizing::new(field.file_name().unwrap_or("").to_owned());
             let mut started = false;
-            while let Some(chunk) = field.chunk().await.map_err(multipart_reject)? {
+            while let Some(chunk) = reader.chunk(&mut field).await? {
                 if chunk.is_empty() {
                     continue;
                 }
@@ -257,6 +318,10 @@ async fn feed(
                         Some("files"),
                         "error-files-too-large",
                     )));
+                }
+                if total >= next_admit {
+                    state.store.admit(upcoming(total))?;
+                    next_admit = total.saturating_add(ADMIT_EVERY);
                 }
                 if !started {
                     files += 1;
@@ -290,16 +355,20 @@ async fn feed(
         } else {
             MAX_SHORT_FIELD_BYTES
         };
-        let value = read_text(&mut field, max).await?;
+        let value = read_text(reader, &mut field, max).await?;
         answers.0.insert(name, value);
     }
     validate(state, lang, answers)
 }
 
 /// Reads one text part, at most `max` bytes, as UTF-8.
-async fn read_text(field: &mut Field<'_>, max: usize) -> Result<Zeroizing<String>, Reject> {
+async fn read_text(
+    reader: &mut BodyReader,
+    field: &mut Field<'_>,
+    max: usize,
+) -> Result<Zeroizing<String>, Reject> {
     let mut buf = Zeroizing::new(Vec::new());
-    while let Some(chunk) = field.chunk().await.map_err(multipart_reject)? {
+    while let Some(chunk) = reader.chunk(field).await? {
         if buf.len() + chunk.len() > max {
             return Err(Reject::TooLarge(form_error(
                 Some("text"),

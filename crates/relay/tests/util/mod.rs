@@ -1,6 +1,8 @@
 //! Shared harness for the tests that run the `relay` binary.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a different subset; a panic is a failed test
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;

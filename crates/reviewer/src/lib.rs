@@ -101,6 +101,5 @@ pub mod fuzzing {
     }
 }
 
-
 pub use cli::run;
 pub use error::Error;

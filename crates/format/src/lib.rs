@@ -45,6 +45,7 @@ pub use receipt::{AckRequest, AckResponse, BatchListing, BatchSummary, RECEIPT_F
 pub use testimony::{
     Attachment, FieldLabel, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY,
     TESTIMONY_FORMAT, Testimony, attachment_entry_path, parse_attachment_entry_path,
+    zeroize_answers,
 };
 
 /// Name of the manifest member inside a batch tar.

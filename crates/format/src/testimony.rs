@@ -114,19 +114,28 @@ impl fmt::Debug for Testimony {
     }
 }
 
+/// Zeroizes answers and their labels in place (keys are fixed field names,
+/// not what a source wrote). Shared by every type that holds answers.
+pub fn zeroize_answers(
+    fields: &mut BTreeMap<String, String>,
+    labels: &mut BTreeMap<String, FieldLabel>,
+) {
+    for v in fields.values_mut() {
+        v.zeroize();
+    }
+    for l in labels.values_mut() {
+        l.question.zeroize();
+        if let Some(a) = l.answer.as_mut() {
+            a.zeroize();
+        }
+    }
+}
+
 impl Drop for Testimony {
     fn drop(&mut self) {
         self.text.zeroize();
         self.language.zeroize();
-        for v in self.fields.values_mut() {
-            v.zeroize();
-        }
-        for l in self.labels.values_mut() {
-            l.question.zeroize();
-            if let Some(a) = l.answer.as_mut() {
-                a.zeroize();
-            }
-        }
+        zeroize_answers(&mut self.fields, &mut self.labels);
         for a in &mut self.attachments {
             a.name.zeroize();
         }

@@ -78,19 +78,9 @@ pub fn create_batch(
     Ok(Some(record))
 }
 
-/// A tar header as every batch member gets: ustar, regular file, 0644,
-/// mtime 0, owner 0.
+/// A batch member's tar header: mode 0644.
 fn member_header(path: &str, size: u64) -> io::Result<tar::Header> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path)?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    Ok(h)
+    crate::archive::header(path, size, 0o644)
 }
 
 /// Writes the tar of an unacknowledged batch to `out`.

@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod archive;
 pub mod cli;
 pub mod config;
 pub mod demo;

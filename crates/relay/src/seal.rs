@@ -277,15 +277,7 @@ impl Drop for Submission {
     fn drop(&mut self) {
         self.text.zeroize();
         self.language.zeroize();
-        for v in self.fields.values_mut() {
-            v.zeroize();
-        }
-        for l in self.labels.values_mut() {
-            l.question.zeroize();
-            if let Some(a) = l.answer.as_mut() {
-                a.zeroize();
-            }
-        }
+        format::zeroize_answers(&mut self.fields, &mut self.labels);
     }
 }
 
@@ -313,17 +305,10 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// A sealed submission's tar entry: mode 0600 (files a reviewer extracts
+/// with stock `tar` are theirs alone).
 fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path).map_err(seal_err("name a tar entry"))?;
-    h.set_size(size);
-    h.set_mode(0o600);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    Ok(h)
+    crate::archive::header(path, size, 0o600).map_err(seal_err("name a tar entry"))
 }
 
 /// Seals one submission to `recipients`, the reviewer recipients of key

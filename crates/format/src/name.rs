@@ -66,24 +66,33 @@ pub fn sanitize_file_name(raw: &str) -> String {
         .map(|c| if is_reserved(c) { '_' } else { c })
         .collect();
     let mut name = trim(&cleaned).to_owned();
-
-    let stem = name.split('.').next().unwrap_or("");
-    if WINDOWS_RESERVED
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(stem.trim_end()))
-    {
-        name.insert(0, '_');
-    }
-
     if name.len() > MAX_NAME_BYTES {
         name = shorten(&name);
     }
-    let name = trim(&name);
+    let mut name = trim(&name).to_owned();
     if name.is_empty() {
-        FALLBACK_NAME.to_owned()
-    } else {
-        name.to_owned()
+        return FALLBACK_NAME.to_owned();
     }
+    // After cutting, not before: cutting can turn `CON   …x.ext` into
+    // `CON.ext` (a regression case found by fuzzing). The `_` cannot make a
+    // reserved name again, and if it makes the name too long, cutting keeps
+    // it in front.
+    if is_windows_reserved(&name) {
+        name.insert(0, '_');
+        if name.len() > MAX_NAME_BYTES {
+            name = trim(&shorten(&name)).to_owned();
+        }
+    }
+    name
+}
+
+/// Whether `name`'s stem (before the first dot, trailing spaces ignored) is
+/// a Windows device name.
+fn is_windows_reserved(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end();
+    WINDOWS_RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(stem))
 }
 
 /// Trims what rule 3 removes, repeatedly until stable.
@@ -167,6 +176,23 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(sanitize_file_name(raw), want, "for {raw:?}");
+        }
+    }
+
+    #[test]
+    fn cutting_never_leaves_a_windows_device_name() {
+        // Found by the file_name fuzz target: the reserved-name check ran
+        // before cutting, and cutting produced `CON.x…`.
+        let raw = format!("CON{}x..x(t{}t#t0", " ".repeat(100), '\u{fffd}');
+        let s = sanitize_file_name(&raw);
+        assert!(!is_windows_reserved(&s), "{s:?}");
+        assert_eq!(sanitize_file_name(&s), s);
+        let raw = std::fs::read("../../fuzz/corpus/file_name/regression-reserved-after-cut")
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        if let Ok(raw) = raw {
+            let s = sanitize_file_name(&raw);
+            assert!(!is_windows_reserved(&s), "{s:?}");
+            assert_eq!(sanitize_file_name(&s), s);
         }
     }
 

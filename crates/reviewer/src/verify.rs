@@ -329,33 +329,31 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<Authentic, Error> {
     let next = |tar: &mut ustar::Reader<_>| tar.next_entry().map_err(|e| tar_error(path, e));
 
     // manifest.json, then manifest.sig, each within its size limit.
-    let head = next(&mut tar)?.ok_or_else(|| malformed("it holds no members".into()))?;
-    if head.path != BATCH_MANIFEST {
-        return Err(malformed(format!(
-            "the first member is {}, not {BATCH_MANIFEST}",
-            quote(&head.path)
-        )));
-    }
-    if head.size > MAX_MANIFEST_BYTES as u64 {
-        return Err(malformed(format!(
-            "{BATCH_MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes"
-        )));
-    }
-    let manifest_bytes = read_member(&mut tar, head.size, path)?;
-
-    let head = next(&mut tar)?.ok_or_else(|| malformed(format!("{BATCH_SIGNATURE} is missing")))?;
-    if head.path != BATCH_SIGNATURE {
-        return Err(malformed(format!(
-            "the second member is {}, not {BATCH_SIGNATURE}",
-            quote(&head.path)
-        )));
-    }
-    if head.size > MAX_SIGNATURE_BYTES as u64 {
-        return Err(malformed(format!(
-            "{BATCH_SIGNATURE} is larger than {MAX_SIGNATURE_BYTES} bytes"
-        )));
-    }
-    let sig_bytes = read_member(&mut tar, head.size, path)?;
+    let mut expect = |name: &str, ordinal: &str, missing: String, max: usize| {
+        let head = next(&mut tar)?.ok_or_else(|| malformed(missing))?;
+        if head.path != name {
+            return Err(malformed(format!(
+                "the {ordinal} member is {}, not {name}",
+                quote(&head.path)
+            )));
+        }
+        if head.size > max as u64 {
+            return Err(malformed(format!("{name} is larger than {max} bytes")));
+        }
+        read_member(&mut tar, head.size, path)
+    };
+    let manifest_bytes = expect(
+        BATCH_MANIFEST,
+        "first",
+        "it holds no members".into(),
+        MAX_MANIFEST_BYTES,
+    )?;
+    let sig_bytes = expect(
+        BATCH_SIGNATURE,
+        "second",
+        format!("{BATCH_SIGNATURE} is missing"),
+        MAX_SIGNATURE_BYTES,
+    )?;
 
     // The signature, with the pinned key, over the exact manifest bytes,
     // before the manifest is even parsed.

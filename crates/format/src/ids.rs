@@ -88,6 +88,24 @@ hex_value!(
 );
 
 hex_value!(
+    /// A follow-up thread's random 128-bit identifier. It joins a source's
+    /// first submission, the submissions they add later and the reviewers'
+    /// replies. It is drawn at random when the source takes a codename and
+    /// is not derived from the codename.
+    ThreadId,
+    16,
+    "thread id"
+);
+
+hex_value!(
+    /// A reply's random 128-bit identifier, chosen by the reviewer who
+    /// writes it (so importing the same reply twice stores it once).
+    ReplyId,
+    16,
+    "reply id"
+);
+
+hex_value!(
     /// A SHA-256 digest.
     Digest,
     32,

@@ -28,20 +28,26 @@ mod manifest;
 mod name;
 mod pad;
 mod receipt;
+mod reply;
 mod testimony;
 
 pub use day::Day;
 pub use error::Error;
-pub use ids::{BatchId, Digest, SubmissionId};
+pub use ids::{BatchId, Digest, ReplyId, SubmissionId, ThreadId};
 pub use manifest::{
     MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, MAX_SIGNATURE_BYTES, Manifest,
-    ManifestEntry, batch_member_for, parse_batch_member,
+    ManifestEntry, ThreadEntry, batch_member_for, is_x25519_recipient, parse_batch_member,
 };
 pub use name::{MAX_NAME_BYTES, is_deceptive, sanitize_file_name, unique_names};
 pub use pad::{
     MIN_PADDED_PLAINTEXT, TAR_BLOCK, padded_plaintext_len, padme, tar_entry_len, unpadded_tar_len,
 };
 pub use receipt::{AckRequest, AckResponse, BatchListing, BatchSummary, RECEIPT_FORMAT, Receipt};
+pub use reply::{
+    BundledReply, MAX_BUNDLE_BYTES, MAX_BUNDLE_REPLIES, MAX_REPLY_CIPHERTEXT_BYTES,
+    MAX_REPLY_JSON_BYTES, MAX_REPLY_TEXT_CHARS, REPLY_BUNDLE_FORMAT, REPLY_FORMAT, ReplyBundle,
+    ReplyImport, ReplyMessage,
+};
 pub use testimony::{
     Attachment, FieldLabel, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY,
     TESTIMONY_FORMAT, Testimony, attachment_entry_path, parse_attachment_entry_path,

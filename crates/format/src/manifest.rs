@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BATCH_SUBMISSIONS_DIR, BatchId, Day, Digest, Error, SubmissionId};
+use crate::{BATCH_SUBMISSIONS_DIR, BatchId, Day, Digest, Error, SubmissionId, ThreadId};
 
 /// The `format` value this build writes and reads.
 pub const MANIFEST_FORMAT: &str = "relay-batch/1";
@@ -30,6 +30,23 @@ pub struct ManifestEntry {
     pub size: u64,
     /// SHA-256 of the `.age` file.
     pub sha256: Digest,
+    /// The follow-up thread it belongs to, when its source took a codename
+    /// (absent otherwise). The thread is listed in [`Manifest::threads`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadId>,
+}
+
+/// A follow-up thread some submission of the batch belongs to: what a
+/// reviewer needs to reply to its source offline.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadEntry {
+    /// The thread.
+    pub id: ThreadId,
+    /// The source's age X25519 recipient (`age1…`), derived by the relay
+    /// from the source's codename. Replies are encrypted to it (and to the
+    /// reviewers).
+    pub recipient: String,
 }
 
 /// The manifest of one batch.
@@ -56,6 +73,11 @@ pub struct Manifest {
     pub created_day: Day,
     /// The submissions, in the order of their tar members.
     pub submissions: Vec<ManifestEntry>,
+    /// The follow-up threads the submissions belong to, in id order: each
+    /// thread named by an entry exactly once, and no other. Absent when no
+    /// submission has a thread.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadEntry>,
 }
 
 impl Manifest {
@@ -114,8 +136,42 @@ impl Manifest {
         if !m.submissions.iter().all(|e| ids.insert(e.id)) {
             return Err(Error::invalid(WHAT, "a submission id is listed twice"));
         }
+        // Spec: "threads: each thread named by a submission, exactly once,
+        // in id order, and no other".
+        let named: std::collections::BTreeSet<ThreadId> =
+            m.submissions.iter().filter_map(|e| e.thread).collect();
+        if !m.threads.windows(2).all(|w| w[0].id < w[1].id) {
+            return Err(Error::invalid(
+                WHAT,
+                "threads must be listed once each, in id order",
+            ));
+        }
+        if !m.threads.iter().map(|t| t.id).eq(named.iter().copied()) {
+            return Err(Error::invalid(
+                WHAT,
+                "threads must list exactly the threads the submissions name",
+            ));
+        }
+        if let Some(t) = m
+            .threads
+            .iter()
+            .find(|t| !is_x25519_recipient(&t.recipient))
+        {
+            return Err(Error::invalid(
+                WHAT,
+                format!("thread {} has no valid age1… recipient", t.id),
+            ));
+        }
         Ok(m)
     }
+}
+
+/// Whether `s` has the shape of an age X25519 recipient: `age1` and 58
+/// lowercase bech32 characters. (Whether it decodes to a curve point is
+/// for age to say; this refuses anything else early, with a clear reason.)
+pub fn is_x25519_recipient(s: &str) -> bool {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    s.len() == 62 && s.starts_with("age1") && s[4..].chars().all(|c| BECH32.contains(c))
 }
 
 /// The tar member name of a submission in a batch: `submissions/<id>.age`.
@@ -145,8 +201,11 @@ mod tests {
             epoch: 1 + u32::from(i % 3),
             size: 1000 + u64::from(i),
             sha256: Digest::of(&[i]),
+            thread: None,
         }
     }
+
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
     fn sample(sequence: u64) -> Manifest {
         Manifest {
@@ -157,6 +216,7 @@ mod tests {
             previous_manifest_sha256: (sequence > 1).then(|| Digest::of(b"prev")),
             created_day: "2026-11-28".parse().unwrap(),
             submissions: vec![entry(1), entry(2)],
+            threads: Vec::new(),
         }
     }
 
@@ -185,6 +245,48 @@ mod tests {
         assert!(Manifest::from_json(without.as_bytes()).is_err());
         assert!(Manifest::from_json(b"{}").is_err());
         assert!(Manifest::from_json(b"\xff").is_err());
+    }
+
+    #[test]
+    fn threads_must_match_the_entries() {
+        let t1 = ThreadId::from_bytes([1; 16]);
+        let t2 = ThreadId::from_bytes([2; 16]);
+        let thread = |id| ThreadEntry {
+            id,
+            recipient: RECIPIENT.into(),
+        };
+        let mut m = sample(1);
+        m.submissions[0].thread = Some(t2);
+        m.submissions[1].thread = Some(t1);
+        m.threads = vec![thread(t1), thread(t2)];
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        // Without threads, the fields are absent from the JSON.
+        assert!(
+            !String::from_utf8(sample(1).to_json())
+                .unwrap()
+                .contains("thread")
+        );
+
+        let refused = |m: &Manifest| Manifest::from_json(&m.to_json()).unwrap_err().to_string();
+        let mut bad = m.clone();
+        bad.threads.reverse();
+        assert!(refused(&bad).contains("id order"));
+        let mut bad = m.clone();
+        bad.threads.pop();
+        assert!(refused(&bad).contains("exactly the threads"));
+        let mut bad = m.clone();
+        bad.threads.push(thread(ThreadId::from_bytes([3; 16])));
+        assert!(refused(&bad).contains("exactly the threads"));
+        let mut bad = m.clone();
+        bad.threads.insert(1, thread(t1));
+        assert!(refused(&bad).contains("id order"));
+        let mut bad = m.clone();
+        bad.threads[0].recipient = RECIPIENT.to_uppercase();
+        assert!(refused(&bad).contains("recipient"));
+        let mut bad = m;
+        bad.threads[1].recipient = "age1short".into();
+        assert!(refused(&bad).contains("recipient"));
     }
 
     #[test]

@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Store reviewers' replies from a bundle `reviewer reply` wrote (the
+    /// relay must be stopped; while it runs, use `reviewer push`). All or
+    /// nothing: a reply to an unknown thread refuses the whole bundle.
+    ImportReplies {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The reply bundle (JSON).
+        bundle: PathBuf,
+    },
     /// Show how many submissions and batches the store holds.
     Status {
         #[command(flatten)]
@@ -173,16 +182,27 @@ where
             );
         }
         Command::Check { data } => check_cmd(&data)?,
+        Command::ImportReplies { data, bundle } => {
+            let bytes = std::fs::read(&bundle).map_err(Error::io("read", &bundle))?;
+            let store = Store::open(&data.dir.join(STORE_DIR), 16 << 20)?;
+            let outcome = crate::followup::import_replies(&store, &bytes)?;
+            println!(
+                "stored {} new replies ({} already held, {} already read and deleted by their source)",
+                outcome.stored, outcome.already_held, outcome.deleted_by_source
+            );
+        }
         Command::Status { data } => {
             let store = Store::open(&data.dir.join(STORE_DIR), 16 << 20)?;
             let stats = store.stats()?;
             let batches = store.unacked_batches()?;
             println!(
-                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}",
+                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}, follow-up threads: {}, replies held: {}",
                 stats.submissions,
                 stats.unexported,
                 stats.ciphertext_bytes,
-                batches.len()
+                batches.len(),
+                stats.threads,
+                stats.replies
             );
         }
     }

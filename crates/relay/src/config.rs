@@ -33,6 +33,8 @@ struct Raw {
     form: Option<Form>,
     #[serde(default)]
     store: StoreSettings,
+    #[serde(default)]
+    followup: FollowupSettings,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +146,49 @@ impl Default for StoreSettings {
     }
 }
 
+/// `[followup]`: codenames, replies and follow-up testimony.
+///
+/// A codename is turned into a lookup id and an age identity with Argon2id
+/// (`argon2_*`, RFC 9106 names). Each derivation holds
+/// `argon2_memory_kib` of RAM for about a quarter of a second on one core,
+/// so at most `max_concurrent_derivations` run at once: a flood of log-ins
+/// costs at most their product in memory, and log-ins beyond it get "busy,
+/// try later" (503). Changing the Argon2 parameters (or losing the
+/// `followup.salt` file) makes every existing codename unrecognisable.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FollowupSettings {
+    /// Offer codenames on the form and serve `/followup` (default true).
+    pub enabled: bool,
+    /// Argon2id memory per derivation in KiB (default 65,536 = 64 MiB).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (default 3).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (default 1; the relay computes them on one thread).
+    pub argon2_parallelism: u32,
+    /// Derivations running at once; more log-ins get 503 (default 2).
+    pub max_concurrent_derivations: usize,
+    /// A follow-up session ends after this many idle minutes (default 30).
+    pub session_idle_minutes: u64,
+    /// Most follow-up sessions held at once (default 1,000); log-ins beyond
+    /// get 503 until sessions expire.
+    pub max_sessions: usize,
+}
+
+impl Default for FollowupSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            argon2_memory_kib: 64 * 1024,
+            argon2_iterations: 3,
+            argon2_parallelism: 1,
+            max_concurrent_derivations: 2,
+            session_idle_minutes: 30,
+            max_sessions: 1_000,
+        }
+    }
+}
+
 /// A loaded and checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -179,6 +224,8 @@ pub struct Config {
     pub form: Form,
     /// Store tuning.
     pub store: StoreSettings,
+    /// Codenames and follow-up.
+    pub followup: FollowupSettings,
 }
 
 impl Config {
@@ -329,6 +376,51 @@ impl Config {
         )?;
         check_range(&bad, "limits.min_free_bytes", l.min_free_bytes, 0, 1 << 40)?;
         check_range(&bad, "store.cache_mib", raw.store.cache_mib, 1, 65_536)?;
+        let f = &raw.followup;
+        // Argon2's own floor is 8 KiB per lane; below 8 MiB a codename would
+        // be cheap to guess from a seized disk.
+        check_range(
+            &bad,
+            "followup.argon2_memory_kib",
+            u64::from(f.argon2_memory_kib),
+            8 * 1024,
+            4 * 1024 * 1024,
+        )?;
+        check_range(
+            &bad,
+            "followup.argon2_iterations",
+            u64::from(f.argon2_iterations),
+            1,
+            100,
+        )?;
+        check_range(
+            &bad,
+            "followup.argon2_parallelism",
+            u64::from(f.argon2_parallelism),
+            1,
+            16,
+        )?;
+        check_range(
+            &bad,
+            "followup.max_concurrent_derivations",
+            f.max_concurrent_derivations as u64,
+            1,
+            256,
+        )?;
+        check_range(
+            &bad,
+            "followup.session_idle_minutes",
+            f.session_idle_minutes,
+            1,
+            24 * 60,
+        )?;
+        check_range(
+            &bad,
+            "followup.max_sessions",
+            f.max_sessions as u64,
+            1,
+            1_000_000,
+        )?;
 
         let form = match raw.form {
             Some(form) => {
@@ -354,6 +446,7 @@ impl Config {
             limits: raw.limits,
             form,
             store: raw.store,
+            followup: raw.followup,
         })
     }
 }

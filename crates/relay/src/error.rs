@@ -115,6 +115,16 @@ pub enum Error {
     /// A file that must not be overwritten already exists.
     #[error("{} already exists: refusing to overwrite it", .0.display())]
     Exists(PathBuf),
+    /// Codename derivation or a follow-up step failed (holds no codename,
+    /// no identity, no text).
+    #[error("follow-up: {0}")]
+    Followup(String),
+    /// A reply bundle was refused; nothing of it was stored.
+    #[error("reply bundle refused, nothing stored: {0}")]
+    BadReplies(String),
+    /// A reply bundle could not be parsed; nothing of it was stored.
+    #[error("not a reply bundle, nothing stored: {0}")]
+    MalformedReplies(String),
 }
 
 impl Error {

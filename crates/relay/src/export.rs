@@ -9,7 +9,8 @@ use std::io::{self, Read, Write};
 use std::sync::Mutex;
 
 use format::{
-    BATCH_MANIFEST, BATCH_SIGNATURE, BatchId, Day, Digest, MANIFEST_FORMAT, Manifest, ManifestEntry,
+    BATCH_MANIFEST, BATCH_SIGNATURE, BatchId, Day, Digest, MANIFEST_FORMAT, Manifest,
+    ManifestEntry, ThreadEntry,
 };
 
 use crate::Error;
@@ -43,6 +44,24 @@ pub fn create_batch(
     let last = store.last_batch()?;
     let sequence = last.as_ref().map_or(1, |b| b.sequence + 1);
     let batch_id = BatchId::from_bytes(random_bytes());
+    // The threads the submissions belong to, each once, in id order, with
+    // the source's recipient so reviewers can reply offline.
+    let mut threads = Vec::new();
+    for thread in pending
+        .iter()
+        .filter_map(|(_, meta)| meta.thread)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let record = store.thread(&thread)?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "a submission names follow-up thread {thread}, which has no record"
+            ))
+        })?;
+        threads.push(ThreadEntry {
+            id: thread,
+            recipient: record.recipient,
+        });
+    }
     let manifest = Manifest {
         format: MANIFEST_FORMAT.to_owned(),
         relay_key: signer.public_base64(),
@@ -58,8 +77,10 @@ pub fn create_batch(
                 epoch: meta.epoch,
                 size: meta.size,
                 sha256: meta.sha256,
+                thread: meta.thread,
             })
             .collect(),
+        threads,
     };
     let bytes = manifest.to_json();
     let signature = signer.sign(
@@ -178,7 +199,7 @@ mod tests {
     fn put(store: &Store, n: u8, epoch: u32) {
         let mut p = store.begin(SubmissionId::from_bytes([n; 16])).unwrap();
         p.write_all(&[n; 100]).unwrap();
-        p.finish("2026-11-28".parse().unwrap(), epoch, "ks".into())
+        p.finish("2026-11-28".parse().unwrap(), epoch, "ks".into(), None)
             .unwrap();
     }
 

@@ -31,6 +31,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod export;
+pub mod followup;
 pub mod form;
 mod fsutil;
 pub mod keys;

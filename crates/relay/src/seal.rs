@@ -271,6 +271,9 @@ pub struct Submission {
     pub text: String,
     /// Day received.
     pub received_day: Day,
+    /// The follow-up thread it joins (kept in the store's index and the
+    /// batch manifest, not in the sealed plaintext).
+    pub thread: Option<format::ThreadId>,
 }
 
 impl Drop for Submission {
@@ -324,6 +327,7 @@ pub fn seal(
     epoch: u32,
     out: PendingSubmission,
 ) -> Result<SubmissionMeta, Error> {
+    let thread = submission.thread;
     let (mut attachments, files) = spool.into_reader()?;
     let names = format::unique_names(files.iter().map(|f| f.name.as_str()));
     let testimony = Testimony {
@@ -401,7 +405,12 @@ pub fn seal(
         .finish()
         .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
         .map_err(seal_err("finish encryption"))?;
-    pending.finish(testimony.received_day, epoch, recipients.key_set.clone())
+    pending.finish(
+        testimony.received_day,
+        epoch,
+        recipients.key_set.clone(),
+        thread,
+    )
 }
 
 #[cfg(test)]
@@ -431,6 +440,7 @@ mod tests {
             labels: Default::default(),
             text: text.into(),
             received_day: "2026-11-28".parse().unwrap(),
+            thread: None,
         }
     }
 

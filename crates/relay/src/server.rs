@@ -64,13 +64,21 @@ pub fn open(data_dir: &Path, config: Config) -> Result<Arc<AppState>, Error> {
         &data_dir.join(STORE_DIR),
         config.store.cache_mib * 1024 * 1024,
     )?;
-    Ok(Arc::new(AppState::new(
-        config,
-        Arc::new(store),
-        recipients,
-        signer,
-        spool_dir,
-    )))
+    let followup = if config.followup.enabled {
+        let (salt, created) = crate::followup::Salt::load_or_create(data_dir)?;
+        if created {
+            tracing::info!(
+                file = crate::followup::SALT_FILE,
+                "created the follow-up salt; back it up with the signing key: without it no codename is recognised"
+            );
+        }
+        Some(crate::followup::Followup::new(&config.followup, salt)?)
+    } else {
+        None
+    };
+    let mut state = AppState::new(config, Arc::new(store), recipients, signer, spool_dir);
+    state.followup = followup;
+    Ok(Arc::new(state))
 }
 
 /// Creates the spool directory and removes anything left in it. Spools are
@@ -188,6 +196,7 @@ pub struct Running {
     tls: Option<Tls>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -214,8 +223,11 @@ impl Running {
                 result = Err(Error::Tls(format!("a listener stopped: {e}")));
             }
         }
-        if let Some(w) = self.watcher.take() {
-            w.abort();
+        for t in [self.watcher.take(), self.sweeper.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
         }
         result
     }
@@ -439,6 +451,7 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         tls: None,
         tasks: Vec::new(),
         watcher: None,
+        sweeper: None,
     };
 
     if let Some(addr) = listen.https {
@@ -490,6 +503,20 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         let app = web::app(state.clone(), web::Listener::Onion);
         tasks.push(tokio::spawn(server.serve(app.into_make_service())));
         running.onion_addr = Some(bound);
+    }
+    if state.followup.is_some() {
+        // Expired follow-up sessions (and the identities they hold) are
+        // dropped within a minute of expiring, even if nobody asks again.
+        let state = state.clone();
+        running.sweeper = Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Some(f) = state.followup.as_ref() {
+                    f.sessions.sweep();
+                }
+            }
+        }));
     }
     running.tasks = tasks;
     Ok(running)

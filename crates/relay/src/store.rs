@@ -19,9 +19,14 @@
 //! | `M` sequence | the batch's `manifest.json` bytes (until acknowledged) |
 //! | `S` sequence | the batch's `manifest.sig` bytes (until acknowledged) |
 //! | `x` sequence | purge in progress for an acknowledged batch |
+//! | `L` lookup id (32 bytes) | the thread id a codename leads to |
+//! | `T` thread id | [`ThreadRecord`]: the source's age recipient, the day the thread began |
+//! | `R` thread id, reply id | a reply's age ciphertext (readable by the source and the reviewers, not the relay) |
+//! | `D` thread id, reply id | empty: the source deleted this reply (so importing it again does not bring it back) |
 //!
 //! Nothing else: no address, no header, no file name, no time finer than a
-//! day. Ids are random. Ciphertext files are `0600`, with access and
+//! day, no codename. Ids are random; lookup ids come from Argon2id over the
+//! codename and a secret salt kept outside the store ([`crate::followup`]). Ciphertext files are `0600`, with access and
 //! modification times set to the received day's midnight (UTC). Their
 //! change and birth times are the kernel's and stay exact: a known
 //! limitation of one file per submission (`SECURITY.md`, `docs/decisions.md`).
@@ -96,7 +101,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use format::{BatchId, Day, Digest, SubmissionId};
+use format::{BatchId, Day, Digest, ReplyId, ReplyImport, SubmissionId, ThreadId};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
@@ -112,6 +117,10 @@ const BATCH: u8 = b'B';
 const MANIFEST: u8 = b'M';
 const SIGNATURE: u8 = b'S';
 const PURGE: u8 = b'x';
+const LOOKUP: u8 = b'L';
+const THREAD: u8 = b'T';
+const REPLY: u8 = b'R';
+const DELETED_REPLY: u8 = b'D';
 
 /// What the store knows about one submission.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -131,6 +140,19 @@ pub struct SubmissionMeta {
     pub key_set: String,
     /// Sequence number of the batch it was exported in, if any.
     pub batch: Option<u64>,
+    /// The follow-up thread it belongs to, if its source took a codename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadId>,
+}
+
+/// What the store knows about a follow-up thread.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadRecord {
+    /// The source's age recipient (`age1…`), derived from the codename.
+    pub recipient: String,
+    /// UTC day the thread began.
+    pub created_day: Day,
 }
 
 fn first_epoch() -> u32 {
@@ -182,6 +204,10 @@ pub struct Stats {
     pub ciphertext_bytes: u64,
     /// Files in `pending/`: uploads being written right now.
     pub pending: u64,
+    /// Follow-up threads.
+    pub threads: u64,
+    /// Replies held for sources.
+    pub replies: u64,
 }
 
 /// What `relay check` found ([`Store::check`]).
@@ -733,6 +759,152 @@ impl Store {
         Ok(ids.len() as u64)
     }
 
+    /// Records a new follow-up thread: `lookup` (from the codename) leads
+    /// to `thread`, whose source's recipient is `recipient`. Durable after
+    /// the next [`Store::sync`]. Refuses to replace an existing lookup id
+    /// (two codenames deriving the same 256-bit id does not happen; if it
+    /// ever did, the second source must not take over the first's thread).
+    pub fn create_thread(
+        &self,
+        lookup: &[u8; 32],
+        thread: ThreadId,
+        record: &ThreadRecord,
+    ) -> Result<(), Error> {
+        let db = &self.inner.db;
+        let swapped = db
+            .compare_and_swap(
+                key(LOOKUP, lookup),
+                None as Option<&[u8]>,
+                Some(&thread.as_bytes()[..]),
+            )
+            .map_err(store_err("record a thread"))?;
+        if swapped.is_err() {
+            return Err(Error::Corrupt(
+                "a codename's lookup id is already in use".into(),
+            ));
+        }
+        db.insert(key(THREAD, thread.as_bytes()), encode(record))
+            .map_err(store_err("record a thread"))?;
+        Ok(())
+    }
+
+    /// Forgets a thread that was created for a submission that then failed
+    /// (its source never saw the codename).
+    pub fn remove_thread(&self, lookup: &[u8; 32], thread: ThreadId) -> Result<(), Error> {
+        let db = &self.inner.db;
+        db.remove(key(LOOKUP, lookup))
+            .map_err(store_err("remove a thread"))?;
+        db.remove(key(THREAD, thread.as_bytes()))
+            .map_err(store_err("remove a thread"))?;
+        Ok(())
+    }
+
+    /// The thread a lookup id leads to, if any.
+    pub fn thread_for_lookup(&self, lookup: &[u8; 32]) -> Result<Option<ThreadId>, Error> {
+        let Some(v) = self
+            .inner
+            .db
+            .get(key(LOOKUP, lookup))
+            .map_err(store_err("look up a thread"))?
+        else {
+            return Ok(None);
+        };
+        let bytes: [u8; 16] = v[..]
+            .try_into()
+            .map_err(|_| Error::Corrupt("a thread lookup entry is not 16 bytes".into()))?;
+        Ok(Some(ThreadId::from_bytes(bytes)))
+    }
+
+    /// A thread's record.
+    pub fn thread(&self, id: &ThreadId) -> Result<Option<ThreadRecord>, Error> {
+        self.inner
+            .db
+            .get(key(THREAD, id.as_bytes()))
+            .map_err(store_err("read a thread"))?
+            .map(|v| decode("thread record", &v))
+            .transpose()
+    }
+
+    /// Stores reviewers' replies, all or none: if any names a thread the
+    /// store does not hold, nothing is stored and the error names it.
+    /// A reply already held, or deleted by its source, is not stored again.
+    /// Durable when this returns (it flushes the index).
+    pub fn import_replies(
+        &self,
+        replies: &[(ThreadId, ReplyId, Vec<u8>)],
+    ) -> Result<ReplyImport, Error> {
+        let db = &self.inner.db;
+        for (thread, _, _) in replies {
+            if self.thread(thread)?.is_none() {
+                return Err(Error::BadReplies(format!(
+                    "thread {thread} is not on this relay (check the batch it came from)"
+                )));
+            }
+        }
+        let mut outcome = ReplyImport {
+            stored: 0,
+            already_held: 0,
+            deleted_by_source: 0,
+        };
+        let mut batch = sled::Batch::default();
+        for (thread, id, ciphertext) in replies {
+            let mut k = thread.as_bytes().to_vec();
+            k.extend_from_slice(id.as_bytes());
+            if db
+                .contains_key(key(DELETED_REPLY, &k))
+                .map_err(store_err("import replies"))?
+            {
+                outcome.deleted_by_source += 1;
+            } else if db
+                .contains_key(key(REPLY, &k))
+                .map_err(store_err("import replies"))?
+            {
+                outcome.already_held += 1;
+            } else {
+                batch.insert(key(REPLY, &k), &ciphertext[..]);
+                outcome.stored += 1;
+            }
+        }
+        db.apply_batch(batch).map_err(store_err("import replies"))?;
+        db.flush().map_err(store_err("flush the index"))?;
+        Ok(outcome)
+    }
+
+    /// A thread's replies (id, age ciphertext), in id order.
+    pub fn replies(&self, thread: &ThreadId) -> Result<Vec<(ReplyId, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        for item in self.inner.db.scan_prefix(key(REPLY, thread.as_bytes())) {
+            let (k, v) = item.map_err(store_err("read replies"))?;
+            let bytes: [u8; 16] = k
+                .get(17..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Error::Corrupt("a reply key has the wrong length".into()))?;
+            out.push((ReplyId::from_bytes(bytes), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a reply for good (the source read it) and remembers its id
+    /// so that importing it again does not bring it back. Returns whether
+    /// it was there. Durable after the next [`Store::sync`].
+    ///
+    /// Like every deletion here, this does not erase the disk blocks that
+    /// held the ciphertext (see the module notes): what may linger is
+    /// ciphertext only the source's identity and the reviewers' can open.
+    pub fn delete_reply(&self, thread: &ThreadId, id: &ReplyId) -> Result<bool, Error> {
+        let mut k = thread.as_bytes().to_vec();
+        k.extend_from_slice(id.as_bytes());
+        let db = &self.inner.db;
+        let removed = db
+            .remove(key(REPLY, &k))
+            .map_err(store_err("delete a reply"))?;
+        if removed.is_some() {
+            db.insert(key(DELETED_REPLY, &k), &[][..])
+                .map_err(store_err("delete a reply"))?;
+        }
+        Ok(removed.is_some())
+    }
+
     /// Counts of what is held.
     pub fn stats(&self) -> Result<Stats, Error> {
         let mut s = Stats::default();
@@ -745,6 +917,8 @@ impl Store {
                 s.unexported += 1;
             }
         }
+        s.threads = self.inner.db.scan_prefix([THREAD]).count() as u64;
+        s.replies = self.inner.db.scan_prefix([REPLY]).count() as u64;
         s.pending = std::fs::read_dir(&self.inner.pending)
             .map_err(io_err("list pending files"))?
             .count() as u64;
@@ -814,6 +988,13 @@ impl Store {
             };
             r.submissions += 1;
             r.ciphertext_bytes = r.ciphertext_bytes.saturating_add(meta.size);
+            if let Some(thread) = meta.thread
+                && !matches!(self.thread(&thread), Ok(Some(_)))
+            {
+                r.problems.push(format!(
+                    "submission {id}: its follow-up thread {thread} has no readable record"
+                ));
+            }
             let purged = meta.batch.is_some_and(|seq| purging.contains(&seq));
             if let Some(seq) = meta.batch
                 && !batches.contains_key(&seq)
@@ -1013,6 +1194,7 @@ impl PendingSubmission {
         received_day: Day,
         epoch: u32,
         key_set: String,
+        thread: Option<ThreadId>,
     ) -> Result<SubmissionMeta, Error> {
         let file = self
             .file
@@ -1042,6 +1224,7 @@ impl PendingSubmission {
             epoch,
             key_set,
             batch: None,
+            thread,
         };
         self.inner
             .db
@@ -1212,7 +1395,7 @@ mod tests {
     fn put_in(store: &Store, n: u8, bytes: &[u8], epoch: u32) -> SubmissionMeta {
         let mut p = store.begin(id(n)).unwrap();
         p.write_all(bytes).unwrap();
-        p.finish(day(), epoch, "ks".into()).unwrap()
+        p.finish(day(), epoch, "ks".into(), None).unwrap()
     }
 
     fn read(store: &Store, n: u8) -> Vec<u8> {
@@ -1510,7 +1693,9 @@ mod tests {
                     epoch: 1,
                     size: meta.size,
                     sha256: meta.sha256,
+                    thread: None,
                 }],
+                threads: Vec::new(),
             }
             .to_json();
             let r = record(1, &manifest, 1);

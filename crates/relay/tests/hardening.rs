@@ -340,3 +340,194 @@ fn sighup_reloads_the_certificate_without_a_restart() {
     assert!(served.log().contains("reloaded the TLS certificate"));
     served.kill();
 }
+
+/// The follow-up loop against the real binary at the highest log level:
+/// afterwards the data dir, the temp dir and every log line hold no
+/// codename, no reply plaintext and no follow-up plaintext.
+#[test]
+fn follow_up_leaves_no_codename_or_plaintext_in_files_or_logs() {
+    use std::io::{Read as _, Write as _};
+
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| t);
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let served = Served::start_with(
+        &data,
+        &[
+            ("RELAY_LOG", "trace"),
+            ("RUST_LOG", "trace"),
+            ("TMPDIR", tmp.to_str().unwrap()),
+        ],
+    );
+    let url = served.url();
+    let http = client_builder(&data)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("category", "other")
+        .text("text", "FIRST-TEXT-CANARY-a1a1")
+        .text("followup", "yes");
+    let page = http
+        .post(format!("{url}/en/submit"))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let words = page
+        .split("class=\"codename-words\"")
+        .nth(1)
+        .unwrap()
+        .split("</p>")
+        .next()
+        .unwrap();
+    let codename: Vec<&str> = words
+        .split("<span>")
+        .skip(1)
+        .map(|w| w.split("</span>").next().unwrap())
+        .collect();
+    assert_eq!(codename.len(), 8);
+    let codename = codename.join(" ");
+
+    // The thread and the source's recipient, from a batch.
+    let token = std::fs::read_to_string(data.join("demo-api.token")).unwrap();
+    let token = token.trim();
+    let batch = http
+        .get(format!("{url}/api/v1/batches/next"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let mut manifest = Vec::new();
+    for entry in tar::Archive::new(&batch[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            entry.read_to_end(&mut manifest).unwrap();
+        }
+    }
+    let m = format::Manifest::from_json(&manifest).unwrap();
+    let thread = &m.threads[0];
+
+    // A reply, as a reviewer would encrypt it.
+    let message = format::ReplyMessage::new(
+        format::Day::today(),
+        zeroize::Zeroizing::new("REPLY-CANARY-b2b2 thank you".into()),
+    );
+    let recipient: age::x25519::Recipient = thread.recipient.parse().unwrap();
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .unwrap();
+    let mut sealed = Vec::new();
+    let mut w = encryptor.wrap_output(&mut sealed).unwrap();
+    w.write_all(&message.to_json()).unwrap();
+    w.finish().unwrap();
+    let mut bundle = format::ReplyBundle::new();
+    bundle.push(thread.id, format::ReplyId::from_bytes([3; 16]), &sealed);
+    let pushed = http
+        .post(format!("{url}/api/v1/replies"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(bundle.to_json())
+        .send()
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+
+    // Log in (once with a wrong codename too), read, add, delete, log out.
+    let wrong = http
+        .post(format!("{url}/followup/en/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("codename=abacus+abdomen+abdominal+abide+abiding+ability+ablaze+able")
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let login = http
+        .post(format!("{url}/followup/en/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("codename={}", codename.replace(' ', "+")))
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let thread_page = http
+        .get(format!("{url}/followup/en/"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(thread_page.contains("REPLY-CANARY-b2b2"));
+    let added = http
+        .post(format!("{url}/followup/en/submit"))
+        .header("cookie", &cookie)
+        .multipart(
+            reqwest::blocking::multipart::Form::new()
+                .text("text", "FOLLOWUP-CANARY-c3c3")
+                .part(
+                    "files",
+                    reqwest::blocking::multipart::Part::bytes(
+                        b"FOLLOWUP-FILE-CANARY-d4d4".to_vec(),
+                    )
+                    .file_name("FOLLOWUP-NAME-CANARY-e5e5.txt"),
+                ),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(added.status(), 303);
+    let deleted = http
+        .post(format!(
+            "{url}/followup/en/replies/{}/delete",
+            format::ReplyId::from_bytes([3; 16])
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 303);
+    let out = http
+        .post(format!("{url}/followup/en/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 200);
+
+    let log = served.stop();
+    let stored = scan_stored(&data, &tmp);
+    let session_token = cookie.split_once('=').unwrap().1.to_owned();
+    let canaries: Vec<&[u8]> = vec![
+        codename.as_bytes(),
+        session_token.as_bytes(),
+        b"FIRST-TEXT-CANARY",
+        b"REPLY-CANARY",
+        b"FOLLOWUP-CANARY",
+        b"FOLLOWUP-FILE-CANARY",
+        b"FOLLOWUP-NAME-CANARY",
+    ];
+    // Any two consecutive codename words count as a leak too. (Single
+    // words do not: a list word like "created" may be part of a log line.)
+    let words: Vec<&str> = codename.split(' ').collect();
+    let pairs: Vec<String> = words.windows(2).map(|w| w.join(" ")).collect();
+    for c in canaries
+        .iter()
+        .copied()
+        .chain(pairs.iter().map(|p| p.as_bytes()))
+    {
+        let c_str = String::from_utf8_lossy(c);
+        assert!(!contains(log.as_bytes(), c), "log holds {c_str}:\n{log}");
+    }
+    for c in &canaries {
+        let c_str = String::from_utf8_lossy(c);
+        for (path, bytes) in &stored {
+            assert!(!contains(bytes, c), "{} holds {c_str}", path.display());
+        }
+    }
+    assert!(log.contains("relay listening"), "{log}");
+    assert_no_fine_time(log.as_bytes(), "the log");
+}

@@ -520,7 +520,9 @@ mod tests {
                 epoch: 1,
                 size: 1,
                 sha256: Digest::of(b"x"),
+                thread: None,
             }],
+            threads: Vec::new(),
         };
         let listed = batch_member_for(&id);
         assert!(unexpected_member(&listed, &m, Some("x")).contains("out of order"));

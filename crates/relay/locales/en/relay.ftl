@@ -83,3 +83,66 @@ failed-body = Your testimony was NOT stored. Please try again later.
 not-found-title = Page not found
 not-found-body = There is no page at this address.
 back-to-form = Back to the form
+
+## Navigation
+sections-label = Sections
+nav-send = Send testimony
+nav-followup = Come back with a codename
+footer-promise-followup = These pages use no JavaScript and nothing from other sites. After you enter your codename they keep one cookie, which ends when you log out, after 30 minutes without use, or when you close the browser.
+
+## Codename choice on the form
+field-followup = Coming back later
+field-followup-help = With a codename you can come back to read replies from the reviewers and to add more. Nobody else can link your testimony to you.
+field-followup-yes = Give me a codename
+
+## Codename on the success page
+codename-title = Your codename
+codename-intro = These eight words are your codename. With them you can come back to this site, read replies from the reviewers and add more testimony.
+codename-once = This is the only time they are shown. This server does not keep them and cannot show them again.
+codename-keep = Write them on paper or learn them by heart. Do not keep them in a file, a photo or a message on your phone.
+codename-secret = Anyone who has the words can read the replies meant for you. Tell nobody.
+codename-use = To come back, choose “Come back with a codename” at the top of any page.
+codename-failed = We could not make a codename for you just now. Your testimony is stored all the same. To add more later, send a new testimony.
+
+## Follow-up: entering the codename
+followup-title = Come back with your codename
+followup-intro = Enter the eight words you were given after sending your testimony. You will see replies from the reviewers and can add more.
+followup-codename = Your codename
+followup-codename-help = Eight words, separated by spaces. Capital letters do not matter.
+followup-login-button = Continue
+followup-no-codename = No codename? You can send new testimony at any time from the main page.
+codename-error-title = Please check your codename
+codename-error-count = A codename has exactly eight words.
+codename-error-word = One of the words is not in the codename word list. Please check the spelling.
+codename-unknown-title = Codename not recognised
+codename-unknown-body = We could not find this codename. Please check the words and their order, and try again.
+session-ended-title = Please enter your codename again
+session-ended-body = For your safety, your visit ended after a time without use.
+session-ended-unsent = For your safety, your visit ended after a time without use. What you sent was NOT stored. Enter your codename, then send it again.
+forbidden-title = Not allowed
+forbidden-body = This request did not come from this site's own page. Nothing was changed.
+followup-off-title = Not offered here
+followup-off-body = This service does not offer codenames. You can send new testimony at any time.
+
+## Follow-up: the thread
+thread-title = Your testimony and replies
+thread-replies = Replies from the reviewers
+thread-no-replies = No replies yet. Reviewers read testimony on a computer that is never online, so a reply can take days or weeks.
+thread-reply-from = Reply from the reviewers
+thread-reply-unreadable = A reply is here, but it could not be read. The reviewers will be told if you mention it when you add more.
+thread-reply-delete = Delete this reply
+thread-delete-help = Deleting a reply removes it from this server for good. The reviewers keep their own copy.
+thread-add = Add more
+thread-add-help = Add more testimony or files. They join your earlier testimony, for the same reviewers.
+thread-not-added = Nothing was added
+thread-done = When you are done
+thread-logout-help = Log out so that nobody else using this device can see your replies.
+thread-logout = Log out
+thread-added = Added. Your new testimony is encrypted and stored with your earlier testimony.
+thread-deleted = The reply was deleted.
+logged-out-title = You are logged out
+logged-out-body = Your replies are no longer shown on this device. To come back, enter your codename again.
+
+## Stored with follow-up testimony for the reviewers (English only)
+followup-kind-question = Kind of submission
+followup-kind-answer = Follow-up: more from the source of the same thread

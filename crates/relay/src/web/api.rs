@@ -1,4 +1,4 @@
-//! The reviewer API: pull batches, acknowledge them.
+//! The reviewer API: pull batches, acknowledge them, push replies.
 //!
 //! Every route needs `Authorization: Bearer <token>`. The config holds only
 //! the token's SHA-256, compared in constant time. Spec: `docs/format.md`,
@@ -29,6 +29,12 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/batches/next", get(next))
         .route("/batches/{id}", get(download))
         .route("/batches/{id}/ack", post(ack))
+        .route(
+            "/replies",
+            post(import_replies).layer(axum::extract::DefaultBodyLimit::max(
+                format::MAX_BUNDLE_BYTES,
+            )),
+        )
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
@@ -163,6 +169,30 @@ async fn ack(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: B
 
 /// Streams a batch's tar, with its exact Content-Length so a client can tell
 /// a cut-off download from a complete one.
+/// `POST /api/v1/replies`: a reply bundle from the reviewers (JSON). All
+/// or nothing: 400 if it is malformed, 422 if a reply names a thread this
+/// relay does not hold or is not an age file; otherwise 200 and what was
+/// stored. The relay cannot read the replies.
+async fn import_replies(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let store = state.store.clone();
+    match blocking(move || crate::followup::import_replies(&store, &body)).await {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(Error::MalformedReplies(reason)) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("not a reply bundle, nothing stored: {reason}\n"),
+        )
+            .into_response(),
+        Err(Error::BadReplies(reason)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("reply bundle refused, nothing stored: {reason}\n"),
+        )
+            .into_response(),
+        Err(e) => internal("/api/v1/replies", &e),
+    }
+}
+
 async fn stream_batch(state: Arc<AppState>, record: BatchRecord) -> Response {
     let s = state.clone();
     let seq = record.sequence;

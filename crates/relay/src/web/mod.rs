@@ -6,6 +6,7 @@
 //! headers, and every error is a fixed page.
 
 mod api;
+mod followup;
 pub mod i18n;
 mod pages;
 mod submit;
@@ -36,12 +37,19 @@ pub struct AppState {
     pub(crate) spool_dir: PathBuf,
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) batch_lock: BatchLock,
+    /// Codenames and follow-up sessions (`None` when `[followup]` is off).
+    pub followup: Option<crate::followup::Followup>,
 }
 
 impl AppState {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The batch signing key.
@@ -72,9 +80,21 @@ impl AppState {
             spool_dir,
             uploads,
             batch_lock: BatchLock::default(),
+            followup: None,
         }
     }
+
+    /// Turns follow-up on, with this salt (tests; `server::open` does it
+    /// from the config and the data directory).
+    pub fn with_followup(mut self, salt: crate::followup::Salt) -> Result<Self, crate::Error> {
+        self.followup = Some(crate::followup::Followup::new(&self.config.followup, salt)?);
+        Ok(self)
+    }
 }
+
+/// Largest codename log-in body: a codename is under 100 bytes; this leaves
+/// room for odd spacing and encoding, and nothing more.
+const LOGIN_BODY_LIMIT: usize = 4096;
 
 /// Content-Security-Policy of every response: nothing but our own
 /// stylesheet, forms only to ourselves, never framed.
@@ -108,10 +128,27 @@ pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
             "/{lang}/submit",
             post(submit::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
+        .route("/followup", get(followup::root))
+        .route("/followup/{lang}", get(followup::lang_root))
+        .route("/followup/{lang}/", get(followup::page))
+        .route(
+            "/followup/{lang}/login",
+            post(followup::login).layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
+        .route("/followup/{lang}/logout", post(followup::logout))
+        .route(
+            "/followup/{lang}/replies/{id}/delete",
+            post(followup::delete_reply),
+        )
+        .route(
+            "/followup/{lang}/submit",
+            post(followup::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
         .route("/static/style.css", get(pages::stylesheet))
         .nest("/api/v1", api::router(state.clone()))
         .fallback(pages::not_found)
         .with_state(state.clone())
+        .layer(axum::Extension(listener))
         .layer(axum::middleware::from_fn_with_state(
             HeaderContext {
                 listener,
@@ -144,6 +181,9 @@ async fn security_headers(
         }
         _ => None,
     };
+    // Only the follow-up pages may set a cookie (their session); the
+    // submission path and everything else stay cookie-free.
+    let may_set_cookie = req.uri().path().starts_with("/followup/");
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
@@ -172,6 +212,8 @@ async fn security_headers(
     }
     h.remove(header::SERVER);
     h.remove(header::ETAG);
-    h.remove(header::SET_COOKIE);
+    if !may_set_cookie {
+        h.remove(header::SET_COOKIE);
+    }
     res
 }

@@ -17,22 +17,41 @@ use crate::form::{Choice, Form, QuestionKind};
 const YEARS_BACK: i32 = 30;
 
 /// A link to the same page in another language.
-struct LangLink {
-    code: &'static str,
-    name: String,
-    current: bool,
+pub(super) struct LangLink {
+    pub(super) code: &'static str,
+    pub(super) name: String,
+    pub(super) current: bool,
 }
 
 /// What every page shares: language, messages, language links.
-struct Chrome {
-    tr: Tr,
-    lang: &'static str,
-    langs: Vec<LangLink>,
+pub(super) struct Chrome {
+    pub(super) tr: Tr,
+    pub(super) lang: &'static str,
+    pub(super) langs: Vec<LangLink>,
+    /// Where the language links go: `""` for `/{lang}/`, `"/followup"`
+    /// for `/followup/{lang}/`.
+    pub(super) base: &'static str,
+    /// Follow-up pages may set a session cookie; their footer says so.
+    pub(super) cookie: bool,
 }
 
 impl Chrome {
-    fn new(lang: Lang) -> Self {
+    pub(super) fn new(lang: Lang) -> Self {
+        Self::with_base(lang, "")
+    }
+
+    /// For the follow-up pages.
+    pub(super) fn followup(lang: Lang) -> Self {
+        Self {
+            cookie: true,
+            ..Self::with_base(lang, "/followup")
+        }
+    }
+
+    fn with_base(lang: Lang, base: &'static str) -> Self {
         Chrome {
+            base,
+            cookie: false,
             tr: Tr { lang },
             lang: lang.code(),
             langs: Lang::ALL
@@ -88,6 +107,8 @@ struct FormPage {
     max_text_chars: usize,
     files_help: String,
     files_error: Option<String>,
+    /// Offer a codename (follow-up is on); `Some(checked)`.
+    followup: Option<bool>,
 }
 
 /// What the source had typed, by field name, to show the form again.
@@ -263,6 +284,11 @@ pub(super) fn render_form(
             ],
         ),
         files_error: error_for("files"),
+        // Checked by default; a form shown again keeps the source's choice.
+        followup: state
+            .followup
+            .as_ref()
+            .map(|_| prefill.is_empty() || get("followup") == "yes"),
         c,
     };
     html(status, page.render())
@@ -319,18 +345,21 @@ pub(super) async fn lang_root(
 
 #[derive(Template)]
 #[template(path = "received.html")]
-struct ReceivedPage {
+struct ReceivedPage<'a> {
     c: Chrome,
+    /// The new codename's words, shown once.
+    codename: Option<Vec<&'a str>>,
+    codename_failed: bool,
 }
 
-pub(super) fn received(lang: Lang) -> Response {
-    html(
-        StatusCode::OK,
-        ReceivedPage {
-            c: Chrome::new(lang),
-        }
-        .render(),
-    )
+pub(super) fn received(lang: Lang, outcome: &super::submit::Outcome) -> Response {
+    let page = ReceivedPage {
+        c: Chrome::new(lang),
+        codename: outcome.codename.as_ref().map(|c| c.words().collect()),
+        codename_failed: outcome.codename_failed,
+    };
+    // The rendered page holds the codename: zeroize it once sent.
+    html_secret(StatusCode::OK, page.render())
 }
 
 #[derive(Template)]
@@ -384,7 +413,32 @@ pub(super) async fn stylesheet() -> Response {
         .into_response()
 }
 
-fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
+/// A page that holds a secret (a codename, a reply): its HTML is zeroized
+/// when the response body is dropped.
+pub(super) fn html_secret(status: StatusCode, rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            axum::body::Body::from(bytes::Bytes::from_owner(ZeroizingBody(
+                zeroize::Zeroizing::new(body.into_bytes()),
+            ))),
+        )
+            .into_response(),
+        Err(e) => html(status, Err(e)),
+    }
+}
+
+/// Bytes that are zeroized when the last reference to them is dropped.
+struct ZeroizingBody(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroizingBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+pub(super) fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
     match rendered {
         Ok(body) => (
             status,

@@ -21,7 +21,7 @@ use axum::extract::{FromRequest as _, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
-use format::{Day, FieldLabel, SubmissionId};
+use format::{Day, FieldLabel, SubmissionId, ThreadId};
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
@@ -30,9 +30,11 @@ use super::i18n::{Lang, Tr};
 use super::pages::{self, FormError, Prefill};
 use super::upload::{BodyReader, Stop};
 use crate::Error;
+use crate::followup::{self, Codename, DeriveError};
 use crate::form::{Form, QuestionKind};
 use crate::keys::random_bytes;
 use crate::seal::{self, Spool, Submission};
+use crate::store::ThreadRecord;
 
 /// How long an upload waits for a free slot before "busy".
 const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -42,6 +44,9 @@ const CHANNEL_CHUNKS: usize = 4;
 const MAX_REGION_CHARS: usize = 200;
 /// Longest short answer read from the form, in bytes.
 const MAX_SHORT_FIELD_BYTES: usize = 4 * MAX_REGION_CHARS;
+/// How long a submission that asked for a codename waits for a derivation
+/// slot; past it, the testimony is still stored, without a codename.
+const DERIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often (in bytes of attachments) a streaming upload checks that it
 /// still fits the store's quota and the disk's reserve.
 const ADMIT_EVERY: u64 = 64 * 1024;
@@ -49,7 +54,7 @@ const ADMIT_EVERY: u64 = 64 * 1024;
 /// Why a submission was refused. Messages (Fluent keys) are shown to the
 /// source in the page's language, next to the field they concern.
 #[derive(Debug)]
-enum Reject {
+pub(super) enum Reject {
     /// Malformed, incomplete or unanswered form (400).
     BadRequest(Vec<FormError>),
     /// Over a limit (413).
@@ -110,11 +115,16 @@ enum Command {
 
 /// The text answers as they arrive, by field name (zeroized on drop).
 #[derive(Default)]
-struct Answers(BTreeMap<String, Zeroizing<String>>);
+pub(super) struct Answers(BTreeMap<String, Zeroizing<String>>);
 
 impl Answers {
     fn get(&self, name: &str) -> &str {
         self.0.get(name).map_or("", |v| v.as_str())
+    }
+
+    /// The testimony text typed so far.
+    pub(super) fn text(&self) -> &str {
+        self.get("text")
     }
 
     fn prefill(&self) -> Prefill<'_> {
@@ -125,6 +135,35 @@ impl Answers {
     }
 }
 
+/// Where a submission goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Intake {
+    /// The questionnaire at `/{lang}/`: a new testimony, which may ask for
+    /// a codename (`followup=yes`).
+    Form,
+    /// More testimony from a source with a follow-up session: text and
+    /// files only, joining the session's thread.
+    FollowUp(ThreadId),
+}
+
+/// What the source is told after a stored submission.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    /// Their new codename, shown once.
+    pub(super) codename: Option<Codename>,
+    /// They asked for a codename but none could be made (the testimony is
+    /// stored all the same).
+    pub(super) codename_failed: bool,
+}
+
+/// Why an intake ended without storing anything.
+pub(super) enum Failure {
+    /// Turned away before the body was read (bad content type, busy).
+    Early(Response),
+    /// Refused while reading or sealing.
+    Refused(Reject),
+}
+
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     Path(code): Path<String>,
@@ -133,70 +172,89 @@ pub(super) async fn submit(
     let Some(lang) = Lang::from_code(&code) else {
         return pages::not_found_page(&state);
     };
+    let mut answers = Answers::default();
+    match take(&state, lang, request, Intake::Form, &mut answers).await {
+        Ok(outcome) => pages::received(lang, &outcome),
+        Err(Failure::Early(response)) => response,
+        Err(Failure::Refused(reject)) => {
+            let (status, errors) = refusal("/{lang}/submit", reject);
+            match errors {
+                Some(errors) => {
+                    pages::render_form(&state, lang, status, &errors, &answers.prefill())
+                }
+                None if status == StatusCode::SERVICE_UNAVAILABLE => pages::busy(lang),
+                None => pages::internal_error(lang),
+            }
+        }
+    }
+}
+
+/// The status of a refusal and, for the source's own mistakes, what to
+/// show next to the fields. Logs what the operator must know (never
+/// anything the source sent).
+pub(super) fn refusal(route: &'static str, reject: Reject) -> (StatusCode, Option<Vec<FormError>>) {
+    match reject {
+        Reject::BadRequest(errors) => (StatusCode::BAD_REQUEST, Some(errors)),
+        Reject::TooLarge(error) => (StatusCode::PAYLOAD_TOO_LARGE, Some(vec![error])),
+        // A client still trickling never reads this; one that stalled for a
+        // moment (a phone changing networks) is told to send again.
+        Reject::TimedOut => (
+            StatusCode::REQUEST_TIMEOUT,
+            Some(vec![form_error(None, "error-incomplete")]),
+        ),
+        Reject::Full(e) => {
+            // Nothing was stored: the source may try again later. The
+            // operator learns why from this line (it holds nothing the
+            // source sent).
+            tracing::warn!(route, status = 503, error = %e, "submission refused");
+            (StatusCode::SERVICE_UNAVAILABLE, None)
+        }
+        Reject::Internal(e) => {
+            // The error names the failing step only; it holds nothing the
+            // source sent.
+            tracing::warn!(route, status = 500, error = %e, "submission failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        }
+    }
+}
+
+/// Reads, seals and stores one submission; the answers stay in `answers`
+/// so that a refused form can be shown again as it was.
+pub(super) async fn take(
+    state: &Arc<AppState>,
+    lang: Lang,
+    request: Request,
+    intake: Intake,
+    answers: &mut Answers,
+) -> Result<Outcome, Failure> {
     let (reader, request) = BodyReader::new(&state.config.limits, request);
     // Only checks the content type: nothing of the body is read yet.
-    let multipart = match Multipart::from_request(request, &state).await {
+    let multipart = match Multipart::from_request(request, state).await {
         Ok(multipart) => multipart,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return Err(Failure::Early(rejection.into_response())),
     };
     // A burst waits briefly for a slot rather than being turned away; only
     // a sustained overload gets "busy, try later". Waiting costs nothing
     // but a socket: the body is not read until a slot is free.
     let slot = tokio::time::timeout(SLOT_WAIT, state.uploads.clone().acquire_owned()).await;
     let Ok(Ok(slot)) = slot else {
-        return pages::busy(lang);
+        return Err(Failure::Early(pages::busy(lang)));
     };
-    let mut answers = Answers::default();
-    match receive(&state, lang, multipart, reader, &mut answers, slot).await {
-        Ok(()) => pages::received(lang),
-        Err(Reject::BadRequest(errors)) => pages::render_form(
-            &state,
-            lang,
-            StatusCode::BAD_REQUEST,
-            &errors,
-            &answers.prefill(),
-        ),
-        Err(Reject::TooLarge(error)) => pages::render_form(
-            &state,
-            lang,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &[error],
-            &answers.prefill(),
-        ),
-        // A client still trickling never reads this; one that stalled for a
-        // moment (a phone changing networks) is told to send again.
-        Err(Reject::TimedOut) => pages::render_form(
-            &state,
-            lang,
-            StatusCode::REQUEST_TIMEOUT,
-            &[form_error(None, "error-incomplete")],
-            &answers.prefill(),
-        ),
-        Err(Reject::Full(e)) => {
-            // Nothing was stored: the source may try again later. The
-            // operator learns why from this line (it holds nothing the
-            // source sent).
-            tracing::warn!(route = "/{lang}/submit", status = 503, error = %e, "submission refused");
-            pages::busy(lang)
-        }
-        Err(Reject::Internal(e)) => {
-            // The error names the failing step only; it holds nothing the
-            // source sent.
-            tracing::warn!(route = "/{lang}/submit", status = 500, error = %e, "submission failed");
-            pages::internal_error(lang)
-        }
-    }
+    receive(state, lang, intake, multipart, reader, answers, slot)
+        .await
+        .map_err(Failure::Refused)
 }
 
 /// Reads the form, seals it and waits until it is durable.
 async fn receive(
     state: &Arc<AppState>,
     lang: Lang,
+    intake: Intake,
     mut multipart: Multipart,
     mut reader: BodyReader,
     answers: &mut Answers,
     slot: tokio::sync::OwnedSemaphorePermit,
-) -> Result<(), Reject> {
+) -> Result<Outcome, Reject> {
     let (tx, rx) = mpsc::channel::<Command>(CHANNEL_CHUNKS);
     let worker_state = state.clone();
     // The worker holds the upload slot: if the client goes away and this
@@ -207,7 +265,17 @@ async fn receive(
         ingest(rx, &worker_state)
     });
 
-    let submission = match feed(state, lang, &mut multipart, &mut reader, answers, &tx).await {
+    let mut submission = match feed(
+        state,
+        lang,
+        intake,
+        &mut multipart,
+        &mut reader,
+        answers,
+        &tx,
+    )
+    .await
+    {
         Ok(submission) => submission,
         Err(reject) => {
             // Dropping the sender makes the worker discard the spool. If the
@@ -220,16 +288,69 @@ async fn receive(
             });
         }
     };
-    let finish_sent = tx.send(Command::Finish(submission)).await.is_ok();
-    drop(tx);
-    worker
-        .await
-        .map_err(|_| Reject::Internal(worker_died()))??;
-    if !finish_sent {
-        return Err(Reject::Internal(worker_died()));
+    let mut outcome = Outcome::default();
+    let mut new_thread = None;
+    if matches!(intake, Intake::Form)
+        && answers.get("followup") == "yes"
+        && let Some(f) = state.followup.as_ref()
+    {
+        match new_codename(state, f).await {
+            Ok((codename, lookup, thread)) => {
+                submission.thread = Some(thread);
+                new_thread = Some((lookup, thread));
+                outcome.codename = Some(codename);
+            }
+            Err(e) => {
+                // The testimony is stored all the same; the source is told
+                // there is no codename this time.
+                tracing::warn!(route = "/{lang}/submit", error = %e, "no codename for a submission");
+                outcome.codename_failed = true;
+            }
+        }
     }
-    state.store.sync().await?;
-    Ok(())
+    let stored = async {
+        let finish_sent = tx.send(Command::Finish(submission)).await.is_ok();
+        drop(tx);
+        worker
+            .await
+            .map_err(|_| Reject::Internal(worker_died()))??;
+        if !finish_sent {
+            return Err(Reject::Internal(worker_died()));
+        }
+        state.store.sync().await?;
+        Ok(())
+    }
+    .await;
+    if let (Err(_), Some((lookup, thread))) = (&stored, new_thread) {
+        // The source never sees this codename: forget its thread.
+        let _ = state.store.remove_thread(&lookup.0, thread);
+    }
+    stored.map(|()| outcome)
+}
+
+/// Draws a codename and records its thread (durable with the submission's
+/// commit round). Waits for a derivation slot rather than refusing.
+async fn new_codename(
+    state: &AppState,
+    f: &followup::Followup,
+) -> Result<(Codename, followup::LookupId, ThreadId), Error> {
+    let codename = Codename::generate();
+    let derived = match f.derive(codename.duplicate(), Some(DERIVE_WAIT)).await {
+        Ok(d) => d,
+        Err(DeriveError::Busy) => {
+            return Err(Error::Followup("every derivation slot stayed busy".into()));
+        }
+        Err(DeriveError::Failed(e)) => return Err(e),
+    };
+    let record = ThreadRecord {
+        recipient: derived.secret.recipient()?,
+        created_day: Day::today(),
+    };
+    let thread = followup::new_thread_id();
+    state
+        .store
+        .create_thread(&derived.lookup.0, thread, &record)?;
+    Ok((codename, derived.lookup, thread))
 }
 
 /// Reads and discards the rest of a refused upload, so that the client,
@@ -251,7 +372,7 @@ fn worker_died() -> Error {
 
 /// The text fields a form may send: the built-in questions and the
 /// operator's extra ones (month questions as `KEY_month` and `KEY_year`).
-fn allowed_fields(form: &Form) -> Vec<String> {
+fn allowed_fields(form: &Form, followup: bool) -> Vec<String> {
     let mut names: Vec<String> = ["text", "category", "region", "events_month", "events_year"]
         .iter()
         .map(|s| (*s).to_owned())
@@ -265,6 +386,9 @@ fn allowed_fields(form: &Form) -> Vec<String> {
             QuestionKind::Text | QuestionKind::Choice => names.push(q.key.clone()),
         }
     }
+    if followup {
+        names.push("followup".to_owned());
+    }
     names
 }
 
@@ -272,13 +396,17 @@ fn allowed_fields(form: &Form) -> Vec<String> {
 async fn feed(
     state: &AppState,
     lang: Lang,
+    intake: Intake,
     multipart: &mut Multipart,
     reader: &mut BodyReader,
     answers: &mut Answers,
     tx: &mpsc::Sender<Command>,
 ) -> Result<Submission, Reject> {
     let limits = &state.config.limits;
-    let allowed = allowed_fields(&state.config.form);
+    let allowed = match intake {
+        Intake::Form => allowed_fields(&state.config.form, state.followup.is_some()),
+        Intake::FollowUp(_) => vec!["text".to_owned()],
+    };
     let mut total: u64 = 0;
     let mut files = 0usize;
     let mut file_parts = 0usize;
@@ -358,7 +486,44 @@ async fn feed(
         let value = read_text(reader, &mut field, max).await?;
         answers.0.insert(name, value);
     }
-    validate(state, lang, answers)
+    match intake {
+        Intake::Form => validate(state, lang, answers),
+        Intake::FollowUp(thread) => validate_followup(state, lang, answers, thread),
+    }
+}
+
+/// A follow-up: text and files, in the session's thread. Its one field
+/// tells reviewers what it is.
+fn validate_followup(
+    state: &AppState,
+    lang: Lang,
+    a: &Answers,
+    thread: ThreadId,
+) -> Result<Submission, Reject> {
+    let text = a.get("text");
+    if text.chars().count() > state.config.limits.max_text_chars {
+        return Err(Reject::TooLarge(form_error(
+            Some("text"),
+            "error-text-too-long",
+        )));
+    }
+    let en = Tr { lang: Lang::En };
+    Ok(Submission {
+        form_version: state.config.form.version,
+        language: lang.code().to_owned(),
+        fields: [("kind".to_owned(), "followup".to_owned())].into(),
+        labels: [(
+            "kind".to_owned(),
+            FieldLabel {
+                question: en.t("followup-kind-question"),
+                answer: Some(en.t("followup-kind-answer")),
+            },
+        )]
+        .into(),
+        text: text.to_owned(),
+        received_day: Day::today(),
+        thread: Some(thread),
+    })
 }
 
 /// Reads one text part, at most `max` bytes, as UTF-8.
@@ -531,6 +696,7 @@ fn validate(state: &AppState, lang: Lang, a: &Answers) -> Result<Submission, Rej
         labels,
         text: text.to_owned(),
         received_day: Day::today(),
+        thread: None,
     })
 }
 

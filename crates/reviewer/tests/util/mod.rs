@@ -294,8 +294,10 @@ impl Relay {
                     epoch: s.epoch,
                     size: s.ciphertext.len() as u64,
                     sha256: Digest::of(&s.ciphertext),
+                    thread: None,
                 })
                 .collect(),
+            threads: Vec::new(),
         };
         self.sign(manifest.to_json(), &manifest, subs)
     }

@@ -1,0 +1,321 @@
+//! Replies from reviewers to a source: the message inside the age file, and
+//! the bundle that carries age files from the offline reviewer to the relay.
+//!
+//! A reply is an age file encrypted by the reviewer, offline, to the
+//! source's recipient (from the batch's `threads`) and to the reviewers'
+//! recipients (so the NGO keeps a readable copy). The relay cannot read it:
+//! it stores the file under its thread and decrypts it only for a source who
+//! enters the codename. Its plaintext is a [`ReplyMessage`].
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{Day, Error, ReplyId, ThreadId};
+
+/// The `format` value of a reply's plaintext.
+pub const REPLY_FORMAT: &str = "relay-reply/1";
+/// The `format` value of a reply bundle.
+pub const REPLY_BUNDLE_FORMAT: &str = "relay-replies/1";
+/// Longest reply text, in characters.
+pub const MAX_REPLY_TEXT_CHARS: usize = 10_000;
+/// Largest reply plaintext (`reply.json`) a reader accepts.
+pub const MAX_REPLY_JSON_BYTES: usize = 64 * 1024;
+/// Largest age file of one reply.
+pub const MAX_REPLY_CIPHERTEXT_BYTES: usize = 96 * 1024;
+/// Most replies one bundle may carry.
+pub const MAX_BUNDLE_REPLIES: usize = 200;
+/// Largest bundle a reader accepts: 200 replies of the largest size,
+/// base64-encoded (128 KiB each), plus framing. The relay holds a bundle in
+/// memory while importing it, so this stays small.
+pub const MAX_BUNDLE_BYTES: usize = 27 * 1024 * 1024;
+
+/// A reply's plaintext, as JSON inside its age file.
+///
+/// The text is zeroized when the message is dropped.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyMessage {
+    /// Always [`REPLY_FORMAT`].
+    pub format: String,
+    /// UTC day the reviewer wrote it (shown to the source).
+    pub written_day: Day,
+    /// The message, plain text (never HTML), at most
+    /// [`MAX_REPLY_TEXT_CHARS`] characters.
+    pub text: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for ReplyMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyMessage")
+            .field("written_day", &self.written_day)
+            .field("text", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ReplyMessage {
+    /// A message written on `written_day`.
+    pub fn new(written_day: Day, text: Zeroizing<String>) -> Self {
+        Self {
+            format: REPLY_FORMAT.into(),
+            written_day,
+            text,
+        }
+    }
+
+    /// The plaintext bytes (compact JSON), zeroized on drop.
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64 + self.text.len()));
+        // Serialising strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out
+    }
+
+    /// Parses and checks a reply's plaintext.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        const WHAT: &str = "reply";
+        if bytes.len() > MAX_REPLY_JSON_BYTES {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                size: bytes.len(),
+                max: MAX_REPLY_JSON_BYTES,
+            });
+        }
+        let m: ReplyMessage =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        if m.format != REPLY_FORMAT {
+            return Err(Error::UnsupportedFormat {
+                what: WHAT,
+                found: m.format.clone(),
+                expected: REPLY_FORMAT,
+            });
+        }
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Checks the text's rules (also before writing a reply).
+    pub fn check(&self) -> Result<(), Error> {
+        const WHAT: &str = "reply";
+        if self.text.trim().is_empty() {
+            return Err(Error::invalid(WHAT, "the text is empty"));
+        }
+        if self.text.chars().count() > MAX_REPLY_TEXT_CHARS {
+            return Err(Error::invalid(
+                WHAT,
+                format!("the text is longer than {MAX_REPLY_TEXT_CHARS} characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One reply in a bundle.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BundledReply {
+    /// The thread it answers.
+    pub thread: ThreadId,
+    /// Its id, chosen at random by the reviewer who wrote it.
+    pub id: ReplyId,
+    /// The age file, standard base64 with padding.
+    pub age: String,
+}
+
+impl BundledReply {
+    /// The age file's bytes.
+    pub fn ciphertext(&self) -> Result<Vec<u8>, Error> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.age)
+            .map_err(|e| {
+                Error::invalid(
+                    "reply bundle",
+                    format!("reply {}: bad base64: {e}", self.id),
+                )
+            })
+    }
+}
+
+/// A reply bundle: what `reviewer reply` writes, `reviewer push` uploads
+/// (`POST /api/v1/replies`) and `relay import-replies` reads.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBundle {
+    /// Always [`REPLY_BUNDLE_FORMAT`].
+    pub format: String,
+    /// The replies, each id at most once.
+    pub replies: Vec<BundledReply>,
+}
+
+impl ReplyBundle {
+    /// An empty bundle.
+    pub fn new() -> Self {
+        Self {
+            format: REPLY_BUNDLE_FORMAT.into(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// Adds one reply's age file.
+    pub fn push(&mut self, thread: ThreadId, id: ReplyId, ciphertext: &[u8]) {
+        self.replies.push(BundledReply {
+            thread,
+            id,
+            age: base64::engine::general_purpose::STANDARD.encode(ciphertext),
+        });
+    }
+
+    /// The bundle's bytes (pretty JSON, trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Parses a bundle and checks its rules: known format, at most
+    /// [`MAX_BUNDLE_REPLIES`] replies, each id once, each age file valid
+    /// base64, non-empty and at most [`MAX_REPLY_CIPHERTEXT_BYTES`]. (That
+    /// each is an age file is for the relay to check; it cannot read them.)
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        const WHAT: &str = "reply bundle";
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                size: bytes.len(),
+                max: MAX_BUNDLE_BYTES,
+            });
+        }
+        let b: ReplyBundle =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        if b.format != REPLY_BUNDLE_FORMAT {
+            return Err(Error::UnsupportedFormat {
+                what: WHAT,
+                found: b.format.clone(),
+                expected: REPLY_BUNDLE_FORMAT,
+            });
+        }
+        if b.replies.len() > MAX_BUNDLE_REPLIES {
+            return Err(Error::invalid(
+                WHAT,
+                format!("more than {MAX_BUNDLE_REPLIES} replies"),
+            ));
+        }
+        let mut ids = std::collections::HashSet::with_capacity(b.replies.len());
+        for r in &b.replies {
+            if !ids.insert(r.id) {
+                return Err(Error::invalid(
+                    WHAT,
+                    format!("reply {} is listed twice", r.id),
+                ));
+            }
+            // base64 is 4 characters per 3 bytes: refuse before decoding.
+            if r.age.len() > MAX_REPLY_CIPHERTEXT_BYTES.div_ceil(3) * 4 {
+                return Err(Error::invalid(
+                    WHAT,
+                    format!(
+                        "reply {} is larger than {MAX_REPLY_CIPHERTEXT_BYTES} bytes",
+                        r.id
+                    ),
+                ));
+            }
+            let len = r.ciphertext()?.len();
+            if len == 0 || len > MAX_REPLY_CIPHERTEXT_BYTES {
+                return Err(Error::invalid(
+                    WHAT,
+                    format!(
+                        "reply {} is empty or larger than {MAX_REPLY_CIPHERTEXT_BYTES} bytes",
+                        r.id
+                    ),
+                ));
+            }
+        }
+        Ok(b)
+    }
+}
+
+impl Default for ReplyBundle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the relay did with a bundle (`POST /api/v1/replies` answers this;
+/// `relay import-replies` prints it). A bundle is taken whole or not at
+/// all: if any reply names an unknown thread or is not an age file, nothing
+/// is stored and the request fails.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyImport {
+    /// Replies newly stored.
+    pub stored: usize,
+    /// Replies the relay already held (same id): importing twice is safe.
+    pub already_held: usize,
+    /// Replies the source has already read and deleted: not stored again.
+    pub deleted_by_source: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(n: u8) -> ThreadId {
+        ThreadId::from_bytes([n; 16])
+    }
+
+    fn r(n: u8) -> ReplyId {
+        ReplyId::from_bytes([n; 16])
+    }
+
+    #[test]
+    fn bundle_round_trip_and_rules() {
+        let mut b = ReplyBundle::new();
+        b.push(t(1), r(1), b"age-encryption.org/v1\n...");
+        b.push(t(2), r(2), &[7u8; 1000]);
+        let back = ReplyBundle::from_json(&b.to_json()).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(back.replies[1].ciphertext().unwrap(), vec![7u8; 1000]);
+
+        let refused = |b: &ReplyBundle| {
+            ReplyBundle::from_json(&b.to_json())
+                .unwrap_err()
+                .to_string()
+        };
+        let mut twice = b.clone();
+        twice.push(t(3), r(1), b"x");
+        assert!(refused(&twice).contains("twice"), "{}", refused(&twice));
+        let mut empty = ReplyBundle::new();
+        empty.push(t(1), r(1), b"");
+        assert!(refused(&empty).contains("empty"));
+        let mut big = ReplyBundle::new();
+        big.push(t(1), r(1), &vec![0u8; MAX_REPLY_CIPHERTEXT_BYTES + 1]);
+        assert!(refused(&big).contains("larger"));
+        let mut not64 = b.clone();
+        not64.replies[0].age = "%%%".into();
+        assert!(refused(&not64).contains("base64"));
+        let mut version = b;
+        version.format = "relay-replies/9".into();
+        assert!(refused(&version).contains("unsupported"));
+        assert!(ReplyBundle::from_json(b"{\"format\":\"relay-replies/1\"}").is_err());
+    }
+
+    #[test]
+    fn message_round_trip_and_rules() {
+        let day: Day = "2026-11-28".parse().unwrap();
+        let m = ReplyMessage::new(day, Zeroizing::new("We read it. <b>Thank you</b>".into()));
+        let back = ReplyMessage::from_json(&m.to_json()).unwrap();
+        assert_eq!(back.text.as_str(), m.text.as_str());
+        assert_eq!(back.written_day, day);
+        assert!(!format!("{back:?}").contains("Thank"));
+
+        let empty = ReplyMessage::new(day, Zeroizing::new(" \n".into()));
+        assert!(ReplyMessage::from_json(&empty.to_json()).is_err());
+        let long = ReplyMessage::new(day, Zeroizing::new("я".repeat(MAX_REPLY_TEXT_CHARS + 1)));
+        assert!(ReplyMessage::from_json(&long.to_json()).is_err());
+        let exact = ReplyMessage::new(day, Zeroizing::new("я".repeat(MAX_REPLY_TEXT_CHARS)));
+        assert!(ReplyMessage::from_json(&exact.to_json()).is_ok());
+        assert!(ReplyMessage::from_json(b"{\"format\":\"relay-reply/1\",\"written_day\":\"2026-11-28\",\"text\":\"x\",\"extra\":1}").is_err());
+    }
+}

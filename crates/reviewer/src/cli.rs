@@ -1,5 +1,5 @@
 //! The command line: `keygen`, `fetch`, `verify`, `open`, `ack`,
-//! `retire-epoch`.
+//! `retire-epoch`, and for follow-up: `threads`, `reply`, `push`.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -7,15 +7,52 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use format::{Day, ThreadId};
 
 use crate::Error;
 use crate::error::printable;
 use crate::fetch::{self, RelayClient};
+use crate::fsutil::exists_no_follow;
 use crate::identity::{self, Identity, PassphraseSource, Protection};
 use crate::open;
+use crate::reply::{self, CheckedBundle};
 use crate::retire::{self, Confirmation};
 use crate::state::StateStore;
+use crate::threads::{self, ThreadIndex};
 use crate::verify::{self, PinnedKey};
+
+const THREADS_EXAMPLES: &str = "\
+Examples:
+  # After `reviewer open`: each thread, with its submissions across batches
+  reviewer threads
+  reviewer threads --state /media/usb/reviewer-state";
+
+const REPLY_EXAMPLES: &str = "\
+Examples:
+  # The source's recipient from the thread index `reviewer open` keeps
+  reviewer reply --thread 3f0c…e1 --message answer.txt -r age1…your-own… --out reply-1.json
+
+  # Every reviewer keeps a copy; the recipient read from the batch files,
+  # each verified with the pinned relay key
+  reviewer reply --thread 3f0c…e1 --message answer.txt --recipients-file reviewers.txt \\
+    --batch-dir batches --relay-key relay.pub --out reply-1.json
+
+  # Type the message instead of keeping it in a file (end with Ctrl-D)
+  reviewer reply --thread 3f0c…e1 --message - -r age1… --out reply-1.json
+
+Carry the bundle to the online machine and upload it with `reviewer push`.";
+
+const PUSH_EXAMPLES: &str = "\
+Examples:
+  # Online: upload the bundles `reviewer reply` wrote
+  reviewer push reply-1.json reply-2.json --relay https://relay.example.org --token-file reviewer.token
+
+  # A relay with a self-signed certificate: pin it
+  reviewer push reply-1.json --relay https://127.0.0.1:8443 --token-file api.token --tls-cert cert.pem
+
+With no network path to the relay, the operator imports the bundle instead,
+with the relay stopped:
+  relay import-replies --data /var/lib/relay reply-1.json";
 
 /// Offline reviewer for the secure submission relay: pulls signed batches,
 /// verifies them against the pinned relay key and the hash chain, and
@@ -42,6 +79,17 @@ enum Command {
     /// Destroy the identity of an old key epoch, so nothing sealed to it
     /// can ever be opened again (asks you to type the epoch number).
     RetireEpoch(RetireArgs),
+    /// List follow-up threads and their submissions across batches (as
+    /// `open` recorded them).
+    #[command(after_help = THREADS_EXAMPLES)]
+    Threads(ThreadsArgs),
+    /// Write a reply to a source (offline), encrypted to the source and to
+    /// reviewers, into a bundle for `push`.
+    #[command(after_help = REPLY_EXAMPLES)]
+    Reply(ReplyArgs),
+    /// Upload reply bundles to the relay (online; needs no identity).
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(PushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +193,54 @@ struct RetireArgs {
     yes: bool,
 }
 
+#[derive(Debug, Args)]
+struct ThreadsArgs {
+    /// Directory of the chain state and thread index [default: as for open].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReplyArgs {
+    /// The thread to reply to (`reviewer threads` lists them; open writes
+    /// it in each submission's testimony.txt).
+    #[arg(long, value_name = "ID")]
+    thread: ThreadId,
+    /// The message: a UTF-8 text file, or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    message: PathBuf,
+    /// Where to write the reply bundle (never overwritten).
+    #[arg(long, value_name = "BUNDLE")]
+    out: PathBuf,
+    /// A reviewer recipient (age1…) who can read the reply too; repeat it
+    /// for several. At least one reviewer recipient is required.
+    #[arg(short = 'r', long = "recipient", value_name = "AGE1")]
+    recipients: Vec<String>,
+    /// An age recipients file of reviewers (one age1… per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    recipients_file: Vec<PathBuf>,
+    /// Take the source's recipient from the thread index in this state
+    /// directory [default: as for open].
+    #[arg(long, value_name = "DIR", conflicts_with = "batch_dir")]
+    state: Option<PathBuf>,
+    /// Take the source's recipient from the batch files (*.tar) in this
+    /// directory instead, each verified with --relay-key.
+    #[arg(long, value_name = "DIR", requires = "relay_key")]
+    batch_dir: Option<PathBuf>,
+    /// The relay's public key, to verify the batches of --batch-dir.
+    #[arg(long, value_name = "PUB", requires = "batch_dir")]
+    relay_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// Reply bundles written by `reviewer reply`.
+    #[arg(value_name = "BUNDLE", required = true)]
+    bundles: Vec<PathBuf>,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
 /// Runs the reviewer with these arguments (the first is the program name),
 /// printing results on stdout. For in-process use; [`main`] is the binary.
 pub fn run<I, T>(args: I) -> Result<(), Error>
@@ -192,6 +288,9 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Open(a) => open_cmd(a),
         Command::Ack(a) => off_runtime(|| ack_cmd(a)),
         Command::RetireEpoch(a) => retire_cmd(a),
+        Command::Threads(a) => threads_cmd(a),
+        Command::Reply(a) => reply_cmd(a),
+        Command::Push(a) => off_runtime(|| push_cmd(a)),
     }
 }
 
@@ -281,8 +380,10 @@ fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
 }
 
 fn open_cmd(a: OpenArgs) -> Result<(), Error> {
-    // Verify every batch before asking for a passphrase or writing anything.
+    // Verify every batch (and that their threads agree with the thread
+    // index) before asking for a passphrase or writing anything.
     let (verified, store) = verify_all(&a.batches, &a.chain)?;
+    threads::check_batches(&store, &verified)?;
     let passphrases: Vec<PassphraseSource> = match a.passphrase_file.len() {
         0 => vec![PassphraseSource::Terminal; a.identity.len()],
         1 => vec![PassphraseSource::File(a.passphrase_file[0].clone()); a.identity.len()],
@@ -305,6 +406,7 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
         .zip(&passphrases)
         .map(|(path, pass)| Identity::load(path, pass))
         .collect::<Result<Vec<_>, Error>>()?;
+    let mut touched: Vec<ThreadId> = Vec::new();
     for batch in verified {
         let opened = open::open_batch(batch, &identities, &a.out, &store)?;
         out_line(&format!(
@@ -314,6 +416,113 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
             opened.submissions,
             a.out.display(),
             opened.receipt.display()
+        ));
+        for (submission, thread) in &opened.threads {
+            out_line(&format!("  submission {submission}: thread {thread}"));
+            if !touched.contains(thread) {
+                touched.push(*thread);
+            }
+        }
+    }
+    // Each thread seen, with everything known of it (earlier batches too).
+    if !touched.is_empty() {
+        let index = ThreadIndex::load(&store)?;
+        for thread in touched.iter().filter_map(|t| index.get(t)) {
+            out_line(&thread.summary());
+        }
+    }
+    Ok(())
+}
+
+fn threads_cmd(a: ThreadsArgs) -> Result<(), Error> {
+    let store = StateStore::resolve(a.state.as_deref())?;
+    let index = ThreadIndex::load(&store)?;
+    if index.is_empty() {
+        out_line(&format!(
+            "no threads recorded in {} (`reviewer open` records them)",
+            threads::index_path(&store).display()
+        ));
+        return Ok(());
+    }
+    for t in index.threads() {
+        out_line(&format!(
+            "{}; source recipient {}",
+            t.summary(),
+            t.recipient
+        ));
+        for s in &t.submissions {
+            out_line(&format!(
+                "  submission {}  batch {}  received {}  relay {}",
+                s.id, s.batch_sequence, s.received_day, s.relay_key
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn reply_cmd(a: ReplyArgs) -> Result<(), Error> {
+    // Cheap refusals first; write_reply checks both again.
+    if a.recipients.is_empty() && a.recipients_file.is_empty() {
+        return Err(Error::NoReviewerRecipient);
+    }
+    if exists_no_follow(&a.out)? {
+        return Err(Error::AlreadyExists { path: a.out });
+    }
+    let source = match &a.batch_dir {
+        Some(dir) => {
+            // clap makes --relay-key required with --batch-dir.
+            let key = PinnedKey::from_arg(a.relay_key.as_deref().unwrap_or_default())?;
+            reply::source_from_batches(dir, &key, a.thread)?
+        }
+        None => {
+            let store = StateStore::resolve(a.state.as_deref())?;
+            reply::source_from_index(&store, a.thread)?
+        }
+    };
+    let reviewers = reply::reviewer_recipients(&a.recipients, &a.recipients_file, &source)?;
+    let message = reply::load_message(&a.message, Day::today())?;
+    let written = reply::write_reply(
+        &source,
+        &reviewers,
+        &message,
+        reply::random_reply_id(),
+        &a.out,
+    )?;
+    out_line(&format!(
+        "wrote reply {} to thread {} into {} (encrypted to the source and {} reviewer recipient{})",
+        written.id,
+        written.thread,
+        written.path.display(),
+        written.reviewers,
+        if written.reviewers == 1 { "" } else { "s" }
+    ));
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "reviewer: carry it to the online machine and upload it with `reviewer push {} --relay URL --token-file FILE`, or give it to the relay operator for `relay import-replies`",
+        printable(&written.path.display().to_string())
+    );
+    Ok(())
+}
+
+fn push_cmd(a: PushArgs) -> Result<(), Error> {
+    // Every bundle is read and checked before anything goes on the network.
+    let bundles = a
+        .bundles
+        .iter()
+        .map(|p| CheckedBundle::read(p))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let client = client(&a.relay)?;
+    for bundle in bundles {
+        let path = bundle.path().to_owned();
+        let n = bundle.bundle().replies.len();
+        let done = fetch::push(&client, bundle)?;
+        out_line(&format!(
+            "pushed {} ({n} repl{}): {} stored, {} already held, {} deleted by the source",
+            path.display(),
+            if n == 1 { "y" } else { "ies" },
+            done.stored,
+            done.already_held,
+            done.deleted_by_source
         ));
     }
     Ok(())

@@ -9,7 +9,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use format::{BatchId, SubmissionId};
+use format::{BatchId, SubmissionId, ThreadId};
 
 /// Everything that can make a reviewer command fail.
 #[derive(Debug, thiserror::Error)]
@@ -459,6 +459,151 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+
+    /// A verified batch contradicts what earlier verified batches said
+    /// about a follow-up thread (another source recipient, or a submission
+    /// moved between threads).
+    #[error(
+        "batch {sequence} ({path}) contradicts earlier batches about thread {thread}: {reason}; this is a relay bug or an attack; nothing was written; do not reply to this thread and tell the relay operator"
+    )]
+    ThreadConflict {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The thread.
+        thread: ThreadId,
+        /// What it contradicts.
+        reason: String,
+    },
+
+    /// The thread index file is unreadable or broken.
+    #[error(
+        "the thread index {path} is unusable ({reason}): restore it from a backup, or move it away (replies can still be written with --batch-dir)"
+    )]
+    BadThreadIndex {
+        /// The thread index file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The thread index does not know the thread a reply is for.
+    #[error(
+        "thread {thread} is not in the thread index {index}: check the id with `reviewer threads`, open the batch that names it first, or pass --batch-dir DIR --relay-key PUB"
+    )]
+    UnknownThread {
+        /// The thread asked for.
+        thread: ThreadId,
+        /// The thread index file.
+        index: PathBuf,
+    },
+
+    /// No verified batch in the directory names the thread.
+    #[error(
+        "no batch in {dir} names thread {thread} ({checked} batches verified): check the thread id, or fetch the batch that names it into {dir}"
+    )]
+    ThreadNotInBatches {
+        /// The thread asked for.
+        thread: ThreadId,
+        /// The batch directory.
+        dir: PathBuf,
+        /// How many batches were verified.
+        checked: usize,
+    },
+
+    /// A reply needs at least one reviewer recipient.
+    #[error(
+        "no reviewer recipient given: pass -r age1… (your own recipient, as `reviewer keygen` printed it) or --recipients-file FILE, so the NGO keeps a readable copy of the reply"
+    )]
+    NoReviewerRecipient,
+
+    /// A recipient given on the command line is not an age X25519 recipient.
+    #[error(
+        "-r {input:?} is not an age X25519 recipient ({reason}): pass the age1… line `reviewer keygen` printed"
+    )]
+    BadRecipient {
+        /// What was given (shortened).
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A line of a recipients file is not an age X25519 recipient.
+    #[error(
+        "{path} line {line} is not an age X25519 recipient ({reason}): a recipients file holds one age1… recipient per line, with # comments and blank lines"
+    )]
+    BadRecipientsFile {
+        /// The recipients file.
+        path: PathBuf,
+        /// The line number (from 1; 0 for the file as a whole).
+        line: usize,
+        /// Why it was refused (never the line's content).
+        reason: &'static str,
+    },
+
+    /// A thread's source recipient cannot be used (a relay bug).
+    #[error(
+        "the source recipient of thread {thread} is not a usable age X25519 recipient: no reply can be encrypted to it; tell the relay operator"
+    )]
+    BadSourceRecipient {
+        /// The thread.
+        thread: ThreadId,
+    },
+
+    /// The reply message cannot be sent.
+    #[error(
+        "the message {path} cannot be sent as a reply ({reason}): write plain UTF-8 text, not empty and at most {max} characters",
+        max = format::MAX_REPLY_TEXT_CHARS
+    )]
+    BadReplyMessage {
+        /// The message file (`-` for standard input).
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+
+    /// A file given to `push` is not a reply bundle.
+    #[error(
+        "{path} is not a reply bundle `reviewer reply` writes ({reason}): nothing was sent; write the reply again with `reviewer reply`"
+    )]
+    BadBundle {
+        /// The bundle file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The relay answered 400 to a reply bundle.
+    #[error(
+        "the relay refused {path} as malformed (400: {reason}): nothing of it was stored; check that the relay runs the same version as this reviewer"
+    )]
+    BundleMalformed {
+        /// The bundle file.
+        path: PathBuf,
+        /// The relay's reason, shortened.
+        reason: String,
+    },
+
+    /// The relay answered 422 to a reply bundle.
+    #[error(
+        "the relay refused {path} (422: {reason}): nothing of it was stored; check that each reply's thread comes from this relay's batches"
+    )]
+    BundleRefused {
+        /// The bundle file.
+        path: PathBuf,
+        /// The relay's reason, shortened.
+        reason: String,
+    },
+
+    /// The relay answered 413 to a reply bundle.
+    #[error(
+        "the relay refused {path} as too large (413): nothing of it was stored; push fewer or shorter replies per bundle"
+    )]
+    BundleTooLarge {
+        /// The bundle file.
+        path: PathBuf,
+    },
 }
 
 impl Error {
@@ -473,6 +618,12 @@ impl Error {
             ),
             Self::WrongIdentity { .. } => Some(
                 "pass --identity once for each key epoch you hold; an epoch whose identities were all retired can never be opened again",
+            ),
+            Self::ThreadConflict { .. } => Some(
+                "a thread's source recipient is derived from the source's codename and never changes",
+            ),
+            Self::UnknownThread { .. } | Self::ThreadNotInBatches { .. } => Some(
+                "`reviewer open` records the threads of every batch it opens in the state directory",
             ),
             Self::NotAnIdentityFile { .. }
             | Self::RetireNotConfirmed { .. }

@@ -1,7 +1,9 @@
-//! Talking to the relay's reviewer API: pulling batches, acknowledging them.
+//! Talking to the relay's reviewer API: pulling batches, acknowledging them,
+//! pushing reply bundles.
 //!
 //! `docs/format.md`, "Reviewer API". This side runs online and holds no
-//! reviewer key: it only moves ciphertext and receipts. Everything the
+//! reviewer key: it only moves ciphertext, receipts and reply bundles
+//! (whose replies are age files the relay cannot read). Everything the
 //! relay answers is untrusted here too: sizes are capped, the listing is
 //! parsed strictly, and a downloaded batch is only named after its
 //! (unverified) manifest; `reviewer verify` decides whether to trust it.
@@ -21,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use format::{AckRequest, AckResponse, BatchId, BatchListing, Receipt};
+use format::{AckRequest, AckResponse, BatchId, BatchListing, Receipt, ReplyImport};
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::fsutil::{HashingReader, ensure_dir, exists_no_follow, read_small, sync_dir};
+use crate::reply::CheckedBundle;
 use crate::verify::read_manifest_unverified;
 
 /// Largest batch download accepted (64 GiB). A batch holds at most 65,536
@@ -364,6 +367,66 @@ pub fn ack(client: &RelayClient, receipt: &Path) -> Result<Acked, Error> {
             what,
             status: other.as_u16(),
         }),
+    }
+}
+
+/// Uploads a checked reply bundle (`POST /api/v1/replies`, its exact
+/// bytes as JSON) and returns what the relay did with it. The relay takes a
+/// bundle whole or not at all, and importing one twice is safe, so a failed
+/// push can simply be repeated.
+pub fn push(client: &RelayClient, bundle: CheckedBundle) -> Result<ReplyImport, Error> {
+    let what = "POST /api/v1/replies";
+    let url = client.url("/api/v1/replies");
+    let (path, body) = bundle.into_parts();
+    let request = client
+        .client
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    let response = client.send(request, &url)?;
+    match response.status() {
+        StatusCode::OK => {
+            let body = read_json_body(response, &url, what)?;
+            serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+                what: what.into(),
+                reason: e.to_string(),
+            })
+        }
+        StatusCode::BAD_REQUEST => Err(Error::BundleMalformed {
+            path,
+            reason: plain_reason(response),
+        }),
+        StatusCode::UNPROCESSABLE_ENTITY => Err(Error::BundleRefused {
+            path,
+            reason: plain_reason(response),
+        }),
+        StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BundleTooLarge { path }),
+        other => Err(Error::UnexpectedStatus {
+            what: what.into(),
+            status: other.as_u16(),
+        }),
+    }
+}
+
+/// The relay's plain-text reason for refusing a request: the first line of
+/// its answer, shortened (the error line escapes control characters).
+fn plain_reason(response: Response) -> String {
+    const MAX: u64 = 1024;
+    let mut body = Vec::new();
+    let _ = response.take(MAX).read_to_end(&mut body);
+    let text = String::from_utf8_lossy(&body);
+    let line: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
+    if line.is_empty() {
+        "no reason given".into()
+    } else {
+        line
     }
 }
 

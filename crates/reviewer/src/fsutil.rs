@@ -59,6 +59,25 @@ pub(crate) fn ensure_dir(path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io("create directory", path, e))
 }
 
+/// Replaces `path` (a file in `dir`) with `bytes` atomically: a temporary
+/// file (`0600`) in `dir`, flushed, renamed over `path`, then the directory
+/// flushed. A reader sees the old content or the new, never a mix.
+pub(crate) fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    ensure_dir(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".replace-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("write", tmp.path().to_path_buf(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("replace", path, e.error))?;
+    sync_dir(dir)
+}
+
 /// Flushes a directory's entries (new names, renames) to disk.
 pub(crate) fn sync_dir(path: &Path) -> Result<(), Error> {
     File::open(path)

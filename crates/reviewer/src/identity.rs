@@ -1,7 +1,8 @@
 //! Reviewer identities: creating them, unlocking them, decrypting with them.
 //!
 //! This is the only module that uses `age`, so the cryptography of the
-//! reviewer can be read (and swapped) in one place.
+//! reviewer can be read (and swapped) in one place: it also parses
+//! recipients and encrypts replies ([`Recipient`]).
 //!
 //! An identity file is the standard age identity file (`AGE-SECRET-KEY-1…`
 //! with `#` comment lines), by default itself encrypted with an age
@@ -182,6 +183,76 @@ pub(crate) fn decrypt_any<R: Read>(
             age::DecryptError::NoMatchingKeys => DecryptFailure::NoMatchingKey,
             _ => DecryptFailure::Invalid,
         })
+}
+
+/// An age X25519 recipient (`age1…`): a source's, to reply to, or a
+/// reviewer's, so the NGO keeps a readable copy of a reply. Public, not
+/// secret.
+#[derive(Clone)]
+pub struct Recipient {
+    text: String,
+    key: age::x25519::Recipient,
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Recipient").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for Recipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Recipient {}
+
+impl Recipient {
+    /// Parses `age1…` (surrounding white space ignored). The reason, when
+    /// it is not one, never quotes the input.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let s = s.trim();
+        if !s.starts_with("age1") {
+            return Err("it does not start with age1 (only age X25519 recipients are supported)");
+        }
+        // age's parser checks the bech32 checksum and the key length.
+        let key: age::x25519::Recipient = s
+            .parse()
+            .map_err(|_| "its bech32 encoding or length is wrong")?;
+        Ok(Self {
+            text: key.to_string(),
+            key,
+        })
+    }
+
+    /// The recipient as written (`age1…`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Encrypts `plaintext` into one binary age file with one X25519 stanza
+/// per recipient (any of their identities decrypts it, with this tool or
+/// the stock `age` CLI).
+///
+/// age's stream writer keeps up to a 64 KiB chunk of plaintext in a buffer
+/// it does not zeroize; the callers' own copies are zeroized.
+pub(crate) fn encrypt_to(recipients: &[&Recipient], plaintext: &[u8]) -> io::Result<Vec<u8>> {
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| &r.key as &dyn age::Recipient))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out = Vec::with_capacity(plaintext.len() + 256 + 128 * recipients.len());
+    let mut w = encryptor.wrap_output(&mut out)?;
+    w.write_all(plaintext)?;
+    w.finish()?;
+    Ok(out)
 }
 
 /// What an identity file holds, found without unlocking it.

@@ -18,7 +18,13 @@
 //!   are opened and acknowledged, so every lingering copy of that epoch's
 //!   ciphertext (on the relay's disk, in backups) becomes unreadable.
 //! - [`fetch`] downloads batches and sends receipts back (`ack`) so the
-//!   relay deletes what the reviewer holds.
+//!   relay deletes what the reviewer holds; it also uploads reply bundles
+//!   (`push`).
+//! - [`threads`] is the thread index `open` fills: which submissions came
+//!   from the same source (a follow-up thread), across batches, and the
+//!   source's recipient, taken only from verified batches.
+//! - [`reply`] writes a reply to a source, offline: an age file encrypted to
+//!   the source's recipient and to the reviewers, in a bundle for `push`.
 //!
 //! The formats are specified in `docs/format.md` at the repository root and
 //! shared with the relay through the `format` crate.
@@ -65,9 +71,11 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod open;
+pub mod reply;
 pub mod retire;
 pub mod state;
 mod text;
+pub mod threads;
 mod ustar;
 pub mod verify;
 

@@ -19,8 +19,11 @@
 //! whatever the attachment sizes), while the ciphertext is hashed again:
 //! the batch file may have changed since it was verified. Only when every
 //! submission of the batch succeeded are the submission folders renamed
-//! into `DIR`, then the receipt, then the chain state advanced. On any
-//! failure the staging directory is removed and nothing stays behind.
+//! into `DIR`, then the receipt, then the batch's follow-up threads are
+//! recorded in the thread index ([`crate::threads`]), then the chain state
+//! advanced. On any failure the staging directory is removed and nothing
+//! stays behind. A batch that contradicts the thread index (a known thread
+//! with another source recipient) is refused before anything is decrypted.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -29,7 +32,7 @@ use std::path::{Component, Path, PathBuf};
 use format::{
     BATCH_MANIFEST, BATCH_SIGNATURE, BatchId, Digest, MAX_SIGNATURE_BYTES,
     MAX_TESTIMONY_JSON_BYTES, ManifestEntry, PADDING_ENTRY, RECEIPT_FORMAT, Receipt, SubmissionId,
-    TESTIMONY_ENTRY, Testimony, batch_member_for, parse_attachment_entry_path,
+    TESTIMONY_ENTRY, Testimony, ThreadId, batch_member_for, parse_attachment_entry_path,
 };
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -41,6 +44,7 @@ use crate::fsutil::{
 use crate::identity::{DecryptFailure, Identity, decrypt_any};
 use crate::state::StateStore;
 use crate::text;
+use crate::threads::ThreadIndex;
 use crate::ustar::{self, TarError};
 use crate::verify::{VerifiedBatch, open_batch_file};
 
@@ -60,6 +64,9 @@ pub struct OpenedBatch {
     pub submissions: usize,
     /// The receipt file (send it with `reviewer ack`).
     pub receipt: PathBuf,
+    /// The submissions that belong to a follow-up thread, with it, in
+    /// manifest order (recorded in the thread index).
+    pub threads: Vec<(SubmissionId, ThreadId)>,
 }
 
 /// The receipt path for a batch inside the output directory.
@@ -96,14 +103,16 @@ impl Drop for Staging {
 }
 
 /// Decrypts every submission of a verified batch into `out`, writes its
-/// receipt and advances the chain state in `store`.
+/// receipt, records its follow-up threads in the thread index in `store`
+/// and advances the chain state there.
 ///
 /// `identities` are the reviewer's unlocked identities, one per key epoch
 /// they hold; each submission is opened with whichever matches.
 ///
 /// All or nothing: on any error (including a submission that none of the
-/// identities opens, e.g. one of a retired epoch) nothing from the batch
-/// stays in `out` and the chain state is unchanged.
+/// identities opens, e.g. one of a retired epoch, or a thread that
+/// contradicts the thread index) nothing from the batch stays in `out` and
+/// the chain state and thread index are unchanged.
 pub fn open_batch(
     batch: VerifiedBatch,
     identities: &[Identity],
@@ -112,6 +121,14 @@ pub fn open_batch(
 ) -> Result<OpenedBatch, Error> {
     // The batch was verified against a chain state; it must still hold.
     store.check(batch.relay_key(), batch.prior())?;
+    // Its threads must agree with the batches opened before it. (A batch
+    // without threads never reads the index, so a damaged index cannot
+    // stop one from opening.)
+    let named = if batch.manifest().threads.is_empty() {
+        Vec::new()
+    } else {
+        ThreadIndex::load(store)?.record(&batch)?
+    };
 
     let manifest = batch.manifest();
     let receipt = receipt_path(out, manifest.sequence, &manifest.batch_id);
@@ -171,8 +188,25 @@ pub fn open_batch(
     staging.committed.push(receipt.clone());
     sync_dir(&receipts_dir)?;
 
-    // Only now is the batch accepted.
-    store.advance(batch.relay_key(), batch.prior(), &batch.chain_state())?;
+    // Record its threads (read again: the index must be the one the batch
+    // is accepted against), then accept the batch. If accepting fails, the
+    // index is put back: a batch not accepted leaves no trace in it.
+    let restore = if named.is_empty() {
+        None
+    } else {
+        let before = ThreadIndex::load(store)?;
+        let mut after = before.clone();
+        after.record(&batch)?;
+        after.save(store)?;
+        Some(before)
+    };
+    if let Err(e) = store.advance(batch.relay_key(), batch.prior(), &batch.chain_state()) {
+        if let Some(before) = restore {
+            // Best effort: recording the batch again later changes nothing.
+            let _ = before.save(store);
+        }
+        return Err(e);
+    }
     staging.done = true;
     fs::remove_dir(&staging.dir).map_err(|e| Error::io("remove", &staging.dir, e))?;
 
@@ -181,6 +215,11 @@ pub fn open_batch(
         batch_id: manifest.batch_id,
         submissions: manifest.submissions.len(),
         receipt,
+        threads: manifest
+            .submissions
+            .iter()
+            .filter_map(|e| e.thread.map(|t| (e.id, t)))
+            .collect(),
     })
 }
 
@@ -411,7 +450,7 @@ fn unpack<R: Read>(
         return Err(hostile("an entry follows the padding"));
     }
 
-    let txt = text::render(&id, entry.epoch, &testimony);
+    let txt = text::render(&id, entry.epoch, entry.thread.as_ref(), &testimony);
     write_file(&dest.join("testimony.txt"), txt.as_bytes())?;
     if !testimony.attachments.is_empty() {
         sync_dir(&files)?;

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use format::{SubmissionId, Testimony};
+use format::{SubmissionId, Testimony, ThreadId};
 use zeroize::Zeroizing;
 
 /// Appends `s` to `out`, escaping control and deceptive characters. With
@@ -31,14 +31,24 @@ fn push_clean(out: &mut String, s: &str, multiline: bool) {
 }
 
 /// The content of `testimony.txt` for one submission; `epoch` is the key
-/// epoch the signed manifest says it was sealed to.
-pub(crate) fn render(id: &SubmissionId, epoch: u32, t: &Testimony) -> Zeroizing<String> {
+/// epoch the signed manifest says it was sealed to, `thread` the follow-up
+/// thread it names (if its source took a codename).
+pub(crate) fn render(
+    id: &SubmissionId,
+    epoch: u32,
+    thread: Option<&ThreadId>,
+    t: &Testimony,
+) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::with_capacity(512 + t.text.len()));
     let o = &mut *out;
     // Writing to a String cannot fail; results are ignored below.
     let _ = writeln!(o, "Submission {id}");
     let _ = writeln!(o, "Received: {}", t.received_day);
     let _ = writeln!(o, "Key epoch: {epoch}");
+    if let Some(thread) = thread {
+        // Reply with `reviewer reply --thread <id>`.
+        let _ = writeln!(o, "Thread: {thread}");
+    }
     o.push_str("Language: ");
     push_clean(o, &t.language, false);
     o.push('\n');
@@ -118,7 +128,7 @@ mod tests {
     #[test]
     fn renders_fields_text_and_attachments() {
         let id = SubmissionId::from_bytes([1; 16]);
-        let out = render(&id, 3, &testimony("Строка 1\r\nСтрока 2", "Aktobe"));
+        let out = render(&id, 3, None, &testimony("Строка 1\r\nСтрока 2", "Aktobe"));
         assert!(out.contains("Received: 2026-11-27\nKey epoch: 3\n"));
         assert!(out.contains("region: Aktobe\n"));
         assert!(out.contains("Text:\nСтрока 1\nСтрока 2\n"));
@@ -126,6 +136,20 @@ mod tests {
             "photo.jpg  3 bytes  sha256 {}",
             Digest::of(b"abc")
         )));
+    }
+
+    #[test]
+    fn names_the_thread_when_there_is_one() {
+        let id = SubmissionId::from_bytes([1; 16]);
+        let thread = ThreadId::from_bytes([0xab; 16]);
+        let out = render(&id, 2, Some(&thread), &testimony("t", "x"));
+        assert!(
+            out.contains(&format!("Key epoch: 2\nThread: {thread}\nLanguage: ru\n")),
+            "{}",
+            *out
+        );
+        let out = render(&id, 2, None, &testimony("t", "x"));
+        assert!(!out.contains("Thread"), "{}", *out);
     }
 
     #[test]
@@ -139,21 +163,21 @@ mod tests {
                 answer: Some("Almaty (city)".to_owned()),
             },
         );
-        let out = render(&id, 1, &t);
+        let out = render(&id, 1, None, &t);
         assert!(
             out.contains("Region or city: Almaty (city) (almaty-city)\n"),
             "{}",
             *out
         );
         t.labels.get_mut("region").unwrap().answer = None;
-        let out = render(&id, 1, &t);
+        let out = render(&id, 1, None, &t);
         assert!(out.contains("Region or city: almaty-city\n"), "{}", *out);
     }
 
     #[test]
     fn escapes_terminal_sequences() {
         let id = SubmissionId::from_bytes([1; 16]);
-        let out = render(&id, 1, &testimony("a\x1b]0;pwned\x07b", "x\ny: z"));
+        let out = render(&id, 1, None, &testimony("a\x1b]0;pwned\x07b", "x\ny: z"));
         assert!(!out.contains('\x1b'));
         assert!(!out.contains('\x07'));
         assert!(out.contains("region: x\\u{000a}y: z\n"));
@@ -163,7 +187,7 @@ mod tests {
         #[test]
         fn output_has_no_control_characters(text in any::<String>(), value in any::<String>()) {
             let id = SubmissionId::from_bytes([2; 16]);
-            let out = render(&id, 1, &testimony(&text, &value));
+            let out = render(&id, 1, None, &testimony(&text, &value));
             prop_assert!(out.chars().all(|c| c == '\n' || c == '\t'
                 || !(c.is_control() || format::is_deceptive(c))));
             // Each field stays on its own line.

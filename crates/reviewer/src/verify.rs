@@ -153,13 +153,41 @@ impl VerifiedBatch {
     }
 }
 
-/// A batch whose structure, signature and contents are checked, but not
-/// yet its place in the chain.
+/// A batch whose structure, signature (with the pinned key) and contents
+/// are checked, but not its place in the chain: what [`verify_signed`]
+/// returns. Its manifest can be trusted to come from the relay (e.g. for a
+/// thread's source recipient), but it cannot be opened: only a
+/// [`VerifiedBatch`] can.
 #[derive(Debug)]
-struct Authentic {
+pub struct SignedBatch {
     path: PathBuf,
     manifest: Manifest,
     manifest_sha256: Digest,
+}
+
+impl SignedBatch {
+    /// The batch file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The signed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of the exact `manifest.json` bytes (the manifest hash).
+    pub fn manifest_sha256(&self) -> Digest {
+        self.manifest_sha256
+    }
+}
+
+/// Checks one batch's structure, signature with the pinned key and
+/// contents (steps 1–3 of "What a reviewer checks"), but not its place in
+/// the chain: for batches already opened, whose manifests a reviewer reads
+/// again (`reviewer reply --batch-dir`).
+pub fn verify_signed(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
+    authenticate(path, key)
 }
 
 /// Verifies one batch against the pinned key and the chain anchor.
@@ -260,7 +288,7 @@ pub fn verify_batches<P: AsRef<Path>>(
 }
 
 /// `b` must be the batch right after `last`.
-fn check_follows(b: &Authentic, last: &ChainState) -> Result<(), Error> {
+fn check_follows(b: &SignedBatch, last: &ChainState) -> Result<(), Error> {
     let seq = b.manifest.sequence;
     let expected = last.sequence.saturating_add(1);
     if seq != expected {
@@ -320,7 +348,7 @@ pub(crate) fn open_batch_file(path: &Path) -> Result<ustar::Reader<BufReader<Fil
 }
 
 /// Steps 1–3 for one batch file.
-fn authenticate(path: &Path, key: &PinnedKey) -> Result<Authentic, Error> {
+fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
     let malformed = |reason: String| Error::MalformedBatch {
         path: path.into(),
         reason,
@@ -420,7 +448,7 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<Authentic, Error> {
         return Err(malformed(unexpected_member(&head.path, &manifest, None)));
     }
 
-    Ok(Authentic {
+    Ok(SignedBatch {
         path: path.into(),
         manifest_sha256: Digest::of(&manifest_bytes),
         manifest,

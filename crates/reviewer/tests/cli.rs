@@ -209,7 +209,17 @@ fn empty_passphrase_is_refused() {
 fn usage_errors_exit_2_and_help_exits_0() {
     let o = reviewer_bin(&[&"--help"]);
     assert_eq!(o.status.code(), Some(0));
-    for cmd in ["keygen", "fetch", "verify", "open", "ack", "retire-epoch"] {
+    for cmd in [
+        "keygen",
+        "fetch",
+        "verify",
+        "open",
+        "ack",
+        "retire-epoch",
+        "threads",
+        "reply",
+        "push",
+    ] {
         assert!(stdout(&o).contains(cmd), "{cmd} missing from help");
     }
     let o = reviewer_bin(&[&"verify", &"--no-such-flag"]);

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use format::{
     Attachment, BatchId, Day, Digest, MANIFEST_FORMAT, Manifest, ManifestEntry, SubmissionId,
-    TESTIMONY_FORMAT, Testimony, batch_member_for, padded_plaintext_len, unpadded_tar_len,
+    TESTIMONY_FORMAT, Testimony, ThreadEntry, ThreadId, batch_member_for, padded_plaintext_len,
+    unpadded_tar_len,
 };
 
 /// Distinct ids within one test process.
@@ -37,6 +38,10 @@ pub(crate) fn new_submission_id() -> SubmissionId {
 
 pub(crate) fn new_batch_id() -> BatchId {
     BatchId::from_bytes(next_bytes())
+}
+
+pub(crate) fn new_thread_id() -> ThreadId {
+    ThreadId::from_bytes(next_bytes())
 }
 
 pub(crate) fn day() -> Day {
@@ -76,6 +81,24 @@ pub(crate) fn reviewer(dir: &Path, name: &str) -> Reviewer {
         identity,
         recipient,
         key_file,
+    }
+}
+
+// ----------------------------------------------------------------- sources
+
+/// A source who took a codename: the age identity the relay derives from
+/// it (the source's side of a thread) and its public recipient.
+pub(crate) struct Source {
+    pub(crate) identity: age::x25519::Identity,
+    pub(crate) recipient: String,
+}
+
+pub(crate) fn source() -> Source {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    Source {
+        identity,
+        recipient,
     }
 }
 
@@ -214,12 +237,22 @@ pub(crate) struct Sealed {
     /// The key epoch the manifest names (1 unless a test says otherwise).
     pub(crate) epoch: u32,
     pub(crate) ciphertext: Vec<u8>,
+    /// The follow-up thread and the source recipient the manifest names
+    /// for it (none unless a test says otherwise).
+    pub(crate) thread: Option<(ThreadId, String)>,
 }
 
 impl Sealed {
     /// The same submission, named in the manifest as sealed to `epoch`.
     pub(crate) fn in_epoch(mut self, epoch: u32) -> Self {
         self.epoch = epoch;
+        self
+    }
+
+    /// The same submission, named in the manifest as part of `thread`,
+    /// whose source has `recipient`.
+    pub(crate) fn in_thread(mut self, thread: ThreadId, recipient: &str) -> Self {
+        self.thread = Some((thread, recipient.to_owned()));
         self
     }
 }
@@ -229,6 +262,7 @@ pub(crate) fn sealed(plaintext: &[u8], recipients: &[&age::x25519::Recipient]) -
         id: new_submission_id(),
         epoch: 1,
         ciphertext: seal(plaintext, recipients),
+        thread: None,
     }
 }
 
@@ -279,6 +313,10 @@ impl Relay {
         previous: Option<Digest>,
         subs: &[Sealed],
     ) -> Batch {
+        // Each thread once, in id order, as the manifest rules say (the
+        // last recipient given for a thread wins).
+        let threads: BTreeMap<ThreadId, String> =
+            subs.iter().filter_map(|s| s.thread.clone()).collect();
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             relay_key: self.key.clone(),
@@ -294,10 +332,13 @@ impl Relay {
                     epoch: s.epoch,
                     size: s.ciphertext.len() as u64,
                     sha256: Digest::of(&s.ciphertext),
-                    thread: None,
+                    thread: s.thread.as_ref().map(|(t, _)| *t),
                 })
                 .collect(),
-            threads: Vec::new(),
+            threads: threads
+                .into_iter()
+                .map(|(id, recipient)| ThreadEntry { id, recipient })
+                .collect(),
         };
         self.sign(manifest.to_json(), &manifest, subs)
     }

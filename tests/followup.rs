@@ -1,0 +1,232 @@
+//! Source follow-up end to end, over real TLS: a source submits and takes a
+//! codename → the reviewer fetches and opens the batch, writes a reply
+//! offline and pushes it → the source enters the codename, reads the reply
+//! and adds testimony with a file → the next batch holds it in the same
+//! thread, and the reviewer's thread index groups both across batches.
+//! Then the relay's files hold no codename and no plaintext.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use e2e::{TestRelay, all_files, arg, manifest, reviewer};
+use reqwest::blocking::multipart::{Form, Part};
+
+const CANARY_TEXT: &str = "first-testimony-canary-5521";
+const CANARY_REPLY: &str = "reply-canary-9137: please tell us the month";
+const CANARY_FOLLOWUP: &str = "followup-canary-2290: it was in March";
+const CANARY_FILE: &[u8] = b"followup-file-canary-7743";
+
+fn client(relay: &TestRelay) -> reqwest::blocking::Client {
+    let pem = std::fs::read(relay.cert()).unwrap();
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(certs)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn codename_in(page: &str) -> String {
+    let start = page.find("class=\"codename-words\"").expect("a codename");
+    let rest = &page[start..];
+    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</p>").unwrap()];
+    let words: Vec<&str> = p
+        .split("<span>")
+        .filter_map(|s| s.split("</span>").next())
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(words.len(), 8, "{p}");
+    words.join(" ")
+}
+
+fn open(relay: &TestRelay, batch: &Path, state: &Path, out: &Path) {
+    reviewer(&[
+        "open".to_owned(),
+        arg(batch),
+        "--identity".into(),
+        arg(&relay.identity()),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(state),
+        "--out".into(),
+        arg(out),
+    ])
+    .unwrap();
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn codename_reply_and_follow_up_end_to_end() {
+    let relay = TestRelay::start();
+    let http = client(&relay);
+    let root = relay.root.path().to_owned();
+
+    // 1. The source submits and asks for a codename (the form's default).
+    let form = Form::new()
+        .text("category", "other")
+        .text("text", CANARY_TEXT)
+        .text("followup", "yes");
+    let res = http
+        .post(format!("{}/en/submit", relay.url))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let codename = codename_in(&res.text().unwrap());
+
+    // 2. The reviewer fetches and opens the batch: the submission is in a
+    //    thread, whose source recipient lands in the thread index.
+    let batch1 = relay.next_batch().unwrap();
+    let m1 = manifest(&batch1);
+    assert_eq!(m1.threads.len(), 1);
+    let thread = m1.threads[0].id;
+    assert_eq!(m1.submissions[0].thread, Some(thread));
+    let state = root.join("reviewer-state");
+    let cases = root.join("cases");
+    open(&relay, &batch1, &state, &cases);
+    let index = std::fs::read_to_string(state.join("threads.json")).unwrap();
+    assert!(index.contains(&thread.to_string()), "{index}");
+    assert!(index.contains(&m1.threads[0].recipient));
+
+    // 3. A reply, written offline, encrypted to the source and the reviewer.
+    let message = root.join("answer.txt");
+    std::fs::write(&message, CANARY_REPLY).unwrap();
+    let reviewer_recipient = std::fs::read_to_string(relay.identity())
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    let bundle = root.join("reply-1.json");
+    reviewer(&[
+        "reply".to_owned(),
+        "--thread".into(),
+        thread.to_string(),
+        "--message".into(),
+        arg(&message),
+        "--out".into(),
+        arg(&bundle),
+        "-r".into(),
+        reviewer_recipient,
+        "--state".into(),
+        arg(&state),
+    ])
+    .unwrap();
+    std::fs::remove_file(&message).unwrap();
+    // The NGO's copy opens with the stock age CLI and the reviewer's key.
+    let parsed = format::ReplyBundle::from_json(&std::fs::read(&bundle).unwrap()).unwrap();
+    let sealed = root.join("reply.age");
+    std::fs::write(&sealed, parsed.replies[0].ciphertext().unwrap()).unwrap();
+    let out = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(relay.identity())
+        .arg(&sealed)
+        .output()
+        .expect("the stock `age` CLI (scripts/test installs it)");
+    assert!(out.status.success(), "{out:?}");
+    assert!(contains(&out.stdout, CANARY_REPLY.as_bytes()));
+    std::fs::remove_file(&sealed).unwrap();
+
+    // 4. Pushed to the relay over the API.
+    reviewer(&[
+        "push".to_owned(),
+        arg(&bundle),
+        "--relay".into(),
+        relay.url.clone(),
+        "--token-file".into(),
+        arg(&relay.token_file()),
+        "--tls-cert".into(),
+        arg(&relay.cert()),
+    ])
+    .unwrap();
+    assert_eq!(relay.stats().replies, 1);
+
+    // 5. The source comes back with the codename and reads the reply.
+    let res = http
+        .post(format!("{}/followup/en/login", relay.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("codename={}", codename.replace(' ', "+")))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http
+        .get(format!("{}/followup/en/", relay.url))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains(CANARY_REPLY), "{page}");
+
+    // 6. … and adds testimony with a file.
+    let form = Form::new().text("text", CANARY_FOLLOWUP).part(
+        "files",
+        Part::bytes(CANARY_FILE.to_vec())
+            .file_name("photo.jpg")
+            .mime_str("image/jpeg")
+            .unwrap(),
+    );
+    let res = http
+        .post(format!("{}/followup/en/submit", relay.url))
+        .header("cookie", &cookie)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    // 7. The next batch holds it, in the same thread; the reviewer opens it
+    //    and the thread index groups both submissions across batches.
+    let batch2 = relay.next_batch().unwrap();
+    let m2 = manifest(&batch2);
+    assert_eq!(m2.submissions.len(), 1);
+    assert_eq!(m2.submissions[0].thread, Some(thread));
+    assert_eq!(m2.threads, m1.threads);
+    let cases2 = root.join("cases2");
+    open(&relay, &batch2, &state, &cases2);
+    let folder = cases2.join(m2.submissions[0].id.to_string());
+    let text = std::fs::read_to_string(folder.join("testimony.txt")).unwrap();
+    assert!(text.contains(CANARY_FOLLOWUP), "{text}");
+    assert!(text.contains(&format!("Thread: {thread}")), "{text}");
+    let attached: Vec<_> = all_files(&folder)
+        .into_iter()
+        .filter(|f| std::fs::read(f).unwrap() == CANARY_FILE)
+        .collect();
+    assert_eq!(attached.len(), 1, "the file arrived once");
+    let index = std::fs::read_to_string(state.join("threads.json")).unwrap();
+    for e in m1.submissions.iter().chain(&m2.submissions) {
+        assert!(index.contains(&e.id.to_string()), "{index}");
+    }
+
+    // 8. Log out. Then nothing the source or the reviewer wrote, and no
+    //    codename, is in the relay's files.
+    let res = http
+        .post(format!("{}/followup/en/logout", relay.url))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for f in all_files(&relay.data) {
+        let bytes = std::fs::read(&f).unwrap();
+        for canary in [
+            codename.as_bytes(),
+            CANARY_TEXT.as_bytes(),
+            CANARY_REPLY.as_bytes(),
+            CANARY_FOLLOWUP.as_bytes(),
+            CANARY_FILE,
+        ] {
+            assert!(!contains(&bytes, canary), "{} holds a canary", f.display());
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{TestRelay, arg, open_single, random_with_canary, workspace_root};
+use e2e::{TestRelay, arg, manifest, random_with_canary, reviewer, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Upper bound for the whole browser run; Playwright's own timeouts (30 s
@@ -103,11 +103,44 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{shot} is no PNG");
     }
 
-    // The reviewer's side: exactly what the browser sent, sealed.
+    // The reviewer's side: exactly what the browser sent, sealed, and the
+    // follow-up it added with the codename, in the same thread.
     let batch = relay
         .next_batch()
-        .expect("the browser's submission in a batch");
-    let sub = open_single(&relay, &batch, &relay.root.path().join("opened"));
+        .expect("the browser's submissions in a batch");
+    let m = manifest(&batch);
+    assert_eq!(m.submissions.len(), 2, "the testimony and its follow-up");
+    assert_eq!(m.threads.len(), 1);
+    assert!(m.submissions.iter().all(|e| e.thread == Some(m.threads[0].id)));
+    let opened = relay.root.path().join("opened");
+    reviewer(&[
+        "open".to_owned(),
+        arg(&batch),
+        "--identity".into(),
+        arg(&relay.identity()),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(&opened.with_extension("state")),
+        "--out".into(),
+        arg(&opened),
+    ])
+    .unwrap();
+    let read = |e: &format::ManifestEntry| -> serde_json::Value {
+        let json = std::fs::read_to_string(opened.join(e.id.to_string()).join("testimony.json"))
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    let (first, follow): (Vec<_>, Vec<_>) = m
+        .submissions
+        .iter()
+        .partition(|e| read(e)["fields"]["kind"] != "followup");
+    assert_eq!((first.len(), follow.len()), (1, 1));
+    let later = read(follow[0]);
+    assert_eq!(later["text"], "Follow-up from the browser test.", "{later}");
+    assert_eq!(later["language"], "kk", "{later}");
+    assert_eq!(summary["followup"]["cookie"]["sameSite"], "Strict", "{summary}");
+    let sub = opened.join(first[0].id.to_string());
     let json = std::fs::read_to_string(sub.join("testimony.json")).unwrap();
     let testimony: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(testimony["language"], "kk", "{json}");
@@ -125,8 +158,8 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
     for shot in summary["screenshots"].as_array().unwrap() {
         assert!(Path::new(shot.as_str().unwrap()).exists(), "{shot}");
     }
-    // Nothing was submitted besides the one testimony (the refused ones
-    // were not stored).
+    // Nothing was submitted besides these two (the refused ones were not
+    // stored).
     assert_eq!(relay.next_batch(), None);
 }
 

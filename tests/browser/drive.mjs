@@ -288,6 +288,64 @@ async function sourceFlow(browser, opts, outDir, summary) {
   await screenshot(page, outDir, `${lang}-received-360`, summary.screenshots);
   const receivedHtml = await page.content();
 
+  // Follow-up, still with JavaScript off: the codename shown once opens the
+  // source's thread; adding testimony and logging out work; only these
+  // pages set a cookie, and it is the session cookie as specified.
+  check((await context.cookies()).length === 0, 'the submission path set a cookie');
+  const words = (await page.locator('#codename span').allTextContents()).map(normalize);
+  check(words.length === 8, `the success page shows ${words.length} codename words, expected 8`);
+  const followPath = `/followup/${lang}/`;
+  await page.goto(`${opts.url}${followPath}`);
+  check(normalize(await page.locator('h1').first().textContent()) ===
+    normalize(fluentMessage(lang, 'followup-title')), `${followPath} is not the codename page`);
+  await page.locator('#codename').fill(`  ${words.join('  ').toUpperCase()} `);
+  const [login] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' &&
+      new URL(r.url()).pathname === `/followup/${lang}/login`),
+    page.locator(`form[action="/followup/${lang}/login"] button[type="submit"]`).click(),
+  ]);
+  await page.waitForLoadState('load');
+  check(login.status() === 303, `the codename log-in answered ${login.status()}, expected 303`);
+  const threadTitle = normalize(await page.locator('h1').first().textContent());
+  check(threadTitle === normalize(fluentMessage(lang, 'thread-title')),
+    `after the log-in the page has <h1> "${threadTitle}"`);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'followup');
+  check(cookies.length === 1 && !!session, `expected one "followup" cookie, got ${JSON.stringify(cookies)}`);
+  if (session) {
+    check(session.httpOnly && session.sameSite === 'Strict' && session.path === '/followup' &&
+      session.secure === opts.url.startsWith('https:'),
+    `the session cookie's attributes are wrong: ${JSON.stringify(session)}`);
+  }
+  await screenshot(page, outDir, `${lang}-thread-360`, summary.screenshots);
+  const threadHtml = await page.content();
+  await page.locator('form[action$="/submit"] #text').fill('Follow-up from the browser test.');
+  const [added] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' &&
+      new URL(r.url()).pathname === `/followup/${lang}/submit`),
+    page.locator(`form[action="/followup/${lang}/submit"] button[type="submit"]`).click(),
+  ]);
+  await page.waitForLoadState('load');
+  check(added.status() === 303, `adding to the thread answered ${added.status()}, expected 303`);
+  check(normalize(await page.locator('.notice').first().textContent().catch(() => '')) ===
+    normalize(fluentMessage(lang, 'thread-added')), 'no "added" notice after adding to the thread');
+  const [out] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' &&
+      new URL(r.url()).pathname === `/followup/${lang}/logout`),
+    page.locator(`form[action="/followup/${lang}/logout"] button[type="submit"]`).click(),
+  ]);
+  await page.waitForLoadState('load');
+  check(out.status() === 200, `log-out answered ${out.status()}`);
+  check((await context.cookies()).length === 0, 'the session cookie is still there after log-out');
+  summary.followup = {
+    codename_words: words.length,
+    login: login.status(),
+    thread_title: threadTitle,
+    cookie: session ? { httpOnly: session.httpOnly, sameSite: session.sameSite, path: session.path, secure: session.secure } : null,
+    added: added.status(),
+    logout: out.status(),
+  };
+
   // A refused testimony: a category but no text and no file. The browser
   // lets it through (only the category is required); the relay refuses it.
   await page.goto(`${opts.url}${formPath}`);
@@ -318,11 +376,11 @@ async function sourceFlow(browser, opts, outDir, summary) {
     status: sent.status(),
   };
   summary.refused = { status: refused.status(), alert: alertText };
-  return receivedHtml;
+  return { receivedHtml, threadHtml };
 }
 
 /** axe-core on every page, and the 320 px check, in contexts WITH JavaScript. */
-async function auditPages(browser, opts, receivedHtml, outDir, summary) {
+async function auditPages(browser, opts, { receivedHtml, threadHtml }, outDir, summary) {
   const axePath = require.resolve('axe-core/axe.min.js');
   const ctxOptions = {
     javaScriptEnabled: true,
@@ -344,6 +402,13 @@ async function auditPages(browser, opts, receivedHtml, outDir, summary) {
     shot: `${opts.lang}-received`,
   });
   pages.push({ name: `/${opts.lang}/no-such-page (404)`, lang: opts.lang, kind: 'missing' });
+  for (const lang of LANGS) {
+    pages.push({ name: `/followup/${lang}/`, lang, kind: 'login', shot: `${lang}-followup` });
+  }
+  pages.push({
+    name: `/followup/${opts.lang}/ (thread)`, lang: opts.lang, kind: 'thread',
+    shot: `${opts.lang}-thread`,
+  });
 
   for (const width of [360, 320]) {
     const context = await browser.newContext({ ...ctxOptions, viewport: { width, height: 740 } });
@@ -355,12 +420,16 @@ async function auditPages(browser, opts, receivedHtml, outDir, summary) {
         const res = await page.goto(`${opts.url}/${p.lang}/no-such-page`);
         check(res.status() === 404, `GET /${p.lang}/no-such-page answered ${res.status()}, expected 404`);
       } else {
-        const res = await page.goto(`${opts.url}/${p.lang}/`);
-        check(res.status() === 200, `GET /${p.lang}/ answered ${res.status()}`);
+        const path = ['login', 'thread'].includes(p.kind) ? `/followup/${p.lang}/` : `/${p.lang}/`;
+        const res = await page.goto(`${opts.url}${path}`);
+        check(res.status() === 200, `GET ${path} answered ${res.status()}`);
       }
       if (p.kind === 'received') {
         // Same origin, same stylesheet, the same HTML; only now axe can run in it.
         await page.setContent(receivedHtml, { waitUntil: 'load' });
+      }
+      if (p.kind === 'thread') {
+        await page.setContent(threadHtml, { waitUntil: 'load' });
       }
       if (p.kind === 'refused') {
         // Skip the browser's own check of `required` (if any) to reach the relay's.
@@ -472,8 +541,8 @@ async function main() {
   });
   try {
     summary.chromium = browser.version();
-    const receivedHtml = await sourceFlow(browser, opts, outDir, summary);
-    await auditPages(browser, opts, receivedHtml, outDir, summary);
+    const flowHtml = await sourceFlow(browser, opts, outDir, summary);
+    await auditPages(browser, opts, flowHtml, outDir, summary);
   } catch (e) {
     // Playwright colours its call logs for a terminal; the summary is JSON.
     const message = e.message.replace(/\x1b\[[0-9;]*m/g, '');

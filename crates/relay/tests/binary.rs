@@ -204,3 +204,98 @@ fn kill_during_upload_leaves_nothing_and_the_relay_serves_again() {
     served.kill();
     assert!(status_line(&data).contains("submissions: 2 "));
 }
+
+#[test]
+fn offline_reply_import_is_all_or_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("relay-data");
+    let served = Served::start(&data);
+    // A submission with a codename makes a thread.
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("category", "other")
+        .text("text", "testimony")
+        .text("followup", "yes");
+    let res = client(&data)
+        .post(format!("{}/en/submit", served.url()))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert!(res.text().unwrap().contains("codename-words"));
+    served.stop();
+    let batch = root.path().join("batch.tar");
+    let o = relay(&[
+        "export",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut manifest = Vec::new();
+    for entry in tar::Archive::new(std::fs::File::open(&batch).unwrap())
+        .entries()
+        .unwrap()
+    {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            entry.read_to_end(&mut manifest).unwrap();
+        }
+    }
+    let thread = format::Manifest::from_json(&manifest).unwrap().threads[0].clone();
+    let recipient: age::x25519::Recipient = thread.recipient.parse().unwrap();
+    let mut sealed = Vec::new();
+    {
+        use std::io::Write as _;
+        let e = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .unwrap();
+        let mut w = e.wrap_output(&mut sealed).unwrap();
+        w.write_all(b"{}").unwrap();
+        w.finish().unwrap();
+    }
+    let import = |bundle: &format::ReplyBundle| {
+        let path = root.path().join("bundle.json");
+        std::fs::write(&path, bundle.to_json()).unwrap();
+        relay(&[
+            "import-replies",
+            "--data",
+            data.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+    };
+    // One reply to an unknown thread refuses the whole bundle.
+    let mut mixed = format::ReplyBundle::new();
+    mixed.push(thread.id, format::ReplyId::from_bytes([1; 16]), &sealed);
+    mixed.push(
+        format::ThreadId::from_bytes([9; 16]),
+        format::ReplyId::from_bytes([2; 16]),
+        &sealed,
+    );
+    let o = import(&mixed);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not on this relay"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(status_line(&data).contains("replies held: 0"));
+    // Malformed: refused with the parser's reason.
+    let path = root.path().join("junk.json");
+    std::fs::write(&path, b"{\"format\": \"relay-replies/1\"}").unwrap();
+    let o = relay(&[
+        "import-replies",
+        "--data",
+        data.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a reply bundle"), "{}", stderr(&o));
+    // The good one alone is stored, once.
+    let mut good = format::ReplyBundle::new();
+    good.push(thread.id, format::ReplyId::from_bytes([1; 16]), &sealed);
+    let o = import(&good);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("stored 1 new replies"));
+    let o = import(&good);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("stored 0 new replies (1 already held"));
+    assert!(status_line(&data).contains("follow-up threads: 1, replies held: 1"));
+}

@@ -78,6 +78,7 @@ mod text;
 pub mod threads;
 mod ustar;
 pub mod verify;
+pub mod workbench;
 
 /// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`
 /// only; not part of the API).

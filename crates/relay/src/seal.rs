@@ -140,9 +140,14 @@ struct Spooled {
 }
 
 /// Attachments encrypted to an ephemeral key while the form streams in.
+///
+/// The spool file and its key are made when the first attachment begins:
+/// a text-only submission (most of them) costs neither a temporary file
+/// nor a key generation.
 pub struct Spool {
+    dir: std::path::PathBuf,
     writer: Option<age::stream::StreamWriter<BufWriter<File>>>,
-    identity: age::x25519::Identity,
+    identity: Option<age::x25519::Identity>,
     files: Vec<Spooled>,
     current: Option<(String, sha2::Sha256, u64)>,
     total: u64,
@@ -158,10 +163,27 @@ impl std::fmt::Debug for Spool {
 }
 
 impl Spool {
-    /// A new, empty spool backed by an unnamed temporary file in `dir`.
+    /// A new, empty spool; its unnamed temporary file in `dir` is created
+    /// with the first attachment.
     pub fn new(dir: &Path) -> Result<Self, Error> {
+        Ok(Self {
+            dir: dir.to_owned(),
+            writer: None,
+            identity: None,
+            files: Vec::new(),
+            current: None,
+            total: 0,
+        })
+    }
+
+    /// Creates the spool file and its ephemeral key, once.
+    fn open(&mut self) -> Result<(), Error> {
+        if self.writer.is_some() {
+            return Ok(());
+        }
         let identity = age::x25519::Identity::generate();
-        let file = tempfile::tempfile_in(dir).map_err(Error::io("create a spool file in", dir))?;
+        let file = tempfile::tempfile_in(&self.dir)
+            .map_err(Error::io("create a spool file in", &self.dir))?;
         let recipient = identity.to_public();
         let writer = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
             .map_err(|e| Error::Seal {
@@ -170,21 +192,19 @@ impl Spool {
             })?
             .wrap_output(BufWriter::with_capacity(HEADER_BUFFER, file))
             .map_err(seal_err("start the spool"))?;
-        Ok(Self {
-            writer: Some(writer),
-            identity,
-            files: Vec::new(),
-            current: None,
-            total: 0,
-        })
+        self.writer = Some(writer);
+        self.identity = Some(identity);
+        Ok(())
     }
 
     /// Starts the next attachment. `raw_name` is the untrusted name the
     /// client sent; it is sanitised here.
-    pub fn begin_file(&mut self, raw_name: &str) {
+    pub fn begin_file(&mut self, raw_name: &str) -> Result<(), Error> {
         self.end_file();
+        self.open()?;
         let name = format::sanitize_file_name(raw_name);
         self.current = Some((name, sha2::Sha256::new(), 0));
+        Ok(())
     }
 
     /// Appends bytes to the current attachment.
@@ -229,15 +249,13 @@ impl Spool {
 
     /// Closes the spool and returns a reader that decrypts it, with the
     /// attachments' descriptions.
-    fn into_reader(mut self) -> Result<(impl Read, Vec<Spooled>), Error> {
+    fn into_reader(mut self) -> Result<(Box<dyn Read>, Vec<Spooled>), Error> {
         self.end_file();
-        let mut file = self
-            .writer
-            .take()
-            .ok_or_else(|| Error::Seal {
-                stage: "close the spool",
-                source: "spool already closed".into(),
-            })?
+        let (Some(writer), Some(identity)) = (self.writer.take(), self.identity.take()) else {
+            // No attachment was ever begun: nothing was spooled.
+            return Ok((Box::new(io::empty()), std::mem::take(&mut self.files)));
+        };
+        let mut file = writer
             .finish()
             .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
             .map_err(seal_err("close the spool"))?;
@@ -248,12 +266,12 @@ impl Spool {
                 source: Box::new(e),
             })?;
         let reader = decryptor
-            .decrypt(std::iter::once(&self.identity as &dyn age::Identity))
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
             .map_err(|e| Error::Seal {
                 stage: "read back the spool",
                 source: Box::new(e),
             })?;
-        Ok((reader, std::mem::take(&mut self.files)))
+        Ok((Box::new(reader), std::mem::take(&mut self.files)))
     }
 }
 
@@ -445,6 +463,20 @@ mod tests {
     }
 
     #[test]
+    fn a_text_only_submission_makes_no_spool_file_and_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::new(dir.path()).unwrap();
+        assert!(spool.writer.is_none() && spool.identity.is_none());
+        let (mut reader, files) = Spool::new(dir.path()).unwrap().into_reader().unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty() && files.is_empty());
+        // The first attachment opens it.
+        spool.begin_file("a.txt").unwrap();
+        assert!(spool.writer.is_some() && spool.identity.is_some());
+    }
+
+    #[test]
     fn sealed_tar_has_the_specified_layout() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
@@ -457,10 +489,10 @@ mod tests {
         .unwrap();
 
         let mut spool = Spool::new(dir.path()).unwrap();
-        spool.begin_file("../../evil");
+        spool.begin_file("../../evil").unwrap();
         spool.write(b"first ").unwrap();
         spool.write(b"file").unwrap();
-        spool.begin_file("EVIL");
+        spool.begin_file("EVIL").unwrap();
         spool.write(&vec![9u8; 200_000]).unwrap();
         spool.end_file();
         let id = SubmissionId::from_bytes([1; 16]);
@@ -565,7 +597,7 @@ mod tests {
     fn spool_file_holds_no_plaintext() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new(dir.path()).unwrap();
-        spool.begin_file("x");
+        spool.begin_file("x").unwrap();
         let canary = b"CANARY-spool-7f3a9c";
         for _ in 0..1000 {
             spool.write(canary).unwrap();

@@ -708,7 +708,7 @@ fn ingest(
     let mut spool = Spool::new(&state.spool_dir)?;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
-            Command::BeginFile(name) => spool.begin_file(&name),
+            Command::BeginFile(name) => spool.begin_file(&name)?,
             Command::Data(bytes) => spool.write(&bytes)?,
             Command::Finish(submission) => {
                 if submission.text.trim().is_empty() && spool.file_count() == 0 {

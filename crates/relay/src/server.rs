@@ -228,6 +228,9 @@ impl Running {
             .flatten()
         {
             t.abort();
+            // Wait until it is gone: the store must be free to reopen once
+            // this returns.
+            let _ = t.await;
         }
         result
     }
@@ -507,11 +510,13 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
     if state.followup.is_some() {
         // Expired follow-up sessions (and the identities they hold) are
         // dropped within a minute of expiring, even if nobody asks again.
-        let state = state.clone();
+        // A weak reference: the sweeper must not keep the store open.
+        let state = Arc::downgrade(&state);
         running.sweeper = Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                let Some(state) = state.upgrade() else { break };
                 if let Some(f) = state.followup.as_ref() {
                     f.sessions.sweep();
                 }

@@ -20,7 +20,9 @@ use zeroize::Zeroize;
 
 /// Where a submission is in the NGO's work. Stored in the archive, never in
 /// the submission itself; every submission starts as [`Status::New`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Not looked at yet.

@@ -1,16 +1,22 @@
 //! The command line: `keygen`, `fetch`, `verify`, `open`, `ack`,
-//! `retire-epoch`, and for follow-up: `threads`, `reply`, `push`.
+//! `retire-epoch`; for follow-up: `threads`, `reply`, `push`; and the
+//! workbench on an archive: `list`, `show`, `tag`, `status`, `export`,
+//! `report`, `verify-archive`.
 
 use std::ffi::OsString;
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use format::{Day, ThreadId};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::Error;
+use crate::archive::{self, Archive, Known, Triage, relay_fingerprint};
+use crate::audit;
 use crate::error::printable;
+use crate::export::{self, ExportFormat};
 use crate::fetch::{self, RelayClient};
 use crate::fsutil::exists_no_follow;
 use crate::identity::{self, Identity, PassphraseSource, Protection};
@@ -18,8 +24,133 @@ use crate::open;
 use crate::reply::{self, CheckedBundle};
 use crate::retire::{self, Confirmation};
 use crate::state::StateStore;
+use crate::text;
 use crate::threads::{self, ThreadIndex};
+use crate::triage::{self, Filter, Summary};
 use crate::verify::{self, PinnedKey};
+use crate::workbench::{Record, Status};
+
+const KEYGEN_EXAMPLES: &str = "\
+Examples:
+  # A passphrase-protected identity (asked twice); prints the recipient age1…
+  reviewer keygen --out ~/reviewer.key
+
+  # The next key epoch, when the relay rotates reviewer keys
+  reviewer keygen --out ~/epoch-2.key
+
+Give the printed age1… line to the relay operator ([reviewers] recipients).";
+
+const FETCH_EXAMPLES: &str = "\
+Examples:
+  # Online machine, no identity needed: save every new batch
+  reviewer fetch --relay https://relay.example.org --token-file reviewer.token --out batches
+
+  # A relay with a self-signed certificate: pin it
+  reviewer fetch --relay https://127.0.0.1:8443 --token-file api.token --tls-cert cert.pem --out batches
+
+Carry the batches to the offline machine and run `reviewer open`.";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # Check batches against the pinned relay key and the chain; writes nothing
+  reviewer verify batches/*.tar --relay-key RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3
+
+  # The key from a file, a separate chain state
+  reviewer verify batches/*.tar --relay-key relay.pub --state /media/usb/reviewer-state";
+
+const OPEN_EXAMPLES: &str = "\
+Examples:
+  # Verify, decrypt and add to the archive in ~/cases (the passphrase is asked once)
+  reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases
+
+  # Two relays: open each relay's batches with its own key, into the same archive
+  reviewer open relay-a/*.tar --identity ~/reviewer.key --relay-key relay-a.pub --out ~/cases
+  reviewer open relay-b/*.tar --identity ~/reviewer.key --relay-key relay-b.pub --out ~/cases
+
+  # During a key rotation: one identity per epoch
+  reviewer open batches/*.tar --identity ~/epoch-1.key --identity ~/epoch-2.key \\
+    --relay-key relay.pub --out ~/cases
+
+Opening a batch the archive already holds does nothing and says so. Each
+attachment is kept untouched in <id>/files/ with a metadata-scrubbed copy
+for sharing in <id>/shared/ (when its type can be scrubbed). Send the
+receipts in ~/cases/receipts/ with `reviewer ack`.";
+
+const ACK_EXAMPLES: &str = "\
+Examples:
+  # Online: the relay deletes what the receipt says you hold
+  reviewer ack ~/cases/receipts/batch-000003-….json --relay https://relay.example.org --token-file reviewer.token";
+
+const RETIRE_EXAMPLES: &str = "\
+Examples:
+  # After every epoch-1 batch is opened and acknowledged (asks you to type 1)
+  reviewer retire-epoch --identity ~/epoch-1.key --epoch 1
+
+Destroy every other copy of that identity too (backups, USB sticks).";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  reviewer list ~/cases
+  reviewer list ~/cases --status new --category health
+  reviewer list ~/cases --region aktobe --from 2026-11-01 --to 2026-11-30
+  reviewer list ~/cases --tag urgent --tag medical-workers --search \"arrested\"
+  reviewer list ~/cases --thread 3f0c1a --format json
+
+Filters combine: a submission is listed if it passes every filter given.
+Categories and regions are the answer keys (`reviewer show` prints them).";
+
+const SHOW_EXAMPLES: &str = "\
+Examples:
+  # A unique start of the id is enough (at least 6 hex digits)
+  reviewer show ~/cases 3f0c1a2b";
+
+const TAG_EXAMPLES: &str = "\
+Examples:
+  reviewer tag ~/cases 3f0c1a2b urgent medical-workers
+  reviewer tag ~/cases 3f0c1a2b urgent --remove
+
+Tags are 1 to 40 characters: lowercase letters a-z, digits and -, starting
+with a letter or digit.";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  reviewer status ~/cases 3f0c1a2b reviewing
+  reviewer status ~/cases 3f0c1a2b discarded
+
+Every submission starts as new. Status and tags are kept in the archive's
+triage.json, never in the submission.";
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  # Answers only, for a spreadsheet
+  reviewer export ~/cases --format csv --out answers.csv
+
+  # For analysis tools, with the text, verified submissions only
+  reviewer export ~/cases --format json --with-text --status verified --out verified.json
+
+One row per submission: id, received_day, relay, batch_sequence, thread,
+status, tags, language, then <key> and <key>_label for every questionnaire
+key, then attachments (a count; files are never exported) and, with
+--with-text only, text. CSV cells that start with =, +, -, @, a tab or a
+carriage return get a leading apostrophe (') so that spreadsheets show them
+as text instead of running them as formulas.";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  reviewer report ~/cases --out ~/report-2026-11
+  reviewer report ~/cases --out /media/usb/report --title \"Kazakhstan, November\" --include-discarded
+
+Open SITE/index.html in a browser: it needs no network and no JavaScript.
+The site holds the testimonies and attachments: keep it as safe as the
+archive.";
+
+const VERIFY_ARCHIVE_EXAMPLES: &str = "\
+Examples:
+  reviewer verify-archive ~/cases --relay-key relay.pub
+  reviewer verify-archive ~/cases --relay-key relay-a.pub --relay-key relay-b.pub
+
+Prints one line per problem and exits 1 if there is any. Batches missing
+between two archived ones are noted (note: lines), not counted as problems.";
 
 const THREADS_EXAMPLES: &str = "\
 Examples:
@@ -67,17 +198,23 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a new reviewer identity (age X25519), passphrase-protected.
+    #[command(after_help = KEYGEN_EXAMPLES)]
     Keygen(KeygenArgs),
     /// Download new batches from the relay (online; needs no identity).
+    #[command(after_help = FETCH_EXAMPLES)]
     Fetch(FetchArgs),
     /// Check batches (structure, signature, hashes, chain); writes nothing.
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
-    /// Verify, then decrypt batches into folders and write receipts.
+    /// Verify, then decrypt batches into the archive and write receipts.
+    #[command(after_help = OPEN_EXAMPLES)]
     Open(OpenArgs),
     /// Tell the relay a batch is safely opened, so it deletes it.
+    #[command(after_help = ACK_EXAMPLES)]
     Ack(AckArgs),
     /// Destroy the identity of an old key epoch, so nothing sealed to it
     /// can ever be opened again (asks you to type the epoch number).
+    #[command(after_help = RETIRE_EXAMPLES)]
     RetireEpoch(RetireArgs),
     /// List follow-up threads and their submissions across batches (as
     /// `open` recorded them).
@@ -90,6 +227,31 @@ enum Command {
     /// Upload reply bundles to the relay (online; needs no identity).
     #[command(after_help = PUSH_EXAMPLES)]
     Push(PushArgs),
+    /// List the archive's submissions, with filters.
+    #[command(after_help = LIST_EXAMPLES)]
+    List(ListArgs),
+    /// Show one submission: answers, text, attachments and their
+    /// metadata, status, tags, thread and chain of custody.
+    #[command(after_help = SHOW_EXAMPLES)]
+    Show(ShowArgs),
+    /// Add tags to a submission (or remove them with --remove).
+    #[command(after_help = TAG_EXAMPLES)]
+    Tag(TagArgs),
+    /// Set a submission's status.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
+    /// Export the questionnaire answers as CSV or JSON (no files; the text
+    /// only with --with-text).
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Write a static HTML report of the archive (no network, no
+    /// JavaScript).
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+    /// Check the archive's chain of custody: signatures, hash chain,
+    /// ciphertexts, testimonies and original attachments.
+    #[command(after_help = VERIFY_ARCHIVE_EXAMPLES)]
+    VerifyArchive(VerifyArchiveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +320,8 @@ struct OpenArgs {
     /// once per key epoch you hold. Each is unlocked once per command.
     #[arg(long, value_name = "FILE", required = true)]
     identity: Vec<PathBuf>,
-    /// Directory to write submissions and receipts into.
+    /// The archive to open into (created if needed): one folder per
+    /// submission, receipts, and the chain-of-custody copies.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Read the identities' passphrase from the first line of this file:
@@ -241,6 +404,191 @@ struct PushArgs {
     relay: RelayArgs,
 }
 
+#[derive(Debug, Args)]
+struct FilterArgs {
+    /// Only this category (the answer's key, e.g. health).
+    #[arg(long, value_name = "KEY")]
+    category: Option<String>,
+    /// Only this region (the answer's key, e.g. aktobe).
+    #[arg(long, value_name = "KEY")]
+    region: Option<String>,
+    /// Only this status.
+    #[arg(long, value_enum, value_name = "STATUS")]
+    status: Option<StatusArg>,
+    /// Only submissions with this tag (repeat: all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only submissions received on or after this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    from: Option<Day>,
+    /// Only submissions received on or before this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DAY")]
+    to: Option<Day>,
+    /// Only submissions whose text or answers contain this (any case).
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
+    /// Only this follow-up thread (its id, or at least 6 of its first digits).
+    #[arg(long, value_name = "ID")]
+    thread: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self, archive: &Archive) -> Result<Filter, Error> {
+        let filter = Filter {
+            category: self.category.clone(),
+            region: self.region.clone(),
+            status: self.status.map(Status::from),
+            tags: self.tags.clone(),
+            from: self.from,
+            to: self.to,
+            search: self.search.clone(),
+            thread: self
+                .thread
+                .as_deref()
+                .map(|t| triage::resolve_thread(archive, t))
+                .transpose()?,
+        };
+        filter.check()?;
+        Ok(filter)
+    }
+}
+
+/// A triage status on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatusArg {
+    New,
+    Reviewing,
+    Verified,
+    Published,
+    Discarded,
+}
+
+impl From<StatusArg> for Status {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::New => Status::New,
+            StatusArg::Reviewing => Status::Reviewing,
+            StatusArg::Verified => Status::Verified,
+            StatusArg::Published => Status::Published,
+            StatusArg::Discarded => Status::Discarded,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    /// One line per submission.
+    Table,
+    /// A JSON array (everything but the text).
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The archive (the --out of `reviewer open`).
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// The submission: its id or a unique start of it (6+ hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+}
+
+#[derive(Debug, Args)]
+struct TagArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// The submission: its id or a unique start of it (6+ hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+    /// Tags: lowercase a-z, digits and -, at most 40 characters.
+    #[arg(value_name = "TAG", required = true)]
+    tags: Vec<String>,
+    /// Remove these tags instead of adding them.
+    #[arg(long)]
+    remove: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// The submission: its id or a unique start of it (6+ hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+    /// The new status.
+    #[arg(value_enum, value_name = "STATUS")]
+    status: StatusArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormatArg {
+    /// Comma-separated values, spreadsheet-safe (formula cells get a leading ').
+    Csv,
+    /// A JSON document: {"format", "columns", "submissions": [...]}.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormatArg,
+    /// Include the testimony text (left out by default: exports travel).
+    #[arg(long)]
+    with_text: bool,
+    /// Write to this file (created 0600, never overwritten) instead of
+    /// standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// The directory to write the site into (must not exist, or be empty).
+    #[arg(long, value_name = "SITE")]
+    out: PathBuf,
+    /// The dashboard's title.
+    #[arg(long, value_name = "TITLE", default_value = "Testimonies")]
+    title: String,
+    /// Include discarded submissions.
+    #[arg(long)]
+    include_discarded: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArchiveArgs {
+    /// The archive.
+    #[arg(value_name = "DIR")]
+    archive: PathBuf,
+    /// A relay public key (RW…, or a file holding it) the batches must be
+    /// signed with; repeat for several relays. Without it, signatures are
+    /// checked with the keys the archive records.
+    #[arg(long, value_name = "PUB")]
+    relay_key: Vec<String>,
+}
+
 /// Runs the reviewer with these arguments (the first is the program name),
 /// printing results on stdout. For in-process use; [`main`] is the binary.
 pub fn run<I, T>(args: I) -> Result<(), Error>
@@ -291,6 +639,13 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::Threads(a) => threads_cmd(a),
         Command::Reply(a) => reply_cmd(a),
         Command::Push(a) => off_runtime(|| push_cmd(a)),
+        Command::List(a) => list_cmd(a),
+        Command::Show(a) => show_cmd(a),
+        Command::Tag(a) => tag_cmd(a),
+        Command::Status(a) => status_cmd(a),
+        Command::Export(a) => export_cmd(a),
+        Command::Report(a) => report_cmd(a),
+        Command::VerifyArchive(a) => verify_archive_cmd(a),
     }
 }
 
@@ -308,6 +663,13 @@ fn off_runtime(f: impl FnOnce() -> Result<(), Error> + Send) -> Result<(), Error
 fn out_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", printable(line));
+}
+
+/// A line on standard error that is worth reading but not a result
+/// (standard output stays one line per batch for scripts).
+fn note_line(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "reviewer: note: {}", printable(line));
 }
 
 fn passphrase_source(file: Option<PathBuf>) -> PassphraseSource {
@@ -380,10 +742,51 @@ fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
 }
 
 fn open_cmd(a: OpenArgs) -> Result<(), Error> {
-    // Verify every batch (and that their threads agree with the thread
-    // index) before asking for a passphrase or writing anything.
-    let (verified, store) = verify_all(&a.batches, &a.chain)?;
+    let (key, store) = chain_setup(&a.chain)?;
+    let archive = Archive::load(&a.out)?;
+    // Steps 1–3 for every batch, then set aside those the archive already
+    // holds, before the chain is checked: opening one again is harmless.
+    let mut known = Vec::new();
+    let mut fresh = Vec::new();
+    for path in &a.batches {
+        let b = verify::verify_signed(path, &key)?;
+        match archive.classify(&b)? {
+            Known::Archived => known.push(b),
+            Known::New => fresh.push(b),
+        }
+    }
+    known.sort_by_key(verify::SignedBatch::sequence);
+    for b in known {
+        let (sequence, relay) = (b.sequence(), relay_fingerprint(b.relay_key()));
+        // A chain state that fell behind the archive (a crash between the
+        // two, or a new state directory) catches up with it.
+        let anchor = store.anchor(key.as_base64(), None)?;
+        let caught_up = match verify::verify_chain(vec![b], &anchor) {
+            Ok(mut v) => match v.pop() {
+                Some(v) => open::catch_up(v, &a.out, &store)?,
+                None => false,
+            },
+            Err(_) => false,
+        };
+        out_line(&format!(
+            "batch {sequence} of relay {relay} is already in the archive: nothing to do{}",
+            if caught_up {
+                " (the chain state now records it)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    // Verify the chain of the rest, and that their threads agree with the
+    // thread index and their submissions with the archive, before asking
+    // for a passphrase or writing anything.
+    let anchor = store.anchor(key.as_base64(), a.chain.start_at)?;
+    let verified = verify::verify_chain(fresh, &anchor)?;
     threads::check_batches(&store, &verified)?;
+    archive.check_new(&verified)?;
     let passphrases: Vec<PassphraseSource> = match a.passphrase_file.len() {
         0 => vec![PassphraseSource::Terminal; a.identity.len()],
         1 => vec![PassphraseSource::File(a.passphrase_file[0].clone()); a.identity.len()],
@@ -406,24 +809,58 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
         .zip(&passphrases)
         .map(|(path, pass)| Identity::load(path, pass))
         .collect::<Result<Vec<_>, Error>>()?;
+    let total: u64 = verified
+        .iter()
+        .flat_map(|b| &b.manifest().submissions)
+        .map(|e| e.size)
+        .sum();
+    let bar = progress_bar(total, "opening", true);
     let mut touched: Vec<ThreadId> = Vec::new();
     for batch in verified {
-        let opened = open::open_batch(batch, &identities, &a.out, &store)?;
-        out_line(&format!(
-            "opened batch {} {}: {} submissions into {}; receipt {}",
-            opened.sequence,
-            opened.batch_id,
-            opened.submissions,
-            a.out.display(),
-            opened.receipt.display()
-        ));
-        for (submission, thread) in &opened.threads {
-            out_line(&format!("  submission {submission}: thread {thread}"));
+        let opened = open::open_batch_with_progress(batch, &identities, &a.out, &store, &mut |n| {
+            bar.inc(n);
+        });
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
+        };
+        bar.suspend(|| {
+            out_line(&format!(
+                "opened batch {} {}: {} submissions into {}; receipt {}",
+                opened.sequence,
+                opened.batch_id,
+                opened.submissions,
+                a.out.display(),
+                opened.receipt.display()
+            ));
+            for (submission, origin) in &opened.already_archived {
+                out_line(&format!(
+                    "  submission {submission} is already in the archive (from relay {} batch {}, same ciphertext): nothing added",
+                    relay_fingerprint(&origin.relay_key),
+                    origin.batch_sequence
+                ));
+            }
+            for (submission, n) in &opened.flagged {
+                note_line(&format!(
+                    "submission {submission}: {n} attachment{} flagged (identifying metadata, or no scrubbed copy): see `reviewer show {} {submission}` before sharing",
+                    if *n == 1 { "" } else { "s" },
+                    a.out.display()
+                ));
+            }
+            for (submission, thread) in &opened.threads {
+                out_line(&format!("  submission {submission}: thread {thread}"));
+            }
+        });
+        for (_, thread) in &opened.threads {
             if !touched.contains(thread) {
                 touched.push(*thread);
             }
         }
     }
+    bar.finish_and_clear();
     // Each thread seen, with everything known of it (earlier batches too).
     if !touched.is_empty() {
         let index = ThreadIndex::load(&store)?;
@@ -432,6 +869,307 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A progress bar on standard error, hidden when that is not a terminal
+/// (scripts, tests, redirected output).
+fn progress_bar(len: u64, what: &str, bytes: bool) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let template = if bytes {
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})"
+    } else {
+        "{msg} [{bar:40}] {pos}/{len}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn list_cmd(a: ListArgs) -> Result<(), Error> {
+    let archive = Archive::open(&a.archive)?;
+    let filter = a.filter.to_filter(&archive)?;
+    let records = archive.records()?;
+    let selected: Vec<&Record> = records.iter().filter(|r| filter.matches(r)).collect();
+    match a.format {
+        ListFormat::Json => {
+            let summaries: Vec<Summary<'_>> = selected.iter().map(|r| Summary::of(r)).collect();
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &summaries)
+                .map_err(|e| Error::io("write", "standard output", std::io::Error::other(e)))?;
+            let _ = writeln!(out);
+        }
+        ListFormat::Table => {
+            if selected.is_empty() {
+                out_line(&format!(
+                    "no submission matches ({} in the archive)",
+                    records.len()
+                ));
+                return Ok(());
+            }
+            out_line(&format!(
+                "{:<12}  {:<10}  {:<9}  {:<18}  {:<18}  {:<5}  TAGS",
+                "ID", "RECEIVED", "STATUS", "CATEGORY", "REGION", "FILES"
+            ));
+            for r in &selected {
+                let flagged = r
+                    .attachments
+                    .iter()
+                    .filter(|x| archive::is_flagged(x))
+                    .count();
+                let files = if flagged > 0 {
+                    format!("{}!{flagged}", r.attachments.len())
+                } else {
+                    r.attachments.len().to_string()
+                };
+                let tags: Vec<&str> = r.tags.iter().map(String::as_str).collect();
+                let id = r.id.to_string();
+                out_line(
+                    format!(
+                        "{:<12}  {:<10}  {:<9}  {}  {}  {:<5}  {}",
+                        id.get(..12).unwrap_or(&id),
+                        r.received_day.to_string(),
+                        r.status.as_str(),
+                        cell(r.fields.get("category").map(String::as_str), 18),
+                        cell(r.fields.get("region").map(String::as_str), 18),
+                        files,
+                        tags.join(",")
+                    )
+                    .trim_end(),
+                );
+            }
+            out_line(&format!(
+                "{} of {} submissions{}",
+                selected.len(),
+                records.len(),
+                if selected
+                    .iter()
+                    .any(|r| r.attachments.iter().any(archive::is_flagged))
+                {
+                    " (FILES n!k: k of n attachments flagged; `reviewer show DIR ID`)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A table cell: escaped, cut to `width` characters, padded.
+fn cell(value: Option<&str>, width: usize) -> String {
+    let clean = text::clean(value.unwrap_or("-"));
+    let mut out: String = clean.chars().take(width).collect();
+    if clean.chars().count() > width {
+        out.pop();
+        out.push('…');
+    }
+    let n = out.chars().count();
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(n)));
+    out
+}
+
+fn show_cmd(a: ShowArgs) -> Result<(), Error> {
+    let archive = Archive::open(&a.archive)?;
+    let id = archive.resolve(&a.id)?;
+    let record = archive.record(&id)?;
+    let mates: Vec<format::SubmissionId> = match record.thread {
+        Some(t) => archive
+            .submissions()
+            .filter(|s| s.thread == Some(t) && s.id != id)
+            .map(|s| s.id)
+            .collect(),
+        None => Vec::new(),
+    };
+    let also = archive
+        .submission(&id)
+        .map(|s| s.also_received.clone())
+        .unwrap_or_default();
+    let shown = text::render_record(&record, &mates, &also);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(shown.as_bytes());
+    Ok(())
+}
+
+fn tag_cmd(a: TagArgs) -> Result<(), Error> {
+    for t in &a.tags {
+        archive::check_tag(t).map_err(|reason| Error::BadTag {
+            tag: t.chars().take(50).collect(),
+            reason,
+        })?;
+    }
+    let archive = Archive::open(&a.archive)?;
+    let id = archive.resolve(&a.id)?;
+    let mut triage = Triage::load(archive.root())?;
+    let changed = if a.remove {
+        triage.remove_tags(id, &a.tags)
+    } else {
+        triage.add_tags(id, &a.tags)
+    };
+    triage.save(archive.root())?;
+    let now: Vec<String> = triage.get(&id).tags.into_iter().collect();
+    out_line(&format!(
+        "submission {id}: {} {}; tags now: {}",
+        if a.remove { "removed" } else { "added" },
+        if changed.is_empty() {
+            "nothing (unchanged)".to_owned()
+        } else {
+            changed.join(", ")
+        },
+        if now.is_empty() {
+            "none".to_owned()
+        } else {
+            now.join(", ")
+        }
+    ));
+    Ok(())
+}
+
+fn status_cmd(a: StatusArgs) -> Result<(), Error> {
+    let archive = Archive::open(&a.archive)?;
+    let id = archive.resolve(&a.id)?;
+    let mut triage = Triage::load(archive.root())?;
+    let before = triage.get(&id).status;
+    let status = Status::from(a.status);
+    triage.set_status(id, status);
+    triage.save(archive.root())?;
+    out_line(&format!("submission {id}: status {status} (was {before})"));
+    Ok(())
+}
+
+fn export_cmd(a: ExportArgs) -> Result<(), Error> {
+    let archive = Archive::open(&a.archive)?;
+    let filter = a.filter.to_filter(&archive)?;
+    let mut records = archive.records()?;
+    records.retain(|r| filter.matches(r));
+    let format = match a.format {
+        ExportFormatArg::Csv => ExportFormat::Csv,
+        ExportFormatArg::Json => ExportFormat::Json,
+    };
+    match &a.out {
+        None => {
+            let mut out = std::io::stdout().lock();
+            export::export(&records, format, a.with_text, &mut out)
+                .map_err(|e| Error::io("write", "standard output", e))?;
+        }
+        Some(path) => {
+            let file = crate::fsutil::create_private_file(path)?;
+            let mut w = std::io::BufWriter::new(file);
+            let written = export::export(&records, format, a.with_text, &mut w)
+                .and_then(|()| w.flush())
+                .and_then(|()| w.get_ref().sync_all());
+            if let Err(e) = written {
+                // Never leave half an export behind.
+                drop(w);
+                let _ = std::fs::remove_file(path);
+                return Err(Error::io("write", path, e));
+            }
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "reviewer: wrote {} submission{} to {}{}",
+                records.len(),
+                if records.len() == 1 { "" } else { "s" },
+                printable(&path.display().to_string()),
+                if a.with_text {
+                    " (with the testimony text: keep it as safe as the archive)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report_cmd(a: ReportArgs) -> Result<(), Error> {
+    let archive = Archive::open(&a.archive)?;
+    let records = archive.records()?;
+    let options = crate::report::ReportOptions {
+        title: a.title,
+        include_discarded: a.include_discarded,
+        generated_day: Day::today(),
+    };
+    let bar = progress_bar(records.len() as u64, "writing the report", false);
+    let written = write_site(
+        &records,
+        archive.root(),
+        &a.out,
+        &options,
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let summary = written?;
+    out_line(&format!(
+        "wrote the report into {}: {} pages, {} submissions, {} threads, {} files copied, {} flagged",
+        a.out.display(),
+        summary.pages,
+        summary.submissions,
+        summary.threads,
+        summary.files_copied,
+        summary.flagged_files
+    ));
+    out_line(&format!(
+        "open {} in a browser (it needs no network); the site holds the testimonies: keep it as safe as the archive",
+        a.out.join("index.html").display()
+    ));
+    Ok(())
+}
+
+/// The one place that calls the report writer ([`crate::report`]).
+fn write_site(
+    records: &[Record],
+    archive_root: &Path,
+    out: &Path,
+    options: &crate::report::ReportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<crate::report::ReportSummary, Error> {
+    crate::report::write_report(records, archive_root, out, options, progress)
+}
+
+fn verify_archive_cmd(a: VerifyArchiveArgs) -> Result<(), Error> {
+    let pinned = a
+        .relay_key
+        .iter()
+        .map(|k| PinnedKey::from_arg(k))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let report = audit::verify_archive(&a.archive, &pinned)?;
+    for p in &report.problems {
+        out_line(&format!("problem: {p}"));
+    }
+    for n in &report.notes {
+        out_line(&format!("note: {n}"));
+    }
+    out_line(&format!(
+        "checked {} batch{} from {} relay{}, {} submission{}, {} original attachment{}: {}",
+        report.batches,
+        if report.batches == 1 { "" } else { "es" },
+        report.relays,
+        if report.relays == 1 { "" } else { "s" },
+        report.submissions,
+        if report.submissions == 1 { "" } else { "s" },
+        report.attachments,
+        if report.attachments == 1 { "" } else { "s" },
+        match report.problems.len() {
+            0 => "no problem".to_owned(),
+            1 => "1 problem".to_owned(),
+            n => format!("{n} problems"),
+        }
+    ));
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ArchiveProblems {
+            dir: a.archive,
+            problems: report.problems.len(),
+        })
+    }
 }
 
 fn threads_cmd(a: ThreadsArgs) -> Result<(), Error> {
@@ -584,6 +1322,30 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_examples() {
+        let cli = Cli::command();
+        let mut n = 0;
+        for sub in cli.get_subcommands() {
+            let after = sub
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.starts_with("Examples:\n"),
+                "`reviewer {}` has no Examples: section",
+                sub.get_name()
+            );
+            assert!(
+                after.contains(&format!("reviewer {}", sub.get_name())),
+                "`reviewer {}`'s examples do not run it",
+                sub.get_name()
+            );
+            n += 1;
+        }
+        assert_eq!(n, 16);
     }
 
     #[test]

@@ -604,6 +604,133 @@ pub enum Error {
         /// The bundle file.
         path: PathBuf,
     },
+
+    /// A directory given to a workbench command holds no archive.
+    #[error(
+        "{dir} is not a reviewer archive (it has no archive.json): pass the directory `reviewer open … --out DIR` opened batches into"
+    )]
+    NotAnArchive {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// The archive index or triage file is unreadable or broken.
+    #[error(
+        "the archive file {path} is unusable ({reason}): restore it from a backup of the archive (the submission folders and .custody are intact unless `reviewer verify-archive` says otherwise)"
+    )]
+    BadArchive {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A batch names an id or sequence the archive holds with another
+    /// manifest: the relay's history forked.
+    #[error(
+        "batch {sequence} of relay {relay} ({path}) is not the batch {archived_sequence} already in the archive under the same id or sequence: the relay's history forked (a relay bug or an attack); nothing was written; do not trust this batch and tell the relay operator"
+    )]
+    BatchConflict {
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The relay's fingerprint.
+        relay: String,
+        /// The sequence number of the archived batch it collides with.
+        archived_sequence: u64,
+    },
+
+    /// The batch is already in the archive (`reviewer open` reports it as
+    /// nothing to do; the library refuses to open it twice).
+    #[error("batch {sequence} of relay {relay} is already in the archive {dir}: nothing to do")]
+    AlreadyArchived {
+        /// Its sequence number.
+        sequence: u64,
+        /// The relay's fingerprint.
+        relay: String,
+        /// The archive directory.
+        dir: PathBuf,
+    },
+
+    /// A submission id the archive holds arrives with another ciphertext.
+    #[error(
+        "submission {id} in batch {sequence} ({path}) has another ciphertext than the one archived from relay {archived_relay} batch {archived_sequence}: the same id with different content is a relay bug or an attack; nothing from the batch was written; keep both batch files and tell the relay operators"
+    )]
+    SubmissionConflict {
+        /// The submission.
+        id: SubmissionId,
+        /// The batch file.
+        path: PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The fingerprint of the relay it was archived from.
+        archived_relay: String,
+        /// The batch it was archived from.
+        archived_sequence: u64,
+    },
+
+    /// A submission id on the command line is malformed.
+    #[error("{given:?} is not a submission id ({reason}): `reviewer list DIR` shows the ids")]
+    BadSubmissionId {
+        /// What was given (shortened).
+        given: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// No archived submission has this id (or prefix).
+    #[error(
+        "no submission in the archive {dir} has an id starting with {given}: `reviewer list {dir}` shows the ids"
+    )]
+    UnknownSubmission {
+        /// The id or prefix given.
+        given: String,
+        /// The archive directory.
+        dir: PathBuf,
+    },
+
+    /// An id prefix matches several submissions.
+    #[error("{given} is the start of {matches} submission ids: give more of its digits")]
+    AmbiguousSubmission {
+        /// The prefix given.
+        given: String,
+        /// How many ids start with it.
+        matches: usize,
+    },
+
+    /// An archived submission's folder is missing or damaged.
+    #[error(
+        "submission {id} in the archive is damaged ({path}: {reason}): run `reviewer verify-archive` on the archive and restore the folder from a backup"
+    )]
+    DamagedSubmission {
+        /// The submission.
+        id: SubmissionId,
+        /// The file that could not be used.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A tag given on the command line is not allowed.
+    #[error("{tag:?} is not a valid tag ({reason}), e.g. medical-workers or aktobe-2026")]
+    BadTag {
+        /// The tag given (shortened).
+        tag: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+
+    /// `verify-archive` found problems (listed on standard output).
+    #[error(
+        "the archive {dir} failed {problems} check{s} (listed above): restore the named files from a backup, or re-open the original batch files into a new archive; do not publish from a damaged archive", s = if *.problems == 1 { "" } else { "s" }
+    )]
+    ArchiveProblems {
+        /// The archive directory.
+        dir: PathBuf,
+        /// How many problems were found.
+        problems: usize,
+    },
 }
 
 impl Error {
@@ -624,6 +751,9 @@ impl Error {
             ),
             Self::UnknownThread { .. } | Self::ThreadNotInBatches { .. } => Some(
                 "`reviewer open` records the threads of every batch it opens in the state directory",
+            ),
+            Self::SubmissionConflict { .. } | Self::BatchConflict { .. } => Some(
+                "nothing in the archive changed; `reviewer verify-archive DIR` re-checks what it holds",
             ),
             Self::NotAnIdentityFile { .. }
             | Self::RetireNotConfirmed { .. }

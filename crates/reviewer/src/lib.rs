@@ -12,8 +12,15 @@
 //! - [`open`] decrypts a [`verify::VerifiedBatch`] (the only kind that can
 //!   be opened) with the reviewer's unlocked [`identity::Identity`]s (one per
 //!   key epoch they hold), treats each plaintext as hostile, writes one
-//!   folder per submission, a receipt, and only then advances the chain
-//!   state. All or nothing per batch.
+//!   folder per submission into the reviewer's [`archive`] (with the
+//!   custody copies and a scrubbed copy of each attachment), a receipt,
+//!   and only then advances the chain state. All or nothing per batch.
+//! - [`archive`] is the reviewer's archive (one per laptop): each
+//!   submission once, across batches and relays, with its origin, its
+//!   attachments' metadata verdicts and its triage state; [`triage`]
+//!   selects from it (`list`), [`export`] writes its answers as CSV or
+//!   JSON, and [`audit`] re-checks its chain of custody
+//!   (`verify-archive`). The walkthrough is `docs/workbench.md`.
 //! - [`retire`] destroys the identity of an old key epoch once its batches
 //!   are opened and acknowledged, so every lingering copy of that epoch's
 //!   ciphertext (on the relay's disk, in backups) becomes unreadable.
@@ -65,8 +72,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod archive;
+pub mod audit;
 pub mod cli;
 mod error;
+pub mod export;
 pub mod fetch;
 mod fsutil;
 pub mod identity;
@@ -78,6 +88,7 @@ pub mod scrub;
 pub mod state;
 mod text;
 pub mod threads;
+pub mod triage;
 mod ustar;
 pub mod verify;
 pub mod workbench;

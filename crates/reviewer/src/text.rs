@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use format::{SubmissionId, Testimony, ThreadId};
 use zeroize::Zeroizing;
 
+use crate::workbench::{FileKind, Finding, Origin, Record, ScrubOutcome};
+
 /// Appends `s` to `out`, escaping control and deceptive characters. With
 /// `multiline`, newlines and tabs are kept (and `\r\n` becomes `\n`).
 fn push_clean(out: &mut String, s: &str, multiline: bool) {
@@ -98,6 +100,204 @@ pub(crate) fn render(
             let _ = writeln!(o, "  {} bytes  sha256 {}", a.size, a.sha256);
         }
     }
+    out
+}
+
+/// The output of `reviewer show`: one archived submission with its
+/// answers (English labels and keys), text, attachments with what the
+/// metadata check found and whether a scrubbed copy exists, its triage
+/// state, thread and chain of custody. `thread_mates` are the other
+/// archived submissions of its thread; `also_received` the other batches
+/// that carried it.
+pub(crate) fn render_record(
+    r: &Record,
+    thread_mates: &[SubmissionId],
+    also_received: &[Origin],
+) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(1024 + r.text.len()));
+    let o = &mut *out;
+    // Writing to a String cannot fail; results are ignored below.
+    let _ = writeln!(o, "Submission {}", r.id);
+    let _ = writeln!(o, "Status: {}", r.status);
+    if r.tags.is_empty() {
+        o.push_str("Tags: none\n");
+    } else {
+        let tags: Vec<&str> = r.tags.iter().map(String::as_str).collect();
+        o.push_str("Tags: ");
+        push_clean(o, &tags.join(", "), false);
+        o.push('\n');
+    }
+    let _ = writeln!(o, "Received: {}", r.received_day);
+    if let Some(thread) = r.thread {
+        let _ = write!(o, "Thread: {thread}");
+        if thread_mates.is_empty() {
+            o.push_str(" (no other submission of it in this archive)\n");
+        } else {
+            let mates: Vec<String> = thread_mates.iter().map(ToString::to_string).collect();
+            let _ = writeln!(o, " (also in this archive: {})", mates.join(", "));
+        }
+    }
+    o.push_str("Language: ");
+    push_clean(o, &r.language, false);
+    let _ = writeln!(o, "\nForm version: {}", r.form_version);
+    o.push('\n');
+    if !r.fields.is_empty() {
+        o.push_str("Answers:\n");
+        for (key, value) in &r.fields {
+            o.push_str("  ");
+            match r.labels.get(key) {
+                Some(label) => {
+                    push_clean(o, &label.question, false);
+                    o.push_str(": ");
+                    match &label.answer {
+                        Some(answer) => {
+                            push_clean(o, answer, false);
+                            o.push_str(" (");
+                            push_clean(o, value, false);
+                            o.push(')');
+                        }
+                        None => push_clean(o, value, false),
+                    }
+                    o.push_str("  [");
+                    push_clean(o, key, false);
+                    o.push(']');
+                }
+                None => {
+                    push_clean(o, key, false);
+                    o.push_str(": ");
+                    push_clean(o, value, false);
+                }
+            }
+            o.push('\n');
+        }
+        o.push('\n');
+    }
+    o.push_str("Text:\n");
+    push_clean(o, &r.text, true);
+    if !r.text.ends_with('\n') {
+        o.push('\n');
+    }
+    o.push('\n');
+    if r.attachments.is_empty() {
+        o.push_str("Attachments: none\n");
+    } else {
+        let _ = writeln!(o, "Attachments ({}):", r.attachments.len());
+        for a in &r.attachments {
+            o.push_str("  ");
+            push_clean(o, &a.name, false);
+            let _ = writeln!(o, "  {} bytes  sha256 {}", a.size, a.sha256);
+            o.push_str("    original (never share as is): ");
+            push_clean(o, &a.original.display().to_string(), false);
+            let _ = writeln!(o, "\n    kind: {}", kind_name(a.metadata.kind));
+            match (&a.metadata.scrub, &a.scrubbed) {
+                (ScrubOutcome::Scrubbed, Some(copy)) => {
+                    o.push_str("    scrubbed copy for sharing: ");
+                    push_clean(o, &copy.display().to_string(), false);
+                    o.push('\n');
+                }
+                (ScrubOutcome::Unsupported { reason }, _) => {
+                    o.push_str("    FLAG: no scrubbed copy (this type cannot be scrubbed: ");
+                    push_clean(o, reason, false);
+                    o.push_str(")\n");
+                }
+                (ScrubOutcome::Failed { reason }, _) => {
+                    o.push_str("    FLAG: no scrubbed copy (scrubbing failed: ");
+                    push_clean(o, reason, false);
+                    o.push_str(")\n");
+                }
+                (ScrubOutcome::Scrubbed, None) => {
+                    o.push_str(
+                        "    FLAG: the scrubbed copy is missing: do not share the original\n",
+                    );
+                }
+            }
+            if a.metadata.findings.is_empty() {
+                o.push_str("    metadata found in the original: none\n");
+            }
+            for f in &a.metadata.findings {
+                o.push_str("    ");
+                push_finding(o, f);
+                o.push('\n');
+            }
+        }
+    }
+    o.push('\n');
+    let origin = &r.origin;
+    o.push_str("Chain of custody:\n");
+    let _ = writeln!(
+        o,
+        "  relay {} (key {})",
+        crate::archive::relay_fingerprint(&origin.relay_key),
+        origin.relay_key
+    );
+    let _ = writeln!(
+        o,
+        "  batch {} ({}), manifest sha256 {}",
+        origin.batch_sequence, origin.batch_id, origin.manifest_sha256
+    );
+    let _ = writeln!(
+        o,
+        "  ciphertext sha256 {}, key epoch {}",
+        origin.ciphertext_sha256, origin.epoch
+    );
+    for other in also_received {
+        let _ = writeln!(
+            o,
+            "  also received in relay {} batch {} ({}): same ciphertext, nothing added",
+            crate::archive::relay_fingerprint(&other.relay_key),
+            other.batch_sequence,
+            other.batch_id
+        );
+    }
+    out
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    match k {
+        FileKind::Jpeg => "JPEG image",
+        FileKind::Png => "PNG image",
+        FileKind::Webp => "WebP image",
+        FileKind::Heic => "HEIC image",
+        FileKind::Pdf => "PDF document",
+        FileKind::Other => "other (not an image or PDF)",
+    }
+}
+
+/// One metadata finding, as `show` prints it.
+fn push_finding(o: &mut String, f: &Finding) {
+    match f {
+        Finding::Gps {
+            latitude,
+            longitude,
+        } => {
+            o.push_str("FLAG: GPS position in the original");
+            if let (Some(lat), Some(lon)) = (latitude, longitude) {
+                let _ = write!(o, ": {lat:.5}, {lon:.5}");
+            }
+        }
+        Finding::Author { value } => {
+            o.push_str("FLAG: author name in the original: ");
+            push_clean(o, value, false);
+        }
+        Finding::Device { field, value } => {
+            o.push_str("FLAG: device ");
+            push_clean(o, field, false);
+            o.push_str(" in the original: ");
+            push_clean(o, value, false);
+        }
+        Finding::Other { field, value } => {
+            o.push_str("metadata in the original: ");
+            push_clean(o, field, false);
+            o.push_str(": ");
+            push_clean(o, value, false);
+        }
+    }
+}
+
+/// `s` with control and deceptive characters escaped (one line).
+pub(crate) fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_clean(&mut out, s, false);
     out
 }
 

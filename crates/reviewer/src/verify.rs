@@ -15,8 +15,9 @@
 //! Verification writes nothing at all; only [`crate::open`] advances the
 //! chain state, after the batch is safely on disk.
 //!
-//! Parse, don't validate: the only way to get a [`VerifiedBatch`] is
-//! [`verify_batches`], and only a `VerifiedBatch` can be opened.
+//! Parse, don't validate: the only ways to get a [`VerifiedBatch`] are
+//! [`verify_batches`] and [`verify_chain`] (which takes [`SignedBatch`]es,
+//! steps 1–3 done), and only a `VerifiedBatch` can be opened.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -97,7 +98,8 @@ impl PinnedKey {
 }
 
 /// A batch whose structure, signature, contents and place in the chain
-/// have all been checked. Only [`verify_batches`] makes one.
+/// have all been checked. Only [`verify_batches`] and [`verify_chain`]
+/// (from [`SignedBatch`]es) make one.
 #[derive(Debug)]
 pub struct VerifiedBatch {
     path: PathBuf,
@@ -157,18 +159,29 @@ impl VerifiedBatch {
 /// are checked, but not its place in the chain: what [`verify_signed`]
 /// returns. Its manifest can be trusted to come from the relay (e.g. for a
 /// thread's source recipient), but it cannot be opened: only a
-/// [`VerifiedBatch`] can.
+/// [`VerifiedBatch`] ([`verify_chain`] makes one) can.
 #[derive(Debug)]
 pub struct SignedBatch {
     path: PathBuf,
     manifest: Manifest,
     manifest_sha256: Digest,
+    relay_key: String,
 }
 
 impl SignedBatch {
     /// The batch file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The pinned relay key its signature verified with.
+    pub fn relay_key(&self) -> &str {
+        &self.relay_key
+    }
+
+    /// The batch's sequence number.
+    pub fn sequence(&self) -> u64 {
+        self.manifest.sequence
     }
 
     /// The signed manifest.
@@ -185,7 +198,8 @@ impl SignedBatch {
 /// Checks one batch's structure, signature with the pinned key and
 /// contents (steps 1–3 of "What a reviewer checks"), but not its place in
 /// the chain: for batches already opened, whose manifests a reviewer reads
-/// again (`reviewer reply --batch-dir`).
+/// again (`reviewer reply --batch-dir`), and for `reviewer open`, which sets
+/// aside the batches its archive already holds before [`verify_chain`].
 pub fn verify_signed(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
     authenticate(path, key)
 }
@@ -211,12 +225,31 @@ pub fn verify_batches<P: AsRef<Path>>(
     key: &PinnedKey,
     anchor: &ChainAnchor,
 ) -> Result<Vec<VerifiedBatch>, Error> {
-    let mut batches = paths
+    let batches = paths
         .iter()
         .map(|p| authenticate(p.as_ref(), key))
         .collect::<Result<Vec<_>, _>>()?;
+    verify_chain(batches, anchor)
+}
+
+/// Step 4 for batches whose steps 1–3 passed ([`verify_signed`], all with
+/// the same pinned key): they must form one unbroken chain starting where
+/// `anchor` says. Returns them in sequence order; any failure refuses them
+/// all. `reviewer open` authenticates first so that it can set aside the
+/// batches already in its archive before the chain is checked.
+pub fn verify_chain(
+    mut batches: Vec<SignedBatch>,
+    anchor: &ChainAnchor,
+) -> Result<Vec<VerifiedBatch>, Error> {
     batches.sort_by_key(|b| b.manifest.sequence);
     for pair in batches.windows(2) {
+        if pair[0].relay_key != pair[1].relay_key {
+            return Err(Error::InvalidManifest {
+                path: pair[1].path.clone(),
+                reason: "it was verified with another relay key than the batches given with it"
+                    .into(),
+            });
+        }
         if pair[0].manifest.sequence == pair[1].manifest.sequence {
             return Err(Error::DuplicateSequence {
                 first: pair[0].path.clone(),
@@ -280,7 +313,7 @@ pub fn verify_batches<P: AsRef<Path>>(
             path: b.path,
             manifest: b.manifest,
             manifest_sha256: b.manifest_sha256,
-            relay_key: key.base64.clone(),
+            relay_key: b.relay_key,
             prior,
         });
     }
@@ -383,33 +416,14 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
         MAX_SIGNATURE_BYTES,
     )?;
 
-    // The signature, with the pinned key, over the exact manifest bytes,
-    // before the manifest is even parsed.
-    let bad_signature = || Error::BadSignature { path: path.into() };
-    let sig_text = std::str::from_utf8(&sig_bytes).map_err(|_| bad_signature())?;
-    let signature = minisign_verify::Signature::decode(sig_text).map_err(|_| bad_signature())?;
-    key.key
-        .verify(&manifest_bytes, &signature, false)
-        .map_err(|_| bad_signature())?;
-
-    let invalid = |reason: String| Error::InvalidManifest {
-        path: path.into(),
-        reason,
-    };
-    let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| invalid(e.to_string()))?;
-    if manifest.relay_key != key.base64 {
-        return Err(invalid("its relay_key is not the pinned relay key".into()));
-    }
-    // Spec: "The trusted comment is `relay-batch <batch_id> sequence <n>`."
-    let comment = format!(
-        "relay-batch {} sequence {}",
-        manifest.batch_id, manifest.sequence
-    );
-    if signature.trusted_comment() != comment {
-        return Err(invalid(
-            "the signature's trusted comment does not name this batch and sequence".into(),
-        ));
-    }
+    let manifest =
+        check_signed_manifest(key, &manifest_bytes, &sig_bytes).map_err(|e| match e {
+            SignatureProblem::BadSignature => Error::BadSignature { path: path.into() },
+            SignatureProblem::Invalid(reason) => Error::InvalidManifest {
+                path: path.into(),
+                reason,
+            },
+        })?;
 
     // The submissions, in manifest order, each matching its entry.
     for entry in &manifest.submissions {
@@ -452,7 +466,54 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
         path: path.into(),
         manifest_sha256: Digest::of(&manifest_bytes),
         manifest,
+        relay_key: key.base64.clone(),
     })
+}
+
+/// Why a signed manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignatureProblem {
+    /// The signature does not verify with the key (or is not one).
+    BadSignature,
+    /// The signature verifies but the manifest breaks a rule.
+    Invalid(String),
+}
+
+/// Step 2 on bytes: `manifest.sig` verifies over the exact `manifest.json`
+/// bytes with `key`, before the manifest is even parsed; then the manifest
+/// parses, names `key` as its relay key, and the trusted comment names its
+/// batch id and sequence. Shared by batch files and the archive's custody
+/// copies (`reviewer verify-archive`).
+pub(crate) fn check_signed_manifest(
+    key: &PinnedKey,
+    manifest_bytes: &[u8],
+    sig_bytes: &[u8],
+) -> Result<Manifest, SignatureProblem> {
+    let sig_text = std::str::from_utf8(sig_bytes).map_err(|_| SignatureProblem::BadSignature)?;
+    let signature =
+        minisign_verify::Signature::decode(sig_text).map_err(|_| SignatureProblem::BadSignature)?;
+    key.key
+        .verify(manifest_bytes, &signature, false)
+        .map_err(|_| SignatureProblem::BadSignature)?;
+
+    let manifest = Manifest::from_json(manifest_bytes)
+        .map_err(|e| SignatureProblem::Invalid(e.to_string()))?;
+    if manifest.relay_key != key.base64 {
+        return Err(SignatureProblem::Invalid(
+            "its relay_key is not the pinned relay key".into(),
+        ));
+    }
+    // Spec: "The trusted comment is `relay-batch <batch_id> sequence <n>`."
+    let comment = format!(
+        "relay-batch {} sequence {}",
+        manifest.batch_id, manifest.sequence
+    );
+    if signature.trusted_comment() != comment {
+        return Err(SignatureProblem::Invalid(
+            "the signature's trusted comment does not name this batch and sequence".into(),
+        ));
+    }
+    Ok(manifest)
 }
 
 /// Explains a member that is not the one expected next.

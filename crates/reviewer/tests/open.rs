@@ -112,13 +112,20 @@ fn open_writes_exact_bytes_into_private_files() {
     assert_eq!(std::fs::read(d2.join("testimony.json")).unwrap(), json2);
     assert!(!d2.join("files").exists());
 
-    // Exactly the submission folders and the receipts; no staging left.
+    // Exactly the submission folders, the receipts and the archive's index
+    // and custody copies; no staging left.
     let mut names: Vec<String> = std::fs::read_dir(&env.out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    let mut want = vec![s1.id.to_string(), s2.id.to_string(), "receipts".to_owned()];
+    let mut want = vec![
+        s1.id.to_string(),
+        s2.id.to_string(),
+        "receipts".to_owned(),
+        "archive.json".to_owned(),
+        ".custody".to_owned(),
+    ];
     want.sort();
     assert_eq!(names, want);
 

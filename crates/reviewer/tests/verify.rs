@@ -401,8 +401,17 @@ fn replayed_batch() {
         "{e}"
     );
     assert!(e.to_string().contains("already accepted"));
-    let e = open(&env, &relay, &r, &[&path]).unwrap_err();
+    // Into the archive that holds it, opening it again is a harmless no-op
+    // (tests/workbench.rs); into another output directory it is a replay.
+    open(&env, &relay, &r, &[&path]).unwrap();
+    let elsewhere = Env {
+        dir: tempfile::tempdir().unwrap(),
+        out: env.path("elsewhere"),
+        state: env.state.clone(),
+    };
+    let e = open(&elsewhere, &relay, &r, &[&path]).unwrap_err();
     assert!(matches!(e, Error::Replay { .. }), "{e}");
+    assert!(!elsewhere.out.exists());
     assert_eq!(util::tree(&env.out), out_before);
     assert_eq!(util::tree(&env.state), state_before);
 }

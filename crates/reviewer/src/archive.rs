@@ -1,0 +1,887 @@
+//! The reviewer's archive: one directory per laptop that `reviewer open`
+//! fills and every workbench command reads.
+//!
+//! ```text
+//! DIR/
+//!   archive.json                  the index (relay-archive/1): batches, submissions, origins
+//!   triage.json                   status and tags (relay-archive-triage/1), apart from the content
+//!   <id>/testimony.json           decrypted, byte for byte as sealed
+//!   <id>/testimony.txt            readable rendering (control characters escaped)
+//!   <id>/files/<name>             attachments, untouched originals
+//!   <id>/shared/<name>            scrubbed copies for sharing (only where scrubbing worked)
+//!   receipts/batch-<seq>-<batch id>.json
+//!   .custody/<relay>/batches/<seq>-<batch id>/manifest.json, manifest.sig   verbatim
+//!   .custody/<relay>/submissions/<id>.age                                   verbatim ciphertext
+//! ```
+//!
+//! `<relay>` is the relay's fingerprint ([`relay_fingerprint`]): the first 16
+//! hex digits of the SHA-256 of its pinned public key, as the chain state
+//! files are named. The custody copies let `reviewer verify-archive` check,
+//! long after the batch files are gone, the chain relay signature → batch
+//! manifest hash → ciphertext hash, and the attachments against the
+//! testimony.
+//!
+//! Each submission is archived once, whatever the number of batches or
+//! relays that carried it: a later batch holding the same id with the same
+//! ciphertext adds an origin and nothing else; with another ciphertext it
+//! is refused (a relay bug or an attack).
+//!
+//! Both JSON files are replaced atomically (temporary file, fsync, rename,
+//! fsync of the directory) and are `0600`: the index says which submissions
+//! came from which source thread, and the triage file what the NGO thinks
+//! of each. Triage is kept apart from the index so that tagging never
+//! rewrites the chain of custody.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use format::{
+    BatchId, Day, Digest, MAX_TESTIMONY_JSON_BYTES, Manifest, SubmissionId, TESTIMONY_ENTRY,
+    Testimony, ThreadId, sanitize_file_name,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::fsutil::{exists_no_follow, read_small, replace_file};
+use crate::verify::{SignedBatch, VerifiedBatch};
+use crate::workbench::{AttachmentRecord, Origin, Record, ScrubOutcome, Status};
+
+/// The `format` value of `archive.json`.
+pub const ARCHIVE_FORMAT: &str = "relay-archive/1";
+/// The index's file name in the archive directory.
+pub const ARCHIVE_FILE: &str = "archive.json";
+/// The `format` value of `triage.json`.
+pub const TRIAGE_FORMAT: &str = "relay-archive-triage/1";
+/// The triage file's name in the archive directory.
+pub const TRIAGE_FILE: &str = "triage.json";
+/// The directory of verbatim manifests, signatures and ciphertexts.
+pub const CUSTODY_DIR: &str = ".custody";
+/// A submission's attachments (originals), inside its folder.
+pub const FILES_DIR: &str = "files";
+/// A submission's scrubbed copies, inside its folder.
+pub const SHARED_DIR: &str = "shared";
+/// The shortest id prefix the triage commands accept.
+pub const MIN_ID_PREFIX: usize = 6;
+/// The longest tag.
+pub const MAX_TAG_CHARS: usize = 40;
+/// The largest index or triage file read (a few hundred thousand
+/// submissions).
+const MAX_INDEX_FILE: u64 = 512 * 1024 * 1024;
+
+/// A relay's short fingerprint: the first 16 hex digits of the SHA-256 of
+/// its public key as pinned (`RW…`). Names its custody directory and its
+/// chain state file, and stands for the relay in listings and exports.
+pub fn relay_fingerprint(relay_key: &str) -> String {
+    let digest = Digest::of(relay_key.as_bytes()).to_string();
+    digest.get(..16).unwrap_or(&digest).to_owned()
+}
+
+/// `DIR/.custody/<relay>`.
+pub fn custody_relay_dir(root: &Path, relay_key: &str) -> PathBuf {
+    root.join(CUSTODY_DIR).join(relay_fingerprint(relay_key))
+}
+
+/// `DIR/.custody/<relay>/batches/<seq>-<batch id>`: where a batch's
+/// `manifest.json` and `manifest.sig` are kept verbatim.
+pub fn custody_batch_dir(root: &Path, relay_key: &str, sequence: u64, id: &BatchId) -> PathBuf {
+    custody_relay_dir(root, relay_key)
+        .join("batches")
+        .join(format!("{sequence:06}-{id}"))
+}
+
+/// `DIR/.custody/<relay>/submissions/<id>.age`: a submission's ciphertext
+/// as that relay's batch carried it.
+pub fn custody_ciphertext(root: &Path, relay_key: &str, id: &SubmissionId) -> PathBuf {
+    custody_relay_dir(root, relay_key)
+        .join("submissions")
+        .join(format!("{id}.age"))
+}
+
+/// One batch in the archive, as its signed manifest says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivedBatch {
+    /// The relay's public key, as pinned when the batch was opened.
+    pub relay_key: String,
+    /// Its sequence number on that relay.
+    pub sequence: u64,
+    /// Its id.
+    pub batch_id: BatchId,
+    /// SHA-256 of its exact `manifest.json` bytes.
+    pub manifest_sha256: Digest,
+    /// The day the relay made it.
+    pub created_day: Day,
+    /// The day it was opened into this archive (UTC).
+    pub imported_day: Day,
+    /// How many submissions its manifest lists.
+    pub submissions: u64,
+}
+
+/// One submission in the archive: everything but its content, which is in
+/// `DIR/<id>/testimony.json`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivedSubmission {
+    /// The submission's id (its folder).
+    pub id: SubmissionId,
+    /// The batch it was archived from.
+    pub origin: Origin,
+    /// Later batches (of this or another relay) that carried the same
+    /// ciphertext again: nothing was added from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_received: Vec<Origin>,
+    /// The follow-up thread the manifest names, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadId>,
+    /// The day the relay received it (from the signed manifest).
+    pub received_day: Day,
+    /// SHA-256 of `testimony.json` as decrypted.
+    pub testimony_sha256: Digest,
+    /// The attachments, in `testimony.json` order.
+    pub attachments: Vec<AttachmentRecord>,
+}
+
+impl fmt::Debug for ArchivedSubmission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Attachment names can identify a source: never printed.
+        f.debug_struct("ArchivedSubmission")
+            .field("id", &self.id)
+            .field("origin", &self.origin)
+            .field("received_day", &self.received_day)
+            .field("attachments", &self.attachments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `archive.json` as stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveFile {
+    format: String,
+    batches: Vec<ArchivedBatch>,
+    submissions: Vec<ArchivedSubmission>,
+}
+
+/// The archive index of one archive directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Archive {
+    root: PathBuf,
+    batches: Vec<ArchivedBatch>,
+    submissions: BTreeMap<SubmissionId, ArchivedSubmission>,
+}
+
+/// What the archive knows of a batch about to be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// Never opened into this archive.
+    New,
+    /// Already archived, byte for byte the same manifest.
+    Archived,
+}
+
+impl Archive {
+    /// The archive in `root`; empty if it has no index yet (a new archive,
+    /// or a directory of folders opened before the archive existed).
+    pub fn load(root: &Path) -> Result<Self, Error> {
+        let path = root.join(ARCHIVE_FILE);
+        if !exists_no_follow(&path)? {
+            return Ok(Self {
+                root: root.into(),
+                batches: Vec::new(),
+                submissions: BTreeMap::new(),
+            });
+        }
+        let bytes = read_small(&path, MAX_INDEX_FILE)?;
+        Self::from_json(root, &bytes).map_err(|reason| Error::BadArchive { path, reason })
+    }
+
+    /// The archive in `root`, which must exist (the triage, export, report
+    /// and verify commands).
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        if !exists_no_follow(&root.join(ARCHIVE_FILE))? {
+            return Err(Error::NotAnArchive { dir: root.into() });
+        }
+        Self::load(root)
+    }
+
+    fn from_json(root: &Path, bytes: &[u8]) -> Result<Self, String> {
+        let file: ArchiveFile = serde_json::from_slice(bytes)
+            .map_err(|e| format!("it is not an archive index: {e}"))?;
+        if file.format != ARCHIVE_FORMAT {
+            return Err(format!("unknown format version {:?}", file.format));
+        }
+        let mut seen = BTreeSet::new();
+        let mut seen_seq = BTreeSet::new();
+        for b in &file.batches {
+            if b.sequence == 0
+                || b.relay_key.is_empty()
+                || !b.relay_key.bytes().all(|c| c.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "batch {} has an invalid sequence or relay key",
+                    b.batch_id
+                ));
+            }
+            if !seen.insert((b.relay_key.clone(), b.batch_id))
+                || !seen_seq.insert((b.relay_key.clone(), b.sequence))
+            {
+                return Err(format!("batch {} is listed twice", b.batch_id));
+            }
+        }
+        let mut submissions = BTreeMap::new();
+        for s in file.submissions {
+            check_paths(&s)?;
+            let id = s.id;
+            if submissions.insert(id, s).is_some() {
+                return Err(format!("submission {id} is listed twice"));
+            }
+        }
+        let mut batches = file.batches;
+        batches.sort_by(|a, b| (&a.relay_key, a.sequence).cmp(&(&b.relay_key, b.sequence)));
+        Ok(Self {
+            root: root.into(),
+            batches,
+            submissions,
+        })
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        let file = ArchiveFile {
+            format: ARCHIVE_FORMAT.into(),
+            batches: self.batches.clone(),
+            submissions: self.submissions.values().cloned().collect(),
+        };
+        // Strings, integers and floats from our own types: cannot fail
+        // (a non-finite GPS coordinate would serialise as null).
+        let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Writes the index (atomically replaced, `0600`).
+    pub(crate) fn save(&self) -> Result<(), Error> {
+        replace_file(&self.root, &self.root.join(ARCHIVE_FILE), &self.to_json())
+    }
+
+    /// The archive directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every batch, by relay key then sequence.
+    pub fn batches(&self) -> &[ArchivedBatch] {
+        &self.batches
+    }
+
+    /// Every submission, in id order.
+    pub fn submissions(&self) -> impl Iterator<Item = &ArchivedSubmission> {
+        self.submissions.values()
+    }
+
+    /// How many submissions it holds.
+    pub fn len(&self) -> usize {
+        self.submissions.len()
+    }
+
+    /// Whether it holds no submission.
+    pub fn is_empty(&self) -> bool {
+        self.submissions.is_empty()
+    }
+
+    /// The submission with this id.
+    pub fn submission(&self, id: &SubmissionId) -> Option<&ArchivedSubmission> {
+        self.submissions.get(id)
+    }
+
+    /// The batch of this relay with this id.
+    pub fn batch(&self, relay_key: &str, id: &BatchId) -> Option<&ArchivedBatch> {
+        self.batches
+            .iter()
+            .find(|b| b.relay_key == relay_key && b.batch_id == *id)
+    }
+
+    /// Whether a batch that verified with the pinned key is already in the
+    /// archive. A batch whose id or sequence the archive holds with another
+    /// manifest is refused: the relay's history forked.
+    pub fn classify(&self, b: &SignedBatch) -> Result<Known, Error> {
+        self.classify_manifest(b.relay_key(), b.manifest(), b.manifest_sha256(), b.path())
+    }
+
+    /// [`Archive::classify`] for a batch whose chain verified too.
+    pub fn classify_verified(&self, b: &VerifiedBatch) -> Result<Known, Error> {
+        self.classify_manifest(b.relay_key(), b.manifest(), b.manifest_sha256(), b.path())
+    }
+
+    fn classify_manifest(
+        &self,
+        relay_key: &str,
+        m: &Manifest,
+        manifest_sha256: Digest,
+        path: &Path,
+    ) -> Result<Known, Error> {
+        let same = self.batches.iter().find(|b| {
+            b.relay_key == relay_key && (b.batch_id == m.batch_id || b.sequence == m.sequence)
+        });
+        match same {
+            None => Ok(Known::New),
+            Some(b)
+                if b.batch_id == m.batch_id
+                    && b.sequence == m.sequence
+                    && b.manifest_sha256 == manifest_sha256 =>
+            {
+                Ok(Known::Archived)
+            }
+            Some(b) => Err(Error::BatchConflict {
+                path: path.into(),
+                sequence: m.sequence,
+                relay: relay_fingerprint(relay_key),
+                archived_sequence: b.sequence,
+            }),
+        }
+    }
+
+    /// Checks batches about to be opened, in order, against the archive
+    /// and each other: none may already be archived or fork a relay's
+    /// history, and no submission id may come with another ciphertext than
+    /// the one archived (or given earlier in `batches`). Writes nothing.
+    pub fn check_new(&self, batches: &[VerifiedBatch]) -> Result<(), Error> {
+        let mut seen: HashMap<SubmissionId, (Digest, String, u64)> = HashMap::new();
+        for b in batches {
+            let m = b.manifest();
+            if self.classify_manifest(b.relay_key(), m, b.manifest_sha256(), b.path())?
+                == Known::Archived
+            {
+                return Err(Error::AlreadyArchived {
+                    sequence: m.sequence,
+                    relay: relay_fingerprint(b.relay_key()),
+                    dir: self.root.clone(),
+                });
+            }
+            for e in &m.submissions {
+                let earlier = self
+                    .submissions
+                    .get(&e.id)
+                    .map(|s| {
+                        (
+                            s.origin.ciphertext_sha256,
+                            relay_fingerprint(&s.origin.relay_key),
+                            s.origin.batch_sequence,
+                        )
+                    })
+                    .or_else(|| seen.get(&e.id).cloned());
+                match earlier {
+                    Some((digest, relay, sequence)) if digest != e.sha256 => {
+                        return Err(Error::SubmissionConflict {
+                            id: e.id,
+                            path: b.path().into(),
+                            sequence: m.sequence,
+                            archived_relay: relay,
+                            archived_sequence: sequence,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        seen.insert(
+                            e.id,
+                            (e.sha256, relay_fingerprint(b.relay_key()), m.sequence),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_batch(&mut self, b: ArchivedBatch) {
+        self.batches.push(b);
+        self.batches
+            .sort_by(|a, b| (&a.relay_key, a.sequence).cmp(&(&b.relay_key, b.sequence)));
+    }
+
+    pub(crate) fn add_submission(&mut self, s: ArchivedSubmission) {
+        self.submissions.insert(s.id, s);
+    }
+
+    /// Records that another batch carried an archived submission again.
+    pub(crate) fn add_origin(&mut self, id: &SubmissionId, origin: Origin) {
+        if let Some(s) = self.submissions.get_mut(id)
+            && s.origin != origin
+            && !s.also_received.contains(&origin)
+        {
+            s.also_received.push(origin);
+        }
+    }
+
+    /// The submission a triage command names: its full id or a unique
+    /// prefix of at least [`MIN_ID_PREFIX`] hex digits.
+    pub fn resolve(&self, given: &str) -> Result<SubmissionId, Error> {
+        let g = given.trim().to_ascii_lowercase();
+        let bad = |reason: &'static str| Error::BadSubmissionId {
+            given: given.chars().take(80).collect(),
+            reason,
+        };
+        if g.is_empty() || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("an id is made of hexadecimal digits"));
+        }
+        if g.len() < MIN_ID_PREFIX {
+            return Err(bad("give at least 6 of its hexadecimal digits"));
+        }
+        if g.len() > 32 {
+            return Err(bad("an id has 32 hexadecimal digits"));
+        }
+        let mut hits = self
+            .submissions
+            .keys()
+            .filter(|id| id.to_string().starts_with(&g));
+        match (hits.next(), hits.next()) {
+            (Some(id), None) => Ok(*id),
+            (None, _) => Err(Error::UnknownSubmission {
+                given: g,
+                dir: self.root.clone(),
+            }),
+            (Some(_), Some(_)) => Err(Error::AmbiguousSubmission {
+                given: g.clone(),
+                matches: self
+                    .submissions
+                    .keys()
+                    .filter(|id| id.to_string().starts_with(&g))
+                    .count(),
+            }),
+        }
+    }
+
+    /// Every submission as the workbench sees it (content, origin, triage),
+    /// in received-day then id order.
+    pub fn records(&self) -> Result<Vec<Record>, Error> {
+        let triage = Triage::load(&self.root)?;
+        let mut out = self
+            .submissions
+            .values()
+            .map(|s| self.record_with(s, &triage))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|r| (r.received_day, r.id));
+        Ok(out)
+    }
+
+    /// One submission as the workbench sees it.
+    pub fn record(&self, id: &SubmissionId) -> Result<Record, Error> {
+        let s = self
+            .submissions
+            .get(id)
+            .ok_or_else(|| Error::UnknownSubmission {
+                given: id.to_string(),
+                dir: self.root.clone(),
+            })?;
+        self.record_with(s, &Triage::load(&self.root)?)
+    }
+
+    fn record_with(&self, s: &ArchivedSubmission, triage: &Triage) -> Result<Record, Error> {
+        let dir = PathBuf::from(s.id.to_string());
+        let path = self.root.join(&dir).join(TESTIMONY_ENTRY);
+        let damaged = |reason: String| Error::DamagedSubmission {
+            id: s.id,
+            path: path.clone(),
+            reason,
+        };
+        let bytes = Zeroizing::new(
+            read_small(&path, MAX_TESTIMONY_JSON_BYTES as u64)
+                .map_err(|e| damaged(format!("cannot read it: {e}")))?,
+        );
+        let mut t = Testimony::from_json(&bytes).map_err(|e| damaged(e.to_string()))?;
+        let entry = triage.get(&s.id);
+        Ok(Record {
+            id: s.id,
+            origin: s.origin.clone(),
+            thread: s.thread,
+            received_day: s.received_day,
+            language: std::mem::take(&mut t.language),
+            form_version: t.form_version,
+            fields: std::mem::take(&mut t.fields),
+            labels: std::mem::take(&mut t.labels),
+            text: std::mem::take(&mut t.text),
+            attachments: s.attachments.clone(),
+            status: entry.status,
+            tags: entry.tags,
+            dir,
+        })
+    }
+}
+
+/// An attachment's paths must be exactly `<id>/files/<name>` and
+/// `<id>/shared/<name>` with a sanitised name: the report copies files by
+/// these paths, so an edited index must not point outside the archive.
+fn check_paths(s: &ArchivedSubmission) -> Result<(), String> {
+    let mut names = BTreeSet::new();
+    for a in &s.attachments {
+        let bad = || format!("submission {} has an attachment with an invalid path", s.id);
+        if a.name.is_empty() || sanitize_file_name(&a.name) != a.name {
+            return Err(bad());
+        }
+        if !names.insert(a.name.to_lowercase()) {
+            return Err(format!("submission {} lists an attachment twice", s.id));
+        }
+        if a.original != attachment_path(&s.id, FILES_DIR, &a.name) {
+            return Err(bad());
+        }
+        match (&a.scrubbed, &a.metadata.scrub) {
+            (None, _) => {}
+            (Some(p), ScrubOutcome::Scrubbed)
+                if *p == attachment_path(&s.id, SHARED_DIR, &a.name) => {}
+            (Some(_), _) => return Err(bad()),
+        }
+    }
+    Ok(())
+}
+
+/// `<id>/<dir>/<name>`, relative to the archive root.
+pub(crate) fn attachment_path(id: &SubmissionId, dir: &str, name: &str) -> PathBuf {
+    PathBuf::from(id.to_string()).join(dir).join(name)
+}
+
+// ------------------------------------------------------------------ triage
+
+/// One submission's triage state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TriageEntry {
+    /// Where it is in the NGO's work.
+    pub status: Status,
+    /// Its tags.
+    pub tags: BTreeSet<String>,
+}
+
+/// `triage.json` as stored: one entry per submission whose triage state is
+/// not the default (new, no tag).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriageFile {
+    format: String,
+    submissions: Vec<TriageLine>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriageLine {
+    id: SubmissionId,
+    status: Status,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    tags: BTreeSet<String>,
+}
+
+/// The triage state of an archive: status and tags per submission,
+/// defaulting to new and no tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Triage {
+    entries: BTreeMap<SubmissionId, TriageEntry>,
+}
+
+impl Triage {
+    /// The triage file of the archive in `root`; empty if there is none.
+    pub fn load(root: &Path) -> Result<Self, Error> {
+        let path = root.join(TRIAGE_FILE);
+        if !exists_no_follow(&path)? {
+            return Ok(Self::default());
+        }
+        let bytes = read_small(&path, MAX_INDEX_FILE)?;
+        Self::from_json(&bytes).map_err(|reason| Error::BadArchive { path, reason })
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let file: TriageFile =
+            serde_json::from_slice(bytes).map_err(|e| format!("it is not a triage file: {e}"))?;
+        if file.format != TRIAGE_FORMAT {
+            return Err(format!("unknown format version {:?}", file.format));
+        }
+        let mut entries = BTreeMap::new();
+        for line in file.submissions {
+            if let Some(bad) = line.tags.iter().find(|t| check_tag(t).is_err()) {
+                return Err(format!(
+                    "submission {} has an invalid tag {:?}",
+                    line.id,
+                    bad.chars().take(50).collect::<String>()
+                ));
+            }
+            let entry = TriageEntry {
+                status: line.status,
+                tags: line.tags,
+            };
+            if entries.insert(line.id, entry).is_some() {
+                return Err(format!("submission {} is listed twice", line.id));
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        let file = TriageFile {
+            format: TRIAGE_FORMAT.into(),
+            submissions: self
+                .entries
+                .iter()
+                .filter(|(_, e)| **e != TriageEntry::default())
+                .map(|(id, e)| TriageLine {
+                    id: *id,
+                    status: e.status,
+                    tags: e.tags.clone(),
+                })
+                .collect(),
+        };
+        // Ids, words and tags: serialising cannot fail.
+        let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Writes the triage file of the archive in `root` (atomically
+    /// replaced, `0600`).
+    pub fn save(&self, root: &Path) -> Result<(), Error> {
+        replace_file(root, &root.join(TRIAGE_FILE), &self.to_json())
+    }
+
+    /// A submission's triage state (the default if none was set).
+    pub fn get(&self, id: &SubmissionId) -> TriageEntry {
+        self.entries.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Sets a submission's status.
+    pub fn set_status(&mut self, id: SubmissionId, status: Status) {
+        self.entries.entry(id).or_default().status = status;
+    }
+
+    /// Adds tags (each checked with [`check_tag`]); returns those that
+    /// were new.
+    pub fn add_tags(&mut self, id: SubmissionId, tags: &[String]) -> Vec<String> {
+        let entry = self.entries.entry(id).or_default();
+        tags.iter()
+            .filter(|t| entry.tags.insert((*t).clone()))
+            .cloned()
+            .collect()
+    }
+
+    /// Removes tags; returns those that were there.
+    pub fn remove_tags(&mut self, id: SubmissionId, tags: &[String]) -> Vec<String> {
+        let entry = self.entries.entry(id).or_default();
+        tags.iter()
+            .filter(|t| entry.tags.remove(*t))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A tag is 1 to 40 characters of `a-z`, `0-9` and `-`, starting with a
+/// letter or digit (so that it never reads as a command-line option or a
+/// spreadsheet formula).
+pub fn check_tag(tag: &str) -> Result<(), &'static str> {
+    if tag.is_empty() {
+        return Err("a tag cannot be empty");
+    }
+    if tag.chars().count() > MAX_TAG_CHARS {
+        return Err("a tag has at most 40 characters");
+    }
+    if !tag
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("a tag uses only lowercase letters a-z, digits and -");
+    }
+    if tag.starts_with('-') {
+        return Err("a tag starts with a letter or a digit");
+    }
+    Ok(())
+}
+
+/// Whether the report and `show` should draw attention to an attachment:
+/// its original carries GPS coordinates, a name or a device identity, or
+/// no scrubbed copy could be made.
+pub fn is_flagged(a: &AttachmentRecord) -> bool {
+    use crate::workbench::Finding;
+    !matches!(a.metadata.scrub, ScrubOutcome::Scrubbed)
+        || a.metadata.findings.iter().any(|f| {
+            matches!(
+                f,
+                Finding::Gps { .. } | Finding::Author { .. } | Finding::Device { .. }
+            )
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::workbench::{FileKind, MetadataReport};
+
+    fn sub(n: u8, attachments: Vec<AttachmentRecord>) -> ArchivedSubmission {
+        ArchivedSubmission {
+            id: SubmissionId::from_bytes([n; 16]),
+            origin: Origin {
+                relay_key: "RWkey".into(),
+                batch_sequence: 1,
+                batch_id: BatchId::from_bytes([9; 16]),
+                manifest_sha256: Digest::of(b"m"),
+                ciphertext_sha256: Digest::of(&[n]),
+                epoch: 1,
+            },
+            also_received: Vec::new(),
+            thread: None,
+            received_day: "2026-11-27".parse().unwrap(),
+            testimony_sha256: Digest::of(b"t"),
+            attachments,
+        }
+    }
+
+    fn attachment(id: u8, name: &str, scrubbed: bool) -> AttachmentRecord {
+        let sid = SubmissionId::from_bytes([id; 16]);
+        AttachmentRecord {
+            name: name.into(),
+            size: 3,
+            sha256: Digest::of(b"abc"),
+            original: attachment_path(&sid, FILES_DIR, name),
+            scrubbed: scrubbed.then(|| attachment_path(&sid, SHARED_DIR, name)),
+            metadata: MetadataReport {
+                kind: FileKind::Jpeg,
+                findings: Vec::new(),
+                scrub: if scrubbed {
+                    ScrubOutcome::Scrubbed
+                } else {
+                    ScrubOutcome::Unsupported { reason: "x".into() }
+                },
+            },
+        }
+    }
+
+    fn archive(subs: Vec<ArchivedSubmission>) -> Archive {
+        Archive {
+            root: "/a".into(),
+            batches: vec![ArchivedBatch {
+                relay_key: "RWkey".into(),
+                sequence: 1,
+                batch_id: BatchId::from_bytes([9; 16]),
+                manifest_sha256: Digest::of(b"m"),
+                created_day: "2026-11-28".parse().unwrap(),
+                imported_day: "2026-11-29".parse().unwrap(),
+                submissions: subs.len() as u64,
+            }],
+            submissions: subs.into_iter().map(|s| (s.id, s)).collect(),
+        }
+    }
+
+    #[test]
+    fn index_round_trips_and_refuses_broken_files() {
+        let a = archive(vec![
+            sub(1, vec![attachment(1, "photo.jpg", true)]),
+            sub(2, vec![attachment(2, "notes.txt", false)]),
+        ]);
+        let json = String::from_utf8(a.to_json()).unwrap();
+        assert_eq!(
+            Archive::from_json(Path::new("/a"), json.as_bytes()).unwrap(),
+            a
+        );
+        let id1 = SubmissionId::from_bytes([1; 16]).to_string();
+        let id2 = SubmissionId::from_bytes([2; 16]).to_string();
+        for (from, to) in [
+            (ARCHIVE_FORMAT, "relay-archive/9"),
+            (
+                format!("{id1}/files/photo.jpg").as_str(),
+                "../../etc/passwd",
+            ),
+            (format!("{id1}/shared/photo.jpg").as_str(), "/tmp/x"),
+            (
+                format!("\"id\": \"{id2}\"").as_str(),
+                &format!("\"id\": \"{id1}\""),
+            ),
+            ("\"sequence\": 1", "\"sequence\": 0"),
+            ("\"format\"", "\"extra\": 1, \"format\""),
+        ] {
+            let bad = json.replace(from, to);
+            assert_ne!(bad, json, "{from}");
+            assert!(
+                Archive::from_json(Path::new("/a"), bad.as_bytes()).is_err(),
+                "{to}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_resolve_uniquely() {
+        let mut a = archive(vec![sub(0xab, vec![]), sub(0xac, vec![])]);
+        let full = SubmissionId::from_bytes([0xab; 16]);
+        assert_eq!(a.resolve(&full.to_string()).unwrap(), full);
+        assert_eq!(a.resolve("ababab").unwrap(), full);
+        assert_eq!(a.resolve("ABABAB").unwrap(), full);
+        assert!(matches!(
+            a.resolve("ababa"),
+            Err(Error::BadSubmissionId { .. })
+        ));
+        assert!(matches!(
+            a.resolve("zzzzzz"),
+            Err(Error::BadSubmissionId { .. })
+        ));
+        assert!(matches!(
+            a.resolve("acacad"),
+            Err(Error::UnknownSubmission { .. })
+        ));
+        let mut near = sub(0xab, vec![]);
+        let mut bytes = [0xab; 16];
+        bytes[15] = 0;
+        near.id = SubmissionId::from_bytes(bytes);
+        a.add_submission(near);
+        assert!(matches!(
+            a.resolve("ababab"),
+            Err(Error::AmbiguousSubmission { matches: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn tags_are_checked() {
+        for ok in ["urgent", "medical-workers", "a", "2026", &"x".repeat(40)] {
+            assert!(check_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Urgent",
+            "two words",
+            "-x",
+            "é",
+            "a_b",
+            &"x".repeat(41),
+            "=cmd",
+        ] {
+            assert!(check_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn triage_round_trips_and_drops_defaults() {
+        let id = SubmissionId::from_bytes([1; 16]);
+        let other = SubmissionId::from_bytes([2; 16]);
+        let mut t = Triage::default();
+        t.set_status(id, Status::Verified);
+        assert_eq!(t.add_tags(id, &["a".into(), "b".into()]), vec!["a", "b"]);
+        assert_eq!(t.add_tags(id, &["b".into()]), Vec::<String>::new());
+        assert_eq!(t.remove_tags(id, &["a".into(), "z".into()]), vec!["a"]);
+        t.add_tags(other, &["x".into()]);
+        t.remove_tags(other, &["x".into()]);
+        let back = Triage::from_json(&t.to_json()).unwrap();
+        assert_eq!(back.get(&id).status, Status::Verified);
+        assert_eq!(back.get(&id).tags, BTreeSet::from(["b".to_owned()]));
+        assert_eq!(back.get(&other), TriageEntry::default());
+        assert!(
+            !String::from_utf8(t.to_json())
+                .unwrap()
+                .contains(&other.to_string())
+        );
+        let bad = String::from_utf8(t.to_json())
+            .unwrap()
+            .replace("\"b\"", "\"B B\"");
+        assert!(Triage::from_json(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_short_and_stable() {
+        let f = relay_fingerprint("RWkey");
+        assert_eq!(f.len(), 16);
+        assert_eq!(f, relay_fingerprint("RWkey"));
+        assert_ne!(f, relay_fingerprint("RWother"));
+    }
+}

@@ -85,6 +85,64 @@ pub(crate) fn sync_dir(path: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io("flush directory", path, e))
 }
 
+/// Flushes every file and directory under `root` (and `root` itself) to
+/// disk, several at a time.
+///
+/// `reviewer open` writes a whole batch into a staging directory without
+/// flushing file by file, then calls this once before moving anything into
+/// place: the same durability as one `fsync` per file, but the file system
+/// can merge concurrent flushes into a few journal commits instead of one
+/// per file (10,000 small submissions meant ~70,000 sequential flushes).
+/// Symlinks are neither followed nor flushed (nothing here creates one).
+pub(crate) fn sync_tree(root: &Path) -> Result<(), Error> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const WORKERS: usize = 8;
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))? {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| Error::io("inspect", entry.path(), e))?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+        dirs.push(dir);
+    }
+    // Files first, then directories deepest first, so that a directory's
+    // entries are flushed after what they name.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for batch in [files, dirs] {
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS.min(batch.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = batch.get(i) else { break };
+                        if let Err(e) = File::open(path).and_then(|f| f.sync_all()) {
+                            let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                            slot.get_or_insert(Error::io("flush", path, e));
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// `true` if something (a file, directory or dangling symlink) is at `path`.
 pub(crate) fn exists_no_follow(path: &Path) -> Result<bool, Error> {
     match fs::symlink_metadata(path) {
@@ -222,5 +280,22 @@ mod tests {
         fs::write(&p, b"12345").unwrap();
         assert_eq!(read_small(&p, 5).unwrap(), b"12345");
         assert!(read_small(&p, 4).is_err());
+    }
+
+    #[test]
+    fn sync_tree_flushes_a_nested_tree_and_skips_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("staging");
+        fs::create_dir_all(root.join("a/b/c")).unwrap();
+        for i in 0..50 {
+            fs::write(root.join(format!("a/b/{i}.txt")), b"x").unwrap();
+        }
+        fs::write(root.join("a/b/c/deep"), b"y").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/nonexistent/target", root.join("a/link")).unwrap();
+        sync_tree(&root).unwrap();
+        // A tree that vanished is an error naming the path, not a panic.
+        let gone = dir.path().join("gone");
+        assert!(sync_tree(&gone).unwrap_err().to_string().contains("gone"));
     }
 }

@@ -56,6 +56,7 @@ use crate::archive::{
 };
 use crate::fsutil::{
     HashingReader, create_private_dir, create_private_file, ensure_dir, exists_no_follow, sync_dir,
+    sync_tree,
 };
 use crate::identity::{DecryptFailure, Identity, decrypt_any};
 use crate::state::StateStore;
@@ -267,7 +268,8 @@ pub fn open_batch_with_progress(
         manifest_sha256: batch.manifest_sha256(),
     };
     write_file(&staged_receipt, &r.to_json())?;
-    sync_dir(&staging.dir)?;
+    // Everything staged reaches the disk before anything moves into place.
+    sync_tree(&staging.dir)?;
 
     // Commit: submission folders, custody copies, then the receipt.
     for s in &added {
@@ -416,12 +418,11 @@ fn rename_new(from: &Path, to: &Path) -> Result<(), Error> {
     fs::rename(from, to).map_err(|e| Error::io("move into place", to, e))
 }
 
-/// Creates `path` (`0600`, new), writes `bytes` and flushes it to disk.
+/// Creates `path` (`0600`, new) and writes `bytes`. Staged files are
+/// flushed to disk all together before the commit ([`sync_tree`]).
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut f = create_private_file(path)?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("write", path, e))
+    f.write_all(bytes).map_err(|e| Error::io("write", path, e))
 }
 
 /// What decrypting one submission left in the staging directory.
@@ -458,13 +459,13 @@ impl<R: Read> Read for Custody<'_, R> {
 }
 
 impl<R> Custody<'_, R> {
-    /// Flushes the custody copy to disk; reports a write that failed.
+    /// Reports a write of the custody copy that failed. (Staged files are
+    /// flushed to disk all together before the commit.)
     fn finish(self) -> Result<(), Error> {
-        if let Some((file, path)) = self.copy {
-            if let Some(e) = self.write_error {
-                return Err(Error::io("write", path, e));
-            }
-            file.sync_all().map_err(|e| Error::io("write", path, e))?;
+        if let Some((_, path)) = self.copy
+            && let Some(e) = self.write_error
+        {
+            return Err(Error::io("write", path, e));
         }
         Ok(())
     }
@@ -520,7 +521,6 @@ fn decrypt_all(
         .map_err(|e| Error::io("create directory", &custody_batch, e))?;
     write_file(&custody_batch.join(BATCH_MANIFEST), &manifest_bytes)?;
     write_file(&custody_batch.join(BATCH_SIGNATURE), &sig_bytes)?;
-    sync_dir(&custody_batch)?;
 
     let mut unpacked = Vec::with_capacity(batch.manifest().submissions.len());
     for entry in &batch.manifest().submissions {
@@ -555,7 +555,6 @@ fn decrypt_all(
         written?;
         unpacked.push(u);
     }
-    sync_dir(&custody)?;
     match tar.next_entry() {
         Ok(None) => Ok(unpacked),
         _ => Err(changed()),
@@ -669,10 +668,7 @@ fn scrub_all(dest: &Path, id: &SubmissionId, u: &Unpacked) -> Result<Vec<Attachm
     }
     if out.iter().all(|a| a.scrubbed.is_none()) {
         fs::remove_dir(&shared).map_err(|e| Error::io("remove", &shared, e))?;
-    } else {
-        sync_dir(&shared)?;
     }
-    sync_dir(dest)?;
     Ok(out)
 }
 
@@ -799,8 +795,6 @@ fn unpack<R: Read>(
                 "an attachment's SHA-256 differs from testimony.json",
             ));
         }
-        file.sync_all()
-            .map_err(|e| Error::io("write", &target, e))?;
     }
 
     // 3. padding: zeros only.
@@ -820,10 +814,6 @@ fn unpack<R: Read>(
 
     let txt = text::render(&id, entry.epoch, entry.thread.as_ref(), &testimony);
     write_file(&dest.join("testimony.txt"), txt.as_bytes())?;
-    if !testimony.attachments.is_empty() {
-        sync_dir(&files)?;
-    }
-    sync_dir(dest)?;
     Ok(Unpacked {
         testimony_sha256: Digest::of(&json),
         attachments: testimony

@@ -440,6 +440,8 @@ mod tests {
 
     fn decrypt(store: &Store, id: &SubmissionId, identity: &age::x25519::Identity) -> Vec<u8> {
         let mut ct = Vec::new();
+        // Committed first: only then is it in the index.
+        store.sync_blocking().unwrap();
         store.ciphertext(id).unwrap().read_to_end(&mut ct).unwrap();
         let d = age::Decryptor::new(&ct[..]).unwrap();
         let mut r = d

@@ -111,7 +111,11 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
     let m = manifest(&batch);
     assert_eq!(m.submissions.len(), 2, "the testimony and its follow-up");
     assert_eq!(m.threads.len(), 1);
-    assert!(m.submissions.iter().all(|e| e.thread == Some(m.threads[0].id)));
+    assert!(
+        m.submissions
+            .iter()
+            .all(|e| e.thread == Some(m.threads[0].id))
+    );
     let opened = relay.root.path().join("opened");
     reviewer(&[
         "open".to_owned(),
@@ -127,8 +131,8 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
     ])
     .unwrap();
     let read = |e: &format::ManifestEntry| -> serde_json::Value {
-        let json = std::fs::read_to_string(opened.join(e.id.to_string()).join("testimony.json"))
-            .unwrap();
+        let json =
+            std::fs::read_to_string(opened.join(e.id.to_string()).join("testimony.json")).unwrap();
         serde_json::from_str(&json).unwrap()
     };
     let (first, follow): (Vec<_>, Vec<_>) = m
@@ -139,7 +143,10 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
     let later = read(follow[0]);
     assert_eq!(later["text"], "Follow-up from the browser test.", "{later}");
     assert_eq!(later["language"], "kk", "{later}");
-    assert_eq!(summary["followup"]["cookie"]["sameSite"], "Strict", "{summary}");
+    assert_eq!(
+        summary["followup"]["cookie"]["sameSite"], "Strict",
+        "{summary}"
+    );
     let sub = opened.join(first[0].id.to_string());
     let json = std::fs::read_to_string(sub.join("testimony.json")).unwrap();
     let testimony: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -91,10 +91,27 @@ pub(crate) fn sync_dir(path: &Path) -> Result<(), Error> {
 /// `reviewer open` writes a whole batch into a staging directory without
 /// flushing file by file, then calls this once before moving anything into
 /// place: the same durability as one `fsync` per file, but the file system
-/// can merge concurrent flushes into a few journal commits instead of one
-/// per file (10,000 small submissions meant ~70,000 sequential flushes).
+/// can merge concurrent flushes instead of one per file in turn (10,000
+/// small submissions meant ~70,000 sequential flushes).
 /// Symlinks are neither followed nor flushed (nothing here creates one).
 pub(crate) fn sync_tree(root: &Path) -> Result<(), Error> {
+    // On Linux one `syncfs` flushes every dirty file and directory of the
+    // file system at once: for a batch of 10,000 submissions (40,000 files
+    // and directories) that is one flush instead of 40,000.
+    #[cfg(target_os = "linux")]
+    {
+        let dir = File::open(root).map_err(|e| Error::io("flush", root, e))?;
+        rustix::fs::syncfs(&dir).map_err(|e| Error::io("flush", root, e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        sync_tree_each(root)
+    }
+}
+
+/// [`sync_tree`] where there is no `syncfs`: every file and directory.
+#[cfg(any(not(target_os = "linux"), test))]
+fn sync_tree_each(root: &Path) -> Result<(), Error> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     const WORKERS: usize = 8;
@@ -294,8 +311,15 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/nonexistent/target", root.join("a/link")).unwrap();
         sync_tree(&root).unwrap();
+        sync_tree_each(&root).unwrap();
         // A tree that vanished is an error naming the path, not a panic.
         let gone = dir.path().join("gone");
         assert!(sync_tree(&gone).unwrap_err().to_string().contains("gone"));
+        assert!(
+            sync_tree_each(&gone)
+                .unwrap_err()
+                .to_string()
+                .contains("gone")
+        );
     }
 }

@@ -165,8 +165,12 @@ impl Identity {
 pub(crate) fn decrypt_any<R: Read>(
     identities: &[Identity],
     ciphertext: R,
-) -> Result<Plaintext<R>, DecryptFailure> {
-    let decryptor = age::Decryptor::new(ciphertext).map_err(|_| DecryptFailure::Invalid)?;
+) -> Result<Plaintext<std::io::BufReader<R>>, DecryptFailure> {
+    // Buffered: age then parses the header line by line. Unbuffered, it
+    // parses the header again after every few bytes it reads, which was a
+    // fifth of `reviewer open`'s time on small submissions.
+    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(ciphertext))
+        .map_err(|_| DecryptFailure::Invalid)?;
     if decryptor.is_scrypt() {
         // Submissions are sealed to X25519 recipients, never to a passphrase.
         return Err(DecryptFailure::Invalid);

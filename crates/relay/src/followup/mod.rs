@@ -426,7 +426,7 @@ redacted_debug!(ShownReply);
 pub fn open_reply(ciphertext: &[u8], secret: &SourceSecret) -> Result<ReplyMessage, Error> {
     let identity = secret.identity()?;
     let failed = |e: &dyn std::fmt::Display| Error::Followup(format!("open a reply: {e}"));
-    let decryptor = age::Decryptor::new(ciphertext).map_err(|e| failed(&e))?;
+    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| failed(&e))?;
     let mut reader = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| failed(&e))?;

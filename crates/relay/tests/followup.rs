@@ -271,6 +271,18 @@ async fn the_whole_follow_up_loop_through_the_router() {
         "linked from the page"
     );
 
+    // `/followup` sends the browser to its language, like `/`.
+    let res = send(
+        &r,
+        Request::get("/followup")
+            .header(header::ACCEPT_LANGUAGE, "kk-KZ,kk;q=0.9")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/followup/kk/");
+
     // Without asking, no codename and no thread.
     assert_eq!(submit(&r, "no codename please", false).await, None);
     assert_eq!(r.state.store().stats().unwrap().threads, 0);

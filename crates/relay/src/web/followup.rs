@@ -103,18 +103,7 @@ fn not_offered(lang: Lang) -> Response {
 
 /// `/followup`: to the browser's language.
 pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let lang = Lang::negotiate(accept, state.config.form.default_lang());
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, format!("/followup/{}/", lang.code())),
-            (header::VARY, "Accept-Language".to_owned()),
-        ],
-    )
-        .into_response()
+    pages::to_negotiated_lang(&state, &headers, "/followup")
 }
 
 /// `/followup/{lang}` without the slash.

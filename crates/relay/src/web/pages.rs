@@ -314,6 +314,12 @@ pub(super) async fn form(State(state): State<Arc<AppState>>, Path(code): Path<St
 /// `/`: sends the browser to its language, chosen from `Accept-Language`
 /// (no cookie, nothing remembered).
 pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    to_negotiated_lang(&state, &headers, "")
+}
+
+/// A 303 to `{base}/{lang}/`, the language chosen from `Accept-Language`
+/// (no cookie, nothing remembered). `base` is `""` or `"/followup"`.
+pub(super) fn to_negotiated_lang(state: &AppState, headers: &HeaderMap, base: &str) -> Response {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
@@ -321,7 +327,7 @@ pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap)
     (
         StatusCode::SEE_OTHER,
         [
-            (header::LOCATION, format!("/{}/", lang.code())),
+            (header::LOCATION, format!("{base}/{}/", lang.code())),
             (header::VARY, "Accept-Language".to_owned()),
         ],
     )

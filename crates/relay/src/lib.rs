@@ -35,9 +35,11 @@ pub mod followup;
 pub mod form;
 mod fsutil;
 pub mod keys;
+mod pipeline;
 pub mod process;
 pub mod seal;
 pub mod server;
+mod spool;
 pub mod store;
 pub mod web;
 

@@ -7,19 +7,16 @@
 //! size and SHA-256, then the attachments, then padding. Because the list
 //! comes first, attachments must be read completely before sealing starts,
 //! and they can be far larger than memory. They are therefore *spooled*: as
-//! they arrive they are encrypted with age to an ephemeral X25519 identity
-//! that exists only in this process's memory, into an unnamed temporary file
-//! (`O_TMPFILE` where the OS has it, so a crash leaves no name behind).
-//! When the form is complete the spool is decrypted as a stream straight
-//! into the real seal. Plaintext never reaches the disk, and memory per
-//! upload stays at a few age chunks (64 KiB each) whatever the upload's size.
-//!
-//! The ephemeral identity is zeroized when the spool is dropped (age's
-//! X25519 secret zeroizes itself).
+//! they arrive they are encrypted under a random key that exists only in
+//! this process's memory ([`crate::spool`]: AES-256-GCM, STREAM chunks),
+//! into an unnamed temporary file (`O_TMPFILE` where the OS has it, so a
+//! crash leaves no name behind). When the form is complete the spool is
+//! decrypted as a stream straight into the real seal. Plaintext never
+//! reaches the disk, and memory per upload stays at a few 64 KiB chunks
+//! whatever the upload's size.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use age::secrecy::ExposeSecret;
@@ -31,6 +28,8 @@ use zeroize::Zeroize;
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::pipeline::ThreadedWriter;
+use crate::spool::{SpoolReader, SpoolWriter};
 use crate::store::{PendingSubmission, SubmissionMeta};
 
 /// Buffer in front of every age output. age turns an error while writing its
@@ -143,11 +142,10 @@ struct Spooled {
 ///
 /// The spool file and its key are made when the first attachment begins:
 /// a text-only submission (most of them) costs neither a temporary file
-/// nor a key generation.
+/// nor a key.
 pub struct Spool {
     dir: std::path::PathBuf,
-    writer: Option<age::stream::StreamWriter<BufWriter<File>>>,
-    identity: Option<age::x25519::Identity>,
+    writer: Option<SpoolWriter>,
     files: Vec<Spooled>,
     current: Option<(String, sha2::Sha256, u64)>,
     total: u64,
@@ -169,31 +167,20 @@ impl Spool {
         Ok(Self {
             dir: dir.to_owned(),
             writer: None,
-            identity: None,
             files: Vec::new(),
             current: None,
             total: 0,
         })
     }
 
-    /// Creates the spool file and its ephemeral key, once.
+    /// Creates the spool file and its key, once.
     fn open(&mut self) -> Result<(), Error> {
         if self.writer.is_some() {
             return Ok(());
         }
-        let identity = age::x25519::Identity::generate();
         let file = tempfile::tempfile_in(&self.dir)
             .map_err(Error::io("create a spool file in", &self.dir))?;
-        let recipient = identity.to_public();
-        let writer = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
-            .map_err(|e| Error::Seal {
-                stage: "set up the spool",
-                source: Box::new(e),
-            })?
-            .wrap_output(BufWriter::with_capacity(HEADER_BUFFER, file))
-            .map_err(seal_err("start the spool"))?;
-        self.writer = Some(writer);
-        self.identity = Some(identity);
+        self.writer = Some(SpoolWriter::new(file).map_err(seal_err("start the spool"))?);
         Ok(())
     }
 
@@ -251,26 +238,13 @@ impl Spool {
     /// attachments' descriptions.
     fn into_reader(mut self) -> Result<(Box<dyn Read>, Vec<Spooled>), Error> {
         self.end_file();
-        let (Some(writer), Some(identity)) = (self.writer.take(), self.identity.take()) else {
+        let Some(writer) = self.writer.take() else {
             // No attachment was ever begun: nothing was spooled.
             return Ok((Box::new(io::empty()), std::mem::take(&mut self.files)));
         };
-        let mut file = writer
-            .finish()
-            .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
-            .map_err(seal_err("close the spool"))?;
+        let (mut file, key, len) = writer.finish().map_err(seal_err("close the spool"))?;
         file.rewind().map_err(seal_err("rewind the spool"))?;
-        let decryptor = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, file))
-            .map_err(|e| Error::Seal {
-                stage: "read back the spool",
-                source: Box::new(e),
-            })?;
-        let reader = decryptor
-            .decrypt(std::iter::once(&identity as &dyn age::Identity))
-            .map_err(|e| Error::Seal {
-                stage: "read back the spool",
-                source: Box::new(e),
-            })?;
+        let reader = SpoolReader::new(file, key, len);
         Ok((Box::new(reader), std::mem::take(&mut self.files)))
     }
 }
@@ -326,6 +300,41 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// Plaintexts from this size on are written through a second thread.
+const THREADED_WRITE_BYTES: u64 = 1024 * 1024;
+
+/// Where the ciphertext goes: straight into the store, or through a
+/// writer thread.
+enum Output {
+    Direct(PendingSubmission),
+    Threaded(ThreadedWriter<PendingSubmission>),
+}
+
+impl Output {
+    fn finish(self) -> io::Result<PendingSubmission> {
+        match self {
+            Self::Direct(out) => Ok(out),
+            Self::Threaded(out) => out.finish(),
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Direct(out) => out.write(data),
+            Self::Threaded(out) => out.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Direct(out) => out.flush(),
+            Self::Threaded(out) => out.flush(),
+        }
+    }
+}
+
 /// A sealed submission's tar entry: mode 0600 (files a reviewer extracts
 /// with stock `tar` are theirs alone).
 fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
@@ -377,6 +386,13 @@ pub fn seal(
             stage: "set up encryption",
             source: Box::new(e),
         })?;
+    // A large ciphertext is hashed and written by a second thread while
+    // this one encrypts ([`crate::pipeline`]).
+    let out = if padded >= THREADED_WRITE_BYTES {
+        Output::Threaded(ThreadedWriter::new(out).map_err(seal_err("start the store's writer"))?)
+    } else {
+        Output::Direct(out)
+    };
     let stream = encryptor
         .wrap_output(BufWriter::with_capacity(HEADER_BUFFER, out))
         .map_err(seal_err("start encryption"))?;
@@ -422,6 +438,7 @@ pub fn seal(
         .inner
         .finish()
         .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
+        .and_then(Output::finish)
         .map_err(seal_err("finish encryption"))?;
     pending.finish(
         testimony.received_day,
@@ -468,14 +485,14 @@ mod tests {
     fn a_text_only_submission_makes_no_spool_file_and_no_key() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::new(dir.path()).unwrap();
-        assert!(spool.writer.is_none() && spool.identity.is_none());
+        assert!(spool.writer.is_none());
         let (mut reader, files) = Spool::new(dir.path()).unwrap().into_reader().unwrap();
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty() && files.is_empty());
         // The first attachment opens it.
         spool.begin_file("a.txt").unwrap();
-        assert!(spool.writer.is_some() && spool.identity.is_some());
+        assert!(spool.writer.is_some());
     }
 
     #[test]
@@ -543,6 +560,42 @@ mod tests {
     }
 
     #[test]
+    fn a_large_submission_round_trips_through_the_writer_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), 1 << 30).unwrap();
+        let reviewer = age::x25519::Identity::generate();
+        let recipients = Recipients::parse(&[reviewer.to_public().to_string()]).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut spool = Spool::new(dir.path()).unwrap();
+        spool.begin_file("video.mp4").unwrap();
+        for part in data.chunks(70_001) {
+            spool.write(part).unwrap();
+        }
+        let id = SubmissionId::from_bytes([9; 16]);
+        let meta = seal(
+            submission("big"),
+            spool,
+            &recipients,
+            1,
+            store.begin(id).unwrap(),
+        )
+        .unwrap();
+        assert!(meta.size >= THREADED_WRITE_BYTES);
+        let pt = decrypt(&store, &id, &reviewer);
+        let mut archive = tar::Archive::new(&pt[..]);
+        let mut entries = archive.entries().unwrap();
+        entries.next().unwrap().unwrap();
+        let mut file = entries.next().unwrap().unwrap();
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert!(got == data);
+        // The stored hash is the hash of what was written.
+        let mut ct = Vec::new();
+        store.ciphertext(&id).unwrap().read_to_end(&mut ct).unwrap();
+        assert_eq!(meta.sha256, Digest::of(&ct));
+    }
+
+    #[test]
     fn short_texts_seal_to_the_same_size() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), 1 << 20).unwrap();
@@ -593,6 +646,22 @@ mod tests {
             assert_eq!(store.held_bytes(), 0);
             assert_eq!(store.stats().unwrap(), crate::store::Stats::default());
         }
+        // A large one, written through the writer thread: refused half-way.
+        store.set_limits(3 << 20, 0);
+        let mut spool = Spool::new(dir.path()).unwrap();
+        spool.begin_file("big").unwrap();
+        spool.write(&vec![5u8; 5 << 20]).unwrap();
+        let e = seal(
+            submission("x"),
+            spool,
+            &recipients,
+            1,
+            store.begin(SubmissionId::from_bytes([3; 16])).unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.is_out_of_space(), "{e}");
+        assert_eq!(store.held_bytes(), 0);
+        assert_eq!(store.stats().unwrap(), crate::store::Stats::default());
     }
 
     #[test]
@@ -604,14 +673,7 @@ mod tests {
         for _ in 0..1000 {
             spool.write(canary).unwrap();
         }
-        let mut file = spool
-            .writer
-            .take()
-            .unwrap()
-            .finish()
-            .unwrap()
-            .into_inner()
-            .unwrap();
+        let (mut file, _, _) = spool.writer.take().unwrap().finish().unwrap();
         file.rewind().unwrap();
         let mut raw = Vec::new();
         file.read_to_end(&mut raw).unwrap();

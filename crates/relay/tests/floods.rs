@@ -265,3 +265,91 @@ fn connections_beyond_max_connections_are_closed_at_once() {
     );
     println!("connection 101 of max_connections = 100 closed in {refused_in:?}");
 }
+
+/// What one HTTP/2 request can make the relay buffer before any handler
+/// reads its body: it sends as much of a large body as flow control lets
+/// it for `wait`, and returns how many bytes that was.
+async fn h2_pushed_unread(tls: &Tls, wait: Duration) -> u64 {
+    use std::sync::Arc;
+    let mut config = (*tls.config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::from(tls.addr.ip()), tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (client, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::post(format!("https://{}/en/submit", tls.addr))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .header("content-length", (16u64 << 20).to_string())
+        .body(())
+        .unwrap();
+    let (_response, mut body) = client.send_request(request, false).unwrap();
+    body.reserve_capacity(16 << 20);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pushed = 0u64;
+    while let Ok(Some(Ok(n))) =
+        tokio::time::timeout_at(deadline, std::future::poll_fn(|cx| body.poll_capacity(cx))).await
+    {
+        body.send_data(bytes::Bytes::from(vec![b'a'; n]), false)
+            .unwrap();
+        pushed += n as u64;
+    }
+    driver.abort();
+    pushed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_waiting_for_an_upload_slot_pin_little_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| {
+        format!("{t}\n[limits]\nmax_concurrent_uploads = 1\n")
+    });
+    let served = Served::start(&data);
+    let tls = Tls::new(&data, served.addr);
+    // One upload over HTTP/1.1 takes the only slot and stays.
+    let holder = {
+        let tls = tls.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = tls.connect();
+            raw::send(
+                &mut s,
+                b"POST /en/submit HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                  Content-Type: multipart/form-data; boundary=B\r\nContent-Length: 1000000\r\n\r\n\
+                  --B\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nheld",
+            )
+            .unwrap();
+            s
+        })
+        .await
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Requests over HTTP/2 now wait for the slot, unread. Each may push
+    // only the protocol's initial window (64 KiB), not hyper's default
+    // 1 MiB: 1,024 connections (limits.max_connections) pin at most 64 MiB.
+    let pushed = futures_util::future::join_all(
+        (0..8).map(|_| h2_pushed_unread(&tls, Duration::from_secs(2))),
+    )
+    .await;
+    for p in &pushed {
+        assert!(*p > 0, "the test pushed nothing: {pushed:?}");
+        assert!(
+            *p <= 65_535,
+            "one waiting request made the relay buffer {p} bytes: {pushed:?}"
+        );
+    }
+    drop(holder);
+    // A real submission still gets through once the slot is free.
+    let url = served.url();
+    let status = tokio::task::spawn_blocking(move || submit(&data, &url, "after the h2 flood"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let log = served.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -19,7 +19,7 @@ pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 /// Connects to a relay, trusting only its demo certificate.
 #[derive(Clone)]
 pub struct Tls {
-    config: Arc<ClientConfig>,
+    pub config: Arc<ClientConfig>,
     pub addr: SocketAddr,
 }
 

@@ -101,7 +101,8 @@ pub struct Limits {
     /// upload going: one that falls `body_idle_seconds` behind it is cut
     /// (default 1,024; 0 keeps only the pause limit).
     pub min_body_bytes_per_second: u64,
-    /// Most submissions in one batch (default 1,000).
+    /// Most submissions in one batch (default 1,000). A larger backlog is
+    /// exported oldest day first ([`crate::store::Store::unexported`]).
     pub max_batch_submissions: usize,
     /// Most bytes of ciphertext the store holds (default 20 GiB). Beyond
     /// it, new submissions get "busy, try later" (503) until reviewers

@@ -601,19 +601,27 @@ impl Store {
             .transpose()
     }
 
-    /// Up to `limit` submissions not yet in any batch, in id order.
+    /// Up to `limit` submissions not yet in any batch: those received on
+    /// the earliest days first, returned in id order.
+    ///
+    /// Oldest first, so that a backlog larger than a batch cannot hold a
+    /// submission back indefinitely: ids are random, and taking the
+    /// lowest ids would let every newer submission with a lower id go
+    /// ahead of it. Within a day the order is the (random) id order: the
+    /// index records no finer time, by design.
     pub fn unexported(&self, limit: usize) -> Result<Vec<(SubmissionId, SubmissionMeta)>, Error> {
         let mut out = Vec::new();
         for item in self.inner.db.scan_prefix([META]) {
-            if out.len() >= limit {
-                break;
-            }
             let (k, v) = item.map_err(store_err("scan submissions"))?;
             let meta: SubmissionMeta = decode("submission metadata", &v)?;
             if meta.batch.is_none() {
                 out.push((id_from_key(&k)?, meta));
             }
         }
+        // Stable: ties keep the scan's id order.
+        out.sort_by_key(|(_, meta)| meta.received_day);
+        out.truncate(limit);
+        out.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 
@@ -1458,6 +1466,38 @@ mod tests {
         assert_eq!(files(&dir.path().join("pending")), 0);
         assert_eq!(files(&dir.path().join("objects")), 1);
         assert_eq!(read(&store, 1), data);
+    }
+
+    #[test]
+    fn batches_take_the_oldest_days_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s"), 1 << 20).unwrap();
+        let put_on = |n: u8, day: &str| {
+            let mut w = store.begin(id(n)).unwrap();
+            w.write_all(b"ct").unwrap();
+            w.finish(day.parse().unwrap(), 1, "k".into(), None).unwrap();
+        };
+        // High ids on the older days, low ids on the newest one.
+        put_on(200, "2026-11-01");
+        put_on(100, "2026-11-02");
+        put_on(150, "2026-11-02");
+        for n in 1..=5 {
+            put_on(n, "2026-11-03");
+        }
+        store.sync_blocking().unwrap();
+        let ids = |v: Vec<(SubmissionId, SubmissionMeta)>| {
+            v.into_iter().map(|(i, _)| i).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(store.unexported(1).unwrap()), [id(200)]);
+        assert_eq!(
+            ids(store.unexported(3).unwrap()),
+            [id(100), id(150), id(200)]
+        );
+        assert_eq!(
+            ids(store.unexported(5).unwrap()),
+            [id(1), id(2), id(100), id(150), id(200)]
+        );
+        assert_eq!(store.unexported(100).unwrap().len(), 8);
     }
 
     #[test]

@@ -111,10 +111,10 @@ INTRO = {
     "scenario's. The ingest rate is the file's size over curl's total time (TLS, multipart, "
     "spool, seal, fsync, ack). The reference encrypts the same file with the `age` CLI to the "
     "same 3 recipients. Uploads use HTTP/1.1 over TLS, as an onion service's visitors reach "
-    "the relay: curl 7.88's HTTP/2 upload waits on the relay's 1 MiB flow-control window "
-    "(WINDOW_UPDATE round trips) and spins a core while it does, so over HTTP/2 it measures "
-    "curl; that figure is listed too, and `docs/decisions.md` says why the window stays "
-    "1 MiB.",
+    "the relay: curl 7.88's HTTP/2 upload is bound by the round trip of each flow-control "
+    "window (the relay's window is adaptive and starts at 64 KiB, so that requests waiting "
+    "for an upload slot pin little memory), and it spins a core while it waits, so over "
+    "HTTP/2 it measures curl. That figure is listed too; `docs/decisions.md` has Chromium's.",
     "reviewer": "A batch made by the relay from {count} form submissions, opened by `reviewer "
     "open` (verify signature and hashes, decrypt, check each tar, write folders and a receipt) "
     "with an unencrypted identity; the reference decrypts one age file of the same total "

@@ -8,7 +8,7 @@
 //! comes first, attachments must be read completely before sealing starts,
 //! and they can be far larger than memory. They are therefore *spooled*: as
 //! they arrive they are encrypted under a random key that exists only in
-//! this process's memory ([`crate::spool`]: AES-256-GCM, STREAM chunks),
+//! this process's memory (`spool.rs`: AES-256-GCM, STREAM chunks),
 //! into an unnamed temporary file (`O_TMPFILE` where the OS has it, so a
 //! crash leaves no name behind). When the form is complete the spool is
 //! decrypted as a stream straight into the real seal. Plaintext never

@@ -32,6 +32,56 @@ fn push_clean(out: &mut String, s: &str, multiline: bool) {
     }
 }
 
+/// One answer and its line end: the form's English wording when the
+/// testimony carries it ("What is it about?: Health care and medical
+/// workers (health)"), else the stable key and the value. With `show_key`,
+/// a labelled answer also names its key, in brackets.
+fn push_answer(
+    o: &mut String,
+    key: &str,
+    value: &str,
+    label: Option<&format::FieldLabel>,
+    show_key: bool,
+) {
+    match label {
+        Some(label) => {
+            push_clean(o, &label.question, false);
+            o.push_str(": ");
+            match &label.answer {
+                Some(answer) => {
+                    push_clean(o, answer, false);
+                    o.push_str(" (");
+                    push_clean(o, value, false);
+                    o.push(')');
+                }
+                None => push_clean(o, value, false),
+            }
+            if show_key {
+                o.push_str("  [");
+                push_clean(o, key, false);
+                o.push(']');
+            }
+        }
+        None => {
+            push_clean(o, key, false);
+            o.push_str(": ");
+            push_clean(o, value, false);
+        }
+    }
+    o.push('\n');
+}
+
+/// The source's text under its heading, with its lines kept, then a blank
+/// line.
+fn push_text(o: &mut String, text: &str) {
+    o.push_str("Text:\n");
+    push_clean(o, text, true);
+    if !text.ends_with('\n') {
+        o.push('\n');
+    }
+    o.push('\n');
+}
+
 /// The content of `testimony.txt` for one submission; `epoch` is the key
 /// epoch the signed manifest says it was sealed to, `thread` the follow-up
 /// thread it names (if its source took a codename).
@@ -57,39 +107,12 @@ pub(crate) fn render(
     let _ = writeln!(o, "Form version: {}", t.form_version);
     o.push('\n');
     if !t.fields.is_empty() {
-        // With the form's English wording when the testimony carries it:
-        // "What is it about?: Health care and medical workers (health)".
         for (key, value) in &t.fields {
-            match t.labels.get(key) {
-                Some(label) => {
-                    push_clean(o, &label.question, false);
-                    o.push_str(": ");
-                    match &label.answer {
-                        Some(answer) => {
-                            push_clean(o, answer, false);
-                            o.push_str(" (");
-                            push_clean(o, value, false);
-                            o.push(')');
-                        }
-                        None => push_clean(o, value, false),
-                    }
-                }
-                None => {
-                    push_clean(o, key, false);
-                    o.push_str(": ");
-                    push_clean(o, value, false);
-                }
-            }
-            o.push('\n');
+            push_answer(o, key, value, t.labels.get(key), false);
         }
         o.push('\n');
     }
-    o.push_str("Text:\n");
-    push_clean(o, &t.text, true);
-    if !t.text.ends_with('\n') {
-        o.push('\n');
-    }
-    o.push('\n');
+    push_text(o, &t.text);
     if t.attachments.is_empty() {
         o.push_str("Attachments: none\n");
     } else {
@@ -145,39 +168,11 @@ pub(crate) fn render_record(
         o.push_str("Answers:\n");
         for (key, value) in &r.fields {
             o.push_str("  ");
-            match r.labels.get(key) {
-                Some(label) => {
-                    push_clean(o, &label.question, false);
-                    o.push_str(": ");
-                    match &label.answer {
-                        Some(answer) => {
-                            push_clean(o, answer, false);
-                            o.push_str(" (");
-                            push_clean(o, value, false);
-                            o.push(')');
-                        }
-                        None => push_clean(o, value, false),
-                    }
-                    o.push_str("  [");
-                    push_clean(o, key, false);
-                    o.push(']');
-                }
-                None => {
-                    push_clean(o, key, false);
-                    o.push_str(": ");
-                    push_clean(o, value, false);
-                }
-            }
-            o.push('\n');
+            push_answer(o, key, value, r.labels.get(key), true);
         }
         o.push('\n');
     }
-    o.push_str("Text:\n");
-    push_clean(o, &r.text, true);
-    if !r.text.ends_with('\n') {
-        o.push('\n');
-    }
-    o.push('\n');
+    push_text(o, &r.text);
     if r.attachments.is_empty() {
         o.push_str("Attachments: none\n");
     } else {

@@ -38,7 +38,10 @@ pub use manifest::{
     MANIFEST_FORMAT, MAX_MANIFEST_BYTES, MAX_MANIFEST_ENTRIES, MAX_SIGNATURE_BYTES, Manifest,
     ManifestEntry, ThreadEntry, batch_member_for, is_x25519_recipient, parse_batch_member,
 };
-pub use name::{MAX_NAME_BYTES, is_deceptive, sanitize_file_name, unique_names};
+pub use name::{
+    MAX_DISK_NAME_BYTES, MAX_NAME_BYTES, disk_name, fold_key, is_deceptive, sanitize_file_name,
+    unique_names,
+};
 pub use pad::{
     MIN_PADDED_PLAINTEXT, TAR_BLOCK, padded_plaintext_len, padme, tar_entry_len, unpadded_tar_len,
 };

@@ -6,6 +6,8 @@
 //! reads back, because a sealed file can come from anyone who knows the
 //! reviewers' public keys, not only from this relay.
 
+use unicode_normalization::UnicodeNormalization;
+
 /// The longest sanitised name, in bytes of UTF-8.
 ///
 /// 100 bytes is the ustar `name` field: with `files` in the ustar `prefix`
@@ -104,12 +106,18 @@ fn trim(s: &str) -> &str {
 /// Cuts `name` to at most [`MAX_NAME_BYTES`] bytes, keeping a short
 /// extension when there is one.
 fn shorten(name: &str) -> String {
+    shorten_to(name, MAX_NAME_BYTES)
+}
+
+/// Cuts `name` to at most `max` bytes, keeping a short extension when
+/// there is one.
+fn shorten_to(name: &str, max: usize) -> String {
     let ext = match name.rfind('.') {
         Some(i) if i > 0 && name.len() - i <= MAX_EXTENSION_BYTES + 1 => &name[i..],
         _ => "",
     };
     let stem = &name[..name.len() - ext.len()];
-    let budget = MAX_NAME_BYTES - ext.len();
+    let budget = max - ext.len();
     let mut cut = budget.min(stem.len());
     while !stem.is_char_boundary(cut) {
         cut -= 1;
@@ -119,10 +127,57 @@ fn shorten(name: &str) -> String {
     out
 }
 
-/// Makes each name in `names` unique (case-insensitively, since reviewers'
-/// laptops may have case-insensitive file systems) by inserting ` (2)`,
-/// ` (3)`, ... before the extension. Names must already be sanitised; the
-/// results are sanitised too.
+/// The key under which two names are one name on some reviewer's file
+/// system: the canonical caseless form of Unicode 15 §3.13 (D145),
+/// `NFD(toCasefold(NFD(name)))`, with full case folding.
+///
+/// Reviewers use macOS and Windows laptops. APFS (by default) and HFS+
+/// compare names without case and without normalization: `é` written as
+/// one character (NFC) and as `e` plus a combining accent (NFD) are one
+/// file, and so are `σ.jpg` and `ς.jpg` (final sigma folds to sigma), or
+/// `STRASSE` and `straße` (full folding turns `ß` into `ss`). NTFS compares
+/// without case too. `to_lowercase` alone tells all of these apart, so
+/// both sides use this key: the relay to keep names unique
+/// ([`unique_names`]), the reviewer to check what it writes.
+pub fn fold_key(name: &str) -> String {
+    let nfd: String = name.nfd().collect();
+    caseless::default_case_fold_str(&nfd).nfd().collect()
+}
+
+/// Longest name [`disk_name`] returns, in bytes of UTF-8. APFS and ext4
+/// allow 255 bytes, NTFS 255 UTF-16 units: 200 bytes leaves room for the
+/// reviewer's own suffixes on every one of them.
+pub const MAX_DISK_NAME_BYTES: usize = 200;
+
+/// The name the reviewer writes attachment `index` (from 0) of `count`
+/// under: `NN-<name>`, the 1-based index zero-padded to at least two
+/// digits, then the sanitised `name` in NFC (the form macOS shows and
+/// Windows stores as typed).
+///
+/// The index prefix makes the names of one submission distinct on every
+/// file system, whatever the source sent: no two results for different
+/// indexes have the same [`fold_key`], because their prefixes differ and
+/// neither case folding nor normalization touches ASCII digits or `-`.
+/// The prefix also keeps a name that is reserved on Windows (`CON`, `nul.txt`)
+/// from being one (`01-CON`). The source's own name is kept in
+/// `testimony.json`; this is only where the bytes go.
+pub fn disk_name(index: usize, count: usize, name: &str) -> String {
+    let width = count.max(1).to_string().len().max(2);
+    let clean = sanitize_file_name(name);
+    let nfc: String = clean.nfc().collect();
+    let mut out = format!("{:0width$}-{nfc}", index + 1);
+    if out.len() > MAX_DISK_NAME_BYTES {
+        out = shorten_to(&out, MAX_DISK_NAME_BYTES);
+    }
+    // NFC of a sanitised name never ends in a dot or space, but a cut can.
+    out.trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_owned()
+}
+
+/// Makes each name in `names` unique under [`fold_key`] (since reviewers'
+/// laptops may have case- and normalization-insensitive file systems) by
+/// inserting ` (2)`, ` (3)`, ... before the extension. Names must already
+/// be sanitised; the results are sanitised too.
 pub fn unique_names<I, S>(names: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
@@ -134,7 +189,7 @@ where
         let name = name.as_ref();
         let mut candidate = name.to_owned();
         let mut n = 2u32;
-        while !seen.insert(candidate.to_lowercase()) {
+        while !seen.insert(fold_key(&candidate)) {
             let (stem, ext) = match name.rfind('.') {
                 Some(i) if i > 0 => name.split_at(i),
                 _ => (name, ""),
@@ -212,7 +267,77 @@ mod tests {
         assert_eq!(names, ["a.jpg", "A (2).jpg", "a (3).jpg", "b"]);
     }
 
+    /// Pairs that are one file on APFS (case- and normalization-insensitive)
+    /// or NTFS (case-insensitive) but differ under `to_lowercase`, or byte
+    /// for byte.
+    const ONE_NAME_ON_A_LAPTOP: &[(&str, &str)] = &[
+        ("σ.jpg", "ς.jpg"),
+        ("Σ.jpg", "ς.jpg"),
+        ("caf\u{e9}.txt", "cafe\u{301}.txt"),
+        ("CAF\u{c9}.txt", "cafe\u{301}.txt"),
+        ("STRASSE.pdf", "straße.pdf"),
+        ("Photo.JPG", "photo.jpg"),
+        ("Қазақ.txt", "қазақ.txt"),
+        ("\u{212b}.txt", "\u{e5}.txt"),
+    ];
+
+    #[test]
+    fn folding_joins_what_laptops_join() {
+        for (a, b) in ONE_NAME_ON_A_LAPTOP {
+            assert_eq!(fold_key(a), fold_key(b), "{a:?} / {b:?}");
+        }
+        assert_ne!(fold_key("a.jpg"), fold_key("b.jpg"));
+        // What the relay's check missed before: to_lowercase keeps these apart.
+        assert_ne!("σ.jpg".to_lowercase(), "ς.jpg".to_lowercase());
+    }
+
+    #[test]
+    fn unique_names_fold_case_and_normalization() {
+        let names: Vec<&str> = ONE_NAME_ON_A_LAPTOP
+            .iter()
+            .flat_map(|(a, b)| [*a, *b])
+            .collect();
+        let out = unique_names(&names);
+        let keys: std::collections::HashSet<String> = out.iter().map(|n| fold_key(n)).collect();
+        assert_eq!(keys.len(), out.len(), "{out:?}");
+        assert_eq!(out[0], "σ.jpg");
+        assert_eq!(out[1], "ς (2).jpg");
+    }
+
+    #[test]
+    fn disk_names() {
+        assert_eq!(disk_name(0, 1, "photo.jpg"), "01-photo.jpg");
+        assert_eq!(disk_name(9, 10, "a"), "10-a");
+        assert_eq!(disk_name(41, 1000, "a"), "0042-a");
+        // NFD in, NFC out.
+        assert_eq!(disk_name(0, 2, "cafe\u{301}.txt"), "01-caf\u{e9}.txt");
+        // Sanitised again on the way (a Windows device name gets its `_`).
+        assert_eq!(disk_name(0, 2, "CON"), "01-_CON");
+        let long = "я".repeat(60) + ".jpg";
+        let d = disk_name(0, 2, &long);
+        assert!(d.len() <= MAX_DISK_NAME_BYTES && d.ends_with(".jpg"), "{d}");
+    }
+
     proptest! {
+        #[test]
+        fn disk_names_never_fold_together(
+            raw in proptest::collection::vec(any::<String>(), 0..40),
+        ) {
+            // Whatever the source sends, even names that fold together.
+            let mut raw = raw;
+            raw.extend(["σ.jpg", "ς.jpg", "É", "e\u{301}"].map(String::from));
+            let written: Vec<String> =
+                raw.iter().enumerate().map(|(i, n)| disk_name(i, raw.len(), n)).collect();
+            let keys: std::collections::HashSet<String> =
+                written.iter().map(|n| fold_key(n)).collect();
+            prop_assert_eq!(keys.len(), written.len());
+            for w in &written {
+                prop_assert!(w.len() <= MAX_DISK_NAME_BYTES);
+                prop_assert!(!w.ends_with('.') && !w.ends_with(' '));
+                prop_assert!(!w.contains('/') && !w.contains('\\') && !w.contains(':'));
+            }
+        }
+
         #[test]
         fn sanitised_names_are_safe(raw in any::<String>()) {
             let s = sanitize_file_name(&raw);
@@ -229,9 +354,9 @@ mod tests {
         fn unique_names_are_unique(raw in proptest::collection::vec("[aA.]{0,3}", 0..20)) {
             let sanitised: Vec<String> = raw.iter().map(|r| sanitize_file_name(r)).collect();
             let out = unique_names(&sanitised);
-            let lower: std::collections::HashSet<String> =
-                out.iter().map(|s| s.to_lowercase()).collect();
-            prop_assert_eq!(lower.len(), out.len());
+            let folded: std::collections::HashSet<String> =
+                out.iter().map(|s| fold_key(s)).collect();
+            prop_assert_eq!(folded.len(), out.len());
             for s in &out {
                 prop_assert_eq!(&sanitize_file_name(s), s);
             }

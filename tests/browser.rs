@@ -156,8 +156,10 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
     assert_eq!(testimony["fields"]["events_month"], events_month, "{json}");
     // The browser may turn the textarea's line breaks into CRLF; there are none.
     assert_eq!(testimony["text"], text, "{json}");
-    for (name, data) in &files {
-        let got = std::fs::read(sub.join("files").join(name))
+    for (i, (name, data)) in files.iter().enumerate() {
+        // Written under its place and name (`01-photo-1.jpg`).
+        let name = format::disk_name(i, files.len(), name);
+        let got = std::fs::read(sub.join("files").join(&name))
             .unwrap_or_else(|e| panic!("files/{name} in the opened submission: {e}"));
         assert!(got == **data, "files/{name} differs from what was attached");
     }

@@ -125,15 +125,19 @@ fn submit_fetch_verify_open_ack_over_tls() {
             .unwrap()
             .contains(text_canary)
     );
-    assert_eq!(std::fs::read(sub.join("files/video.bin")).unwrap(), big);
-    assert_eq!(std::fs::read(sub.join("files/note.txt")).unwrap(), small);
+    // Each under its place and name (`format::disk_name`).
+    assert_eq!(std::fs::read(sub.join("files/02-video.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(sub.join("files/03-note.txt")).unwrap(), small);
     // The hostile name was reduced to its last component, inside the folder.
-    assert_eq!(std::fs::read(sub.join("files/evil")).unwrap(), evil);
+    assert_eq!(std::fs::read(sub.join("files/01-evil")).unwrap(), evil);
     let outside: Vec<_> = all_files(relay.root.path())
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == "evil"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with("evil"))
+        })
         .collect();
-    assert_eq!(outside, [sub.join("files/evil")]);
+    assert_eq!(outside, [sub.join("files/01-evil")]);
 
     // The stock age CLI decrypts the stored submission and stock tar unpacks it.
     let members = tar_members(&fetched[0]);

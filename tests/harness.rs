@@ -199,10 +199,30 @@ impl Drop for TestRelay {
     }
 }
 
+/// The `reviewer` binary the workspace build made (`open` runs it as its
+/// scrubbing child; this test binary is not a reviewer).
+pub fn reviewer_bin() -> PathBuf {
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/reviewer
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(format!("reviewer{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the end-to-end tests with `cargo test --workspace` (it builds the reviewer binary)",
+        bin.display()
+    );
+    bin
+}
+
 /// Runs the reviewer CLI in-process.
 pub fn reviewer<S: AsRef<str>>(args: &[S]) -> Result<(), reviewer::Error> {
     let mut argv = vec!["reviewer".to_owned()];
     argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
+    argv.push("--scrub-helper".to_owned());
+    argv.push(reviewer_bin().to_str().unwrap().to_owned());
     reviewer::run(argv)
 }
 

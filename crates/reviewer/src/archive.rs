@@ -7,8 +7,8 @@
 //!   triage.json                   status and tags (relay-archive-triage/1), apart from the content
 //!   <id>/testimony.json           decrypted, byte for byte as sealed
 //!   <id>/testimony.txt            readable rendering (control characters escaped)
-//!   <id>/files/<name>             attachments, untouched originals
-//!   <id>/shared/<name>            scrubbed copies for sharing (only where scrubbing worked)
+//!   <id>/files/NN-<name>          attachments, untouched originals (NN: their place, from 01)
+//!   <id>/shared/NN-<name>         scrubbed copies for sharing (only where scrubbing worked)
 //!   receipts/batch-<seq>-<batch id>.json
 //!   .custody/<relay>/batches/<seq>-<batch id>/manifest.json, manifest.sig   verbatim
 //!   .custody/<relay>/submissions/<id>.age                                   verbatim ciphertext
@@ -20,6 +20,19 @@
 //! long after the batch files are gone, the chain relay signature → batch
 //! manifest hash → ciphertext hash, and the attachments against the
 //! testimony.
+//!
+//! Attachments are written as `format::disk_name` says: their place in
+//! `testimony.json` as a prefix, then the name in NFC. Two names a source
+//! sent can be one name on a reviewer's laptop (APFS and NTFS ignore case,
+//! APFS also normalization); with the prefix, no two written names can.
+//! The source's own name stays in `testimony.json` and the index. (Archives
+//! opened before this wrote `files/<name>`; both forms are read.)
+//!
+//! A submission whose ciphertext is the signed one but whose content could
+//! not be opened (a plaintext that breaks `docs/format.md`, on purpose or
+//! not) is *quarantined*: the index lists it with the reason, its
+//! ciphertext stays in custody, and nothing of its content is written.
+//! `reviewer retry` opens it again later, with a newer reviewer.
 //!
 //! Each submission is archived once, whatever the number of batches or
 //! relays that carried it: a later batch holding the same id with the same
@@ -155,6 +168,28 @@ impl fmt::Debug for ArchivedSubmission {
     }
 }
 
+/// A submission whose ciphertext is in custody, checked against the signed
+/// manifest, but whose content could not be opened: nothing of it is in
+/// the archive but this entry and the ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantinedSubmission {
+    /// The submission's id.
+    pub id: SubmissionId,
+    /// The batch it came in (its ciphertext is that relay's custody copy).
+    pub origin: Origin,
+    /// The follow-up thread the manifest names, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadId>,
+    /// The day the relay received it (from the signed manifest).
+    pub received_day: Day,
+    /// Why it could not be opened: the rule its plaintext broke (never its
+    /// content).
+    pub reason: String,
+    /// The day it was last tried (UTC).
+    pub tried_day: Day,
+}
+
 /// `archive.json` as stored.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +197,8 @@ struct ArchiveFile {
     format: String,
     batches: Vec<ArchivedBatch>,
     submissions: Vec<ArchivedSubmission>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    quarantined: Vec<QuarantinedSubmission>,
 }
 
 /// The archive index of one archive directory.
@@ -170,6 +207,7 @@ pub struct Archive {
     root: PathBuf,
     batches: Vec<ArchivedBatch>,
     submissions: BTreeMap<SubmissionId, ArchivedSubmission>,
+    quarantined: BTreeMap<SubmissionId, QuarantinedSubmission>,
 }
 
 /// What the archive knows of a batch about to be opened.
@@ -191,6 +229,7 @@ impl Archive {
                 root: root.into(),
                 batches: Vec::new(),
                 submissions: BTreeMap::new(),
+                quarantined: BTreeMap::new(),
             });
         }
         let bytes = read_small(&path, MAX_INDEX_FILE)?;
@@ -238,12 +277,20 @@ impl Archive {
                 return Err(format!("submission {id} is listed twice"));
             }
         }
+        let mut quarantined = BTreeMap::new();
+        for q in file.quarantined {
+            let id = q.id;
+            if submissions.contains_key(&id) || quarantined.insert(id, q).is_some() {
+                return Err(format!("submission {id} is listed twice"));
+            }
+        }
         let mut batches = file.batches;
         batches.sort_by(|a, b| (&a.relay_key, a.sequence).cmp(&(&b.relay_key, b.sequence)));
         Ok(Self {
             root: root.into(),
             batches,
             submissions,
+            quarantined,
         })
     }
 
@@ -252,6 +299,7 @@ impl Archive {
             format: ARCHIVE_FORMAT.into(),
             batches: self.batches.clone(),
             submissions: self.submissions.values().cloned().collect(),
+            quarantined: self.quarantined.values().cloned().collect(),
         };
         // Strings, integers and floats from our own types: cannot fail
         // (a non-finite GPS coordinate would serialise as null).
@@ -293,6 +341,32 @@ impl Archive {
     /// The submission with this id.
     pub fn submission(&self, id: &SubmissionId) -> Option<&ArchivedSubmission> {
         self.submissions.get(id)
+    }
+
+    /// Every quarantined submission, in id order.
+    pub fn quarantined(&self) -> impl Iterator<Item = &QuarantinedSubmission> {
+        self.quarantined.values()
+    }
+
+    /// The quarantined submission with this id.
+    pub fn quarantined_submission(&self, id: &SubmissionId) -> Option<&QuarantinedSubmission> {
+        self.quarantined.get(id)
+    }
+
+    /// Whether the archive holds this id, opened or quarantined.
+    pub fn holds(&self, id: &SubmissionId) -> bool {
+        self.submissions.contains_key(id) || self.quarantined.contains_key(id)
+    }
+
+    pub(crate) fn add_quarantined(&mut self, q: QuarantinedSubmission) {
+        self.quarantined.insert(q.id, q);
+    }
+
+    /// Moves a quarantined submission that opened on a retry into the
+    /// archive proper.
+    pub(crate) fn release(&mut self, s: ArchivedSubmission) {
+        self.quarantined.remove(&s.id);
+        self.submissions.insert(s.id, s);
     }
 
     /// The batch of this relay with this id.
@@ -363,11 +437,13 @@ impl Archive {
                 let earlier = self
                     .submissions
                     .get(&e.id)
-                    .map(|s| {
+                    .map(|s| &s.origin)
+                    .or_else(|| self.quarantined.get(&e.id).map(|q| &q.origin))
+                    .map(|o| {
                         (
-                            s.origin.ciphertext_sha256,
-                            relay_fingerprint(&s.origin.relay_key),
-                            s.origin.batch_sequence,
+                            o.ciphertext_sha256,
+                            relay_fingerprint(&o.relay_key),
+                            o.batch_sequence,
                         )
                     })
                     .or_else(|| seen.get(&e.id).cloned());
@@ -431,10 +507,14 @@ impl Archive {
         if g.len() > 32 {
             return Err(bad("an id has 32 hexadecimal digits"));
         }
-        let mut hits = self
-            .submissions
-            .keys()
-            .filter(|id| id.to_string().starts_with(&g));
+        // Quarantined ids resolve too (`show` and `retry` take them).
+        let ids = || {
+            self.submissions
+                .keys()
+                .chain(self.quarantined.keys())
+                .filter(|id| id.to_string().starts_with(&g))
+        };
+        let mut hits = ids();
         match (hits.next(), hits.next()) {
             (Some(id), None) => Ok(*id),
             (None, _) => Err(Error::UnknownSubmission {
@@ -443,11 +523,7 @@ impl Archive {
             }),
             (Some(_), Some(_)) => Err(Error::AmbiguousSubmission {
                 given: g.clone(),
-                matches: self
-                    .submissions
-                    .keys()
-                    .filter(|id| id.to_string().starts_with(&g))
-                    .count(),
+                matches: ids().count(),
             }),
         }
     }
@@ -513,22 +589,26 @@ impl Archive {
 /// `<id>/shared/<name>` with a sanitised name: the report copies files by
 /// these paths, so an edited index must not point outside the archive.
 fn check_paths(s: &ArchivedSubmission) -> Result<(), String> {
-    let mut names = BTreeSet::new();
-    for a in &s.attachments {
+    let mut written = BTreeSet::new();
+    let n = s.attachments.len();
+    for (i, a) in s.attachments.iter().enumerate() {
         let bad = || format!("submission {} has an attachment with an invalid path", s.id);
         if a.name.is_empty() || sanitize_file_name(&a.name) != a.name {
             return Err(bad());
         }
-        if !names.insert(a.name.to_lowercase()) {
+        // Today's form (`NN-<name>`), or the source's name as archives
+        // opened before it were written.
+        let on_disk = [format::disk_name(i, n, &a.name), a.name.clone()]
+            .into_iter()
+            .find(|d| a.original == attachment_path(&s.id, FILES_DIR, d))
+            .ok_or_else(bad)?;
+        if !written.insert(format::fold_key(&on_disk)) {
             return Err(format!("submission {} lists an attachment twice", s.id));
-        }
-        if a.original != attachment_path(&s.id, FILES_DIR, &a.name) {
-            return Err(bad());
         }
         match (&a.scrubbed, &a.metadata.scrub) {
             (None, _) => {}
             (Some(p), ScrubOutcome::Scrubbed)
-                if *p == attachment_path(&s.id, SHARED_DIR, &a.name) => {}
+                if *p == attachment_path(&s.id, SHARED_DIR, &on_disk) => {}
             (Some(_), _) => return Err(bad()),
         }
     }
@@ -763,6 +843,7 @@ mod tests {
                 submissions: subs.len() as u64,
             }],
             submissions: subs.into_iter().map(|s| (s.id, s)).collect(),
+            quarantined: BTreeMap::new(),
         }
     }
 

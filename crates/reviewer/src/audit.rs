@@ -88,7 +88,11 @@ pub fn verify_archive(root: &Path, pinned: &[PinnedKey]) -> Result<AuditReport, 
     report.relays = by_relay.len();
     // (relay key, sequence) → the manifest as kept, when it verified.
     let mut manifests: BTreeMap<(&str, u64), Manifest> = BTreeMap::new();
-    let indexed: BTreeSet<SubmissionId> = archive.submissions().map(|s| s.id).collect();
+    let indexed: BTreeSet<SubmissionId> = archive
+        .submissions()
+        .map(|s| s.id)
+        .chain(archive.quarantined().map(|q| q.id))
+        .collect();
 
     for (relay_key, batches) in &by_relay {
         let fp = relay_fingerprint(relay_key);
@@ -134,6 +138,18 @@ pub fn verify_archive(root: &Path, pinned: &[PinnedKey]) -> Result<AuditReport, 
             check_origin(&archive, &manifests, &s.id, o, &what, &mut report);
         }
         check_content(root, s, &what, &mut report);
+    }
+
+    // Quarantined: only the ciphertext is held (checked above with its
+    // batch); its origin must agree with the signed manifest too.
+    for q in archive.quarantined() {
+        let what = format!("submission {} (quarantined)", q.id);
+        check_origin(&archive, &manifests, &q.id, &q.origin, &what, &mut report);
+        report.notes.push(format!(
+            "submission {} is quarantined ({}): its ciphertext is in custody, its content was not opened; `reviewer retry` tries again",
+            q.id,
+            crate::text::clean(&q.reason)
+        ));
     }
 
     notes_on_strays(root, &archive, &mut report);
@@ -385,7 +401,14 @@ fn check_content(
         // Names are what a source chose: the line says which attachment by
         // its position; `reviewer show` names it.
         let which = format!("attachment {} of {n}", i + 1);
-        match hash_file(&dir.join(crate::archive::FILES_DIR).join(name)) {
+        // Where `open` wrote it (the index says; older archives used the
+        // source's name).
+        let original = s
+            .attachments
+            .get(i)
+            .map(|a| root.join(&a.original))
+            .unwrap_or_else(|| dir.join(crate::archive::FILES_DIR).join(name));
+        match hash_file(&original) {
             Ok(Some((d, len))) if d == *sha256 && len == *size => {}
             Ok(Some(_)) => report.problems.push(format!(
                 "{what}: the original of {which} differs from testimony.json (size or SHA-256): it was altered"
@@ -429,7 +452,7 @@ fn notes_on_strays(root: &Path, archive: &Archive, report: &mut AuditReport) {
             ));
         } else if name.starts_with(".staging-") {
             report.notes.push(format!(
-                "{name} is left over from an interrupted open and may hold decrypted testimony: inspect it, then delete it"
+                "{name} is left over from an interrupted open and may hold decrypted testimony: the next `reviewer open` of that batch rolls it back (or delete it)"
             ));
         }
     }

@@ -13,7 +13,7 @@ use format::{Day, ThreadId};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::Error;
-use crate::archive::{self, Archive, Known, Triage, relay_fingerprint};
+use crate::archive::{self, Archive, Triage, relay_fingerprint};
 use crate::audit;
 use crate::error::printable;
 use crate::export::{self, ExportFormat};
@@ -71,10 +71,22 @@ Examples:
   reviewer open batches/*.tar --identity ~/epoch-1.key --identity ~/epoch-2.key \\
     --relay-key relay.pub --out ~/cases
 
+  # A small laptop: scrub with at most 512 MiB per child, one at a time
+  reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases \\
+    --scrub-memory 512 --scrub-jobs 1
+
 Opening a batch the archive already holds does nothing and says so. Each
-attachment is kept untouched in <id>/files/ with a metadata-scrubbed copy
-for sharing in <id>/shared/ (when its type can be scrubbed). Send the
-receipts in ~/cases/receipts/ with `reviewer ack`.";
+attachment is kept untouched in <id>/files/NN-<name> with a metadata-scrubbed
+copy for sharing in <id>/shared/ (when its type can be scrubbed). A
+submission whose content breaks the format is quarantined (its ciphertext
+kept, the rest of the batch opened): `reviewer list --quarantined` shows
+them, `reviewer retry` tries again. An interrupted open is rolled back by
+the next one. Send the receipts in ~/cases/receipts/ with `reviewer ack`.";
+
+const RETRY_EXAMPLES: &str = "\
+Examples:
+  # Try a quarantined submission again (a newer reviewer, or more memory)
+  reviewer retry 3f9c2a --identity ~/reviewer.key --out ~/cases --scrub-memory 2048";
 
 const ACK_EXAMPLES: &str = "\
 Examples:
@@ -191,6 +203,10 @@ with the relay stopped:
 #[derive(Debug, Parser)]
 #[command(name = "reviewer", version, about, long_about = None)]
 struct Cli {
+    /// The reviewer binary that scrubs attachments as a child process
+    /// (default: this one). For tests and packagers.
+    #[arg(long, global = true, hide = true, value_name = "FILE")]
+    scrub_helper: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -209,6 +225,9 @@ enum Command {
     /// Verify, then decrypt batches into the archive and write receipts.
     #[command(after_help = OPEN_EXAMPLES)]
     Open(OpenArgs),
+    /// Open a quarantined submission again from its custody ciphertext.
+    #[command(after_help = RETRY_EXAMPLES)]
+    Retry(RetryArgs),
     /// Tell the relay a batch is safely opened, so it deletes it.
     #[command(after_help = ACK_EXAMPLES)]
     Ack(AckArgs),
@@ -330,6 +349,61 @@ struct OpenArgs {
     passphrase_file: Vec<PathBuf>,
     #[command(flatten)]
     chain: ChainArgs,
+    #[command(flatten)]
+    scrub: ScrubArgs,
+}
+
+/// Limits of the scrubbing children (`open`, `retry`).
+#[derive(Debug, Args)]
+struct ScrubArgs {
+    /// Memory (address space) of each scrubbing child, in MiB. A file that
+    /// needs more is flagged, not scrubbed; its original is kept.
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    scrub_memory: u64,
+    /// CPU seconds for each scrubbing child.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    scrub_cpu: u64,
+    /// How many files are scrubbed at once (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    scrub_jobs: Option<u64>,
+}
+
+impl ScrubArgs {
+    fn scrubber(&self, helper: Option<&Path>) -> Result<crate::sandbox::Scrubber, Error> {
+        let mut limits = crate::sandbox::ScrubLimits {
+            memory: self.scrub_memory * 1024 * 1024,
+            cpu_seconds: self.scrub_cpu,
+            wall: std::time::Duration::from_secs(self.scrub_cpu.saturating_mul(2).max(10)),
+            ..Default::default()
+        };
+        if let Some(n) = self.scrub_jobs {
+            limits.jobs = usize::try_from(n).unwrap_or(1);
+        }
+        match helper {
+            Some(exe) => crate::sandbox::Scrubber::new(exe.to_path_buf(), limits),
+            None => crate::sandbox::Scrubber::current_exe(limits),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct RetryArgs {
+    /// The quarantined submission (its id, or at least 6 of its first hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+    /// A reviewer identity file; repeat it once per key epoch you hold.
+    #[arg(long, value_name = "FILE", required = true)]
+    identity: Vec<PathBuf>,
+    /// The archive.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Read the identities' passphrase from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Vec<PathBuf>,
+    #[command(flatten)]
+    scrub: ScrubArgs,
 }
 
 #[derive(Debug, Args)]
@@ -493,6 +567,10 @@ struct ListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
+    /// List only the quarantined submissions (content that could not be
+    /// opened; its ciphertext is in custody), with the reason.
+    #[arg(long)]
+    quarantined: bool,
 }
 
 #[derive(Debug, Args)]
@@ -604,6 +682,15 @@ where
 /// (one line, plus a hint line when there is one) and returns the exit code
 /// (0 success, 1 failure, 2 usage).
 pub fn main() -> ExitCode {
+    // A scrubbing child (see `sandbox`): before any parsing, so that the
+    // hidden command never appears in `--help` and takes no other flag.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::sandbox::CHILD_COMMAND)
+    {
+        return crate::sandbox::child_main(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -629,11 +716,13 @@ pub fn main() -> ExitCode {
 }
 
 fn execute(cli: Cli) -> Result<(), Error> {
+    let helper = cli.scrub_helper;
     match cli.command {
         Command::Keygen(a) => keygen(a),
         Command::Fetch(a) => off_runtime(|| fetch_cmd(a)),
         Command::Verify(a) => verify_cmd(a),
-        Command::Open(a) => open_cmd(a),
+        Command::Open(a) => open_cmd(a, helper.as_deref()),
+        Command::Retry(a) => retry_cmd(a, helper.as_deref()),
         Command::Ack(a) => off_runtime(|| ack_cmd(a)),
         Command::RetireEpoch(a) => retire_cmd(a),
         Command::Threads(a) => threads_cmd(a),
@@ -741,33 +830,44 @@ fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn open_cmd(a: OpenArgs) -> Result<(), Error> {
-    let (key, store) = chain_setup(&a.chain)?;
-    let archive = Archive::load(&a.out)?;
-    // Steps 1–3 for every batch, then set aside those the archive already
-    // holds, before the chain is checked: opening one again is harmless.
-    let mut known = Vec::new();
-    let mut fresh = Vec::new();
-    for path in &a.batches {
-        let b = verify::verify_signed(path, &key)?;
-        match archive.classify(&b)? {
-            Known::Archived => known.push(b),
-            Known::New => fresh.push(b),
+/// The identities of `--identity`, each with its passphrase source.
+fn unlock_identities(paths: &[PathBuf], files: &[PathBuf]) -> Result<Vec<Identity>, Error> {
+    let passphrases: Vec<PassphraseSource> = match files.len() {
+        0 => vec![PassphraseSource::Terminal; paths.len()],
+        1 => vec![PassphraseSource::File(files[0].clone()); paths.len()],
+        n if n == paths.len() => files.iter().cloned().map(PassphraseSource::File).collect(),
+        n => {
+            return Err(Error::PassphraseFiles {
+                identities: paths.len(),
+                files: n,
+            });
         }
+    };
+    // Unlocked once each, then used for every submission of every batch.
+    paths
+        .iter()
+        .zip(&passphrases)
+        .map(|(path, pass)| Identity::load(path, pass))
+        .collect()
+}
+
+/// Prints what `open` does as it goes.
+struct OpenPrinter<'a> {
+    out: &'a Path,
+    bar: ProgressBar,
+    touched: Vec<ThreadId>,
+}
+
+impl open::OpenProgress for OpenPrinter<'_> {
+    fn start(&mut self, total: u64) {
+        self.bar = progress_bar(total, "opening", true);
     }
-    known.sort_by_key(verify::SignedBatch::sequence);
-    for b in known {
-        let (sequence, relay) = (b.sequence(), relay_fingerprint(b.relay_key()));
-        // A chain state that fell behind the archive (a crash between the
-        // two, or a new state directory) catches up with it.
-        let anchor = store.anchor(key.as_base64(), None)?;
-        let caught_up = match verify::verify_chain(vec![b], &anchor) {
-            Ok(mut v) => match v.pop() {
-                Some(v) => open::catch_up(v, &a.out, &store)?,
-                None => false,
-            },
-            Err(_) => false,
-        };
+
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn already_archived(&mut self, sequence: u64, relay: &str, caught_up: bool) {
         out_line(&format!(
             "batch {sequence} of relay {relay} is already in the archive: nothing to do{}",
             if caught_up {
@@ -777,63 +877,22 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
             }
         ));
     }
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    // Verify the chain of the rest, and that their threads agree with the
-    // thread index and their submissions with the archive, before asking
-    // for a passphrase or writing anything.
-    let anchor = store.anchor(key.as_base64(), a.chain.start_at)?;
-    let verified = verify::verify_chain(fresh, &anchor)?;
-    threads::check_batches(&store, &verified)?;
-    archive.check_new(&verified)?;
-    let passphrases: Vec<PassphraseSource> = match a.passphrase_file.len() {
-        0 => vec![PassphraseSource::Terminal; a.identity.len()],
-        1 => vec![PassphraseSource::File(a.passphrase_file[0].clone()); a.identity.len()],
-        n if n == a.identity.len() => a
-            .passphrase_file
-            .into_iter()
-            .map(PassphraseSource::File)
-            .collect(),
-        n => {
-            return Err(Error::PassphraseFiles {
-                identities: a.identity.len(),
-                files: n,
-            });
-        }
-    };
-    // Unlocked once each, then used for every submission of every batch.
-    let identities = a
-        .identity
-        .iter()
-        .zip(&passphrases)
-        .map(|(path, pass)| Identity::load(path, pass))
-        .collect::<Result<Vec<_>, Error>>()?;
-    let total: u64 = verified
-        .iter()
-        .flat_map(|b| &b.manifest().submissions)
-        .map(|e| e.size)
-        .sum();
-    let bar = progress_bar(total, "opening", true);
-    let mut touched: Vec<ThreadId> = Vec::new();
-    for batch in verified {
-        let opened = open::open_batch_with_progress(batch, &identities, &a.out, &store, &mut |n| {
-            bar.inc(n);
-        });
-        let opened = match opened {
-            Ok(o) => o,
-            Err(e) => {
-                bar.finish_and_clear();
-                return Err(e);
+
+    fn opened(&mut self, opened: &open::OpenedBatch) {
+        let out = self.out;
+        self.bar.suspend(|| {
+            if opened.recovered {
+                note_line(&format!(
+                    "batch {}: an interrupted open of it was rolled back first",
+                    opened.sequence
+                ));
             }
-        };
-        bar.suspend(|| {
             out_line(&format!(
                 "opened batch {} {}: {} submissions into {}; receipt {}",
                 opened.sequence,
                 opened.batch_id,
                 opened.submissions,
-                a.out.display(),
+                out.display(),
                 opened.receipt.display()
             ));
             for (submission, origin) in &opened.already_archived {
@@ -843,11 +902,17 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
                     origin.batch_sequence
                 ));
             }
+            for (submission, reason) in &opened.quarantined {
+                note_line(&format!(
+                    "submission {submission} is quarantined ({reason}): its ciphertext is kept in custody and the rest of the batch opened; try it later with `reviewer retry {submission} --out {}`",
+                    out.display()
+                ));
+            }
             for (submission, n) in &opened.flagged {
                 note_line(&format!(
                     "submission {submission}: {n} attachment{} flagged (identifying metadata, or no scrubbed copy): see `reviewer show {} {submission}` before sharing",
                     if *n == 1 { "" } else { "s" },
-                    a.out.display()
+                    out.display()
                 ));
             }
             for (submission, thread) in &opened.threads {
@@ -855,18 +920,66 @@ fn open_cmd(a: OpenArgs) -> Result<(), Error> {
             }
         });
         for (_, thread) in &opened.threads {
-            if !touched.contains(thread) {
-                touched.push(*thread);
+            if !self.touched.contains(thread) {
+                self.touched.push(*thread);
             }
         }
     }
-    bar.finish_and_clear();
+}
+
+fn open_cmd(a: OpenArgs, helper: Option<&Path>) -> Result<(), Error> {
+    let (key, store) = chain_setup(&a.chain)?;
+    let scrubber = a.scrub.scrubber(helper)?;
+    let mut printer = OpenPrinter {
+        out: &a.out,
+        bar: ProgressBar::hidden(),
+        touched: Vec::new(),
+    };
+    let result = open::open_batches(
+        &a.batches,
+        &key,
+        &store,
+        a.chain.start_at,
+        &a.out,
+        &mut || unlock_identities(&a.identity, &a.passphrase_file),
+        &scrubber,
+        &mut printer,
+    );
+    printer.bar.finish_and_clear();
+    result?;
     // Each thread seen, with everything known of it (earlier batches too).
-    if !touched.is_empty() {
+    if !printer.touched.is_empty() {
         let index = ThreadIndex::load(&store)?;
-        for thread in touched.iter().filter_map(|t| index.get(t)) {
+        for thread in printer.touched.iter().filter_map(|t| index.get(t)) {
             out_line(&thread.summary());
         }
+    }
+    Ok(())
+}
+
+fn retry_cmd(a: RetryArgs, helper: Option<&Path>) -> Result<(), Error> {
+    let archive = Archive::open(&a.out)?;
+    let id = archive.resolve(&a.id)?;
+    if archive.quarantined_submission(&id).is_none() {
+        return Err(Error::NotQuarantined { id, dir: a.out });
+    }
+    let scrubber = a.scrub.scrubber(helper)?;
+    let identities = unlock_identities(&a.identity, &a.passphrase_file)?;
+    let r = open::retry(&a.out, &id, &identities, &scrubber)?;
+    out_line(&format!(
+        "submission {} opened into {} (no longer quarantined)",
+        r.id,
+        a.out.display()
+    ));
+    if r.flagged > 0 {
+        note_line(&format!(
+            "submission {}: {} attachment{} flagged: see `reviewer show {} {}` before sharing",
+            r.id,
+            r.flagged,
+            if r.flagged == 1 { "" } else { "s" },
+            a.out.display(),
+            r.id
+        ));
     }
     Ok(())
 }
@@ -890,8 +1003,45 @@ fn progress_bar(len: u64, what: &str, bytes: bool) -> ProgressBar {
     bar
 }
 
+/// One line per quarantined submission (table format).
+fn quarantine_lines(archive: &Archive, dir: &Path) {
+    let n = archive.quarantined().count();
+    if n == 0 {
+        return;
+    }
+    out_line(&format!(
+        "{n} quarantined (content not opened, ciphertext kept; `reviewer retry ID --out {}`):",
+        dir.display()
+    ));
+    for q in archive.quarantined() {
+        let id = q.id.to_string();
+        out_line(&format!(
+            "{:<12}  {:<10}  quarantined  {}",
+            id.get(..12).unwrap_or(&id),
+            q.received_day,
+            text::clean(&q.reason)
+        ));
+    }
+}
+
 fn list_cmd(a: ListArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
+    if a.quarantined {
+        match a.format {
+            ListFormat::Json => {
+                let all: Vec<&archive::QuarantinedSubmission> = archive.quarantined().collect();
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer_pretty(&mut out, &all)
+                    .map_err(|e| Error::io("write", "standard output", std::io::Error::other(e)))?;
+                let _ = writeln!(out);
+            }
+            ListFormat::Table if archive.quarantined().next().is_none() => {
+                out_line("no submission is quarantined");
+            }
+            ListFormat::Table => quarantine_lines(&archive, &a.archive),
+        }
+        return Ok(());
+    }
     let filter = a.filter.to_filter(&archive)?;
     let records = archive.records()?;
     let selected: Vec<&Record> = records.iter().filter(|r| filter.matches(r)).collect();
@@ -909,6 +1059,7 @@ fn list_cmd(a: ListArgs) -> Result<(), Error> {
                     "no submission matches ({} in the archive)",
                     records.len()
                 ));
+                quarantine_lines(&archive, &a.archive);
                 return Ok(());
             }
             out_line(&format!(
@@ -955,6 +1106,7 @@ fn list_cmd(a: ListArgs) -> Result<(), Error> {
                     ""
                 }
             ));
+            quarantine_lines(&archive, &a.archive);
         }
     }
     Ok(())
@@ -976,6 +1128,32 @@ fn cell(value: Option<&str>, width: usize) -> String {
 fn show_cmd(a: ShowArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
     let id = archive.resolve(&a.id)?;
+    if let Some(q) = archive.quarantined_submission(&id) {
+        out_line(&format!("Submission {id}: QUARANTINED"));
+        out_line(&format!("Received: {}", q.received_day));
+        out_line(&format!("Key epoch: {}", q.origin.epoch));
+        if let Some(t) = q.thread {
+            out_line(&format!("Thread: {t}"));
+        }
+        out_line(&format!("Reason: {}", text::clean(&q.reason)));
+        out_line(&format!("Last tried: {}", q.tried_day));
+        out_line(&format!(
+            "From: relay {} batch {} ({})",
+            relay_fingerprint(&q.origin.relay_key),
+            q.origin.batch_sequence,
+            q.origin.batch_id
+        ));
+        out_line(&format!(
+            "Ciphertext (in custody): {} sha256 {}",
+            archive::custody_ciphertext(&a.archive, &q.origin.relay_key, &id).display(),
+            q.origin.ciphertext_sha256
+        ));
+        out_line(&format!(
+            "Nothing of its content was written. Try again: reviewer retry {id} --identity KEY --out {}",
+            a.archive.display()
+        ));
+        return Ok(());
+    }
     let record = archive.record(&id)?;
     let mates: Vec<format::SubmissionId> = match record.thread {
         Some(t) => archive
@@ -1092,6 +1270,7 @@ fn report_cmd(a: ReportArgs) -> Result<(), Error> {
         title: a.title,
         include_discarded: a.include_discarded,
         generated_day: Day::today(),
+        quarantined: archive.quarantined().cloned().collect(),
     };
     let bar = progress_bar(records.len() as u64, "writing the report", false);
     let written = write_site(

@@ -323,6 +323,40 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The scrubbing helper (the `reviewer` binary itself, run as a child
+    /// with limits) cannot be used.
+    #[error(
+        "cannot run the scrubbing helper {path}: {reason}; reinstall reviewer (or pass --scrub-helper FILE with the reviewer binary)"
+    )]
+    ScrubHelper {
+        /// The program tried.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// `retry` named a submission that is not quarantined.
+    #[error(
+        "submission {id} is not quarantined in {dir}: `reviewer list {dir} --quarantined` lists those that are"
+    )]
+    NotQuarantined {
+        /// The submission.
+        id: SubmissionId,
+        /// The archive directory.
+        dir: PathBuf,
+    },
+
+    /// `retry` could not open a quarantined submission this time either.
+    #[error(
+        "submission {id} is still quarantined ({reason}): its ciphertext stays in custody; try again with a newer reviewer or higher limits (--scrub-memory)"
+    )]
+    StillQuarantined {
+        /// The submission.
+        id: SubmissionId,
+        /// Why it failed again.
+        reason: String,
+    },
+
     /// The batch file changed between verification and decryption.
     #[error(
         "{path} changed while it was being opened: nothing from it was written; fetch it again and re-run open"

@@ -84,6 +84,7 @@ pub mod open;
 pub mod reply;
 pub mod report;
 pub mod retire;
+pub mod sandbox;
 pub mod scrub;
 pub mod state;
 mod text;

@@ -12,24 +12,62 @@
 //! 4. the end of the archive (then only zeros to the end of the stream).
 //!
 //! Only regular-file entries exist; a link, directory, device, extension
-//! header, unlisted or repeated name refuses the whole batch.
+//! header, unlisted or repeated name breaks the format.
 //!
-//! The output directory is the reviewer's archive ([`crate::archive`]).
-//! Everything is written first into a staging directory inside it
-//! (`DIR/.staging-<batch id>/`), streamed (memory stays bounded whatever the
-//! attachment sizes), while the ciphertext is hashed again (the batch file
-//! may have changed since it was verified) and copied verbatim for the
-//! chain of custody, with the batch's `manifest.json` and `manifest.sig`.
-//! Each attachment gets a scrubbed copy for sharing ([`crate::scrub`]);
-//! the original is never touched. Only when every submission of the batch
-//! succeeded are the submission folders and custody copies renamed into
-//! place, then the receipt, then the archive index is written, then the
-//! batch's follow-up threads are recorded in the thread index
-//! ([`crate::threads`]), then the chain state advanced. On any failure the
-//! staging directory is removed and nothing stays behind. A batch that
-//! contradicts the thread index (a known thread with another source
-//! recipient) or the archive (a submission id it holds with another
-//! ciphertext) is refused before anything is decrypted.
+//! # One submission never stops a batch
+//!
+//! What one source sent is isolated from the rest of the batch:
+//!
+//! - A plaintext that breaks the format is **quarantined**
+//!   ([`crate::archive::QuarantinedSubmission`]): its ciphertext (checked
+//!   against the signed manifest) stays in custody, the index records the
+//!   reason, nothing of its content is written, and the rest of the batch
+//!   opens. `reviewer retry` ([`retry`]) tries it again later.
+//! - Attachments are scrubbed in child processes with memory, CPU, time
+//!   and output limits ([`crate::sandbox`]). A file that trips a limit or
+//!   crashes a parser gets no scrubbed copy and is flagged with the reason;
+//!   its original is kept.
+//! - Attachments are written under names that cannot collide on any file
+//!   system (`format::disk_name`: `01-photo.jpg`), so two names that one
+//!   laptop treats as one are no longer a failure at all.
+//!
+//! What still refuses the whole batch is what no source can cause: the
+//! batch's signature, chain, manifest or a ciphertext's hash (checked
+//! again here, since the file may have changed since it was verified), a
+//! submission that none of the given identities can decrypt (the relay
+//! sealed it: a key or epoch mistake, and no receipt may acknowledge what
+//! no identity opened), and the reviewer's own disk failing.
+//!
+//! # Stages
+//!
+//! [`open_batch`] runs four stages, each consuming what the one before
+//! produced, so that none can be skipped or run out of order:
+//!
+//! 1. **preflight** ([`Plan`]): the chain state still holds, the threads
+//!    agree with the thread index, the archive does not hold the batch or
+//!    another ciphertext for one of its ids, nothing is in the way; a
+//!    staging directory left by an interrupted open of this batch is rolled
+//!    back.
+//! 2. **stage** ([`Staged`]): everything is written into
+//!    `DIR/.staging-<batch id>/`, streamed (memory stays bounded whatever
+//!    the attachment sizes): each ciphertext copied verbatim for the chain
+//!    of custody and hashed again, each submission decrypted and unpacked
+//!    or quarantined, every attachment scrubbed, the receipt; then flushed
+//!    to disk.
+//! 3. **commit files** ([`Committed`]): a journal of the moves is written
+//!    and flushed, then submission folders, custody copies and the receipt
+//!    are renamed into place.
+//! 4. **commit indexes**: the archive index, then the thread index, then
+//!    the chain state.
+//!
+//! An interrupted open (a kill, a crash, a power cut) blocks nothing: the
+//! next `open` of the batch finds its staging directory and undoes what
+//! the journal says was moved (a move is undone only where its source is
+//! gone and its target is there, which is exactly a rename that happened),
+//! then starts again. If the interruption came after the archive index was
+//! written, the batch is archived and `open` only catches the chain state
+//! up ([`catch_up`]), removing the staging directory. Decrypted staging is
+//! never left for a person to find.
 //!
 //! A submission the archive already holds with the same ciphertext (the
 //! same id in another relay's batch) is not decrypted again: the batch is
@@ -44,21 +82,23 @@ use std::path::{Component, Path, PathBuf};
 use format::{
     BATCH_MANIFEST, BATCH_SIGNATURE, BatchId, Day, Digest, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES,
     MAX_TESTIMONY_JSON_BYTES, ManifestEntry, PADDING_ENTRY, RECEIPT_FORMAT, Receipt, SubmissionId,
-    TESTIMONY_ENTRY, Testimony, ThreadId, batch_member_for, parse_attachment_entry_path,
+    TESTIMONY_ENTRY, Testimony, ThreadId, batch_member_for, disk_name, parse_attachment_entry_path,
 };
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::archive::{
-    Archive, ArchivedBatch, ArchivedSubmission, FILES_DIR, Known, SHARED_DIR, attachment_path,
-    custody_batch_dir, custody_ciphertext, is_flagged,
+    Archive, ArchivedBatch, ArchivedSubmission, FILES_DIR, Known, QuarantinedSubmission,
+    SHARED_DIR, attachment_path, custody_batch_dir, custody_ciphertext, is_flagged,
 };
 use crate::fsutil::{
-    HashingReader, create_private_dir, create_private_file, ensure_dir, exists_no_follow, sync_dir,
-    sync_tree,
+    HashingReader, create_private_dir, create_private_file, ensure_dir, exists_no_follow,
+    read_small, sync_dir, sync_tree,
 };
 use crate::identity::{DecryptFailure, Identity, decrypt_any};
+use crate::sandbox::{ScrubJob, Scrubber};
 use crate::state::StateStore;
 use crate::text;
 use crate::threads::ThreadIndex;
@@ -72,6 +112,10 @@ const CHUNK: usize = 64 * 1024;
 pub const RECEIPTS_DIR: &str = "receipts";
 /// The staged custody copies, inside the staging directory.
 const STAGED_CUSTODY: &str = "custody";
+/// The journal of moves, inside the staging directory.
+const JOURNAL: &str = "commit.json";
+/// The most a journal may hold (a batch of 100,000 submissions).
+const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What opening one batch produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +141,11 @@ pub struct OpenedBatch {
     /// (identifying metadata in the original, or no scrubbed copy), with
     /// how many.
     pub flagged: Vec<(SubmissionId, usize)>,
+    /// The submissions quarantined, with the reason, in manifest order.
+    pub quarantined: Vec<(SubmissionId, String)>,
+    /// Whether a staging directory left by an interrupted open of this
+    /// batch was rolled back first.
+    pub recovered: bool,
 }
 
 /// The receipt path for a batch inside the output directory.
@@ -105,8 +154,86 @@ pub fn receipt_path(out: &Path, sequence: u64, batch_id: &BatchId) -> PathBuf {
         .join(format!("batch-{sequence:06}-{batch_id}.json"))
 }
 
+/// The staging directory of a batch inside the archive.
+pub fn staging_path(out: &Path, batch_id: &BatchId) -> PathBuf {
+    out.join(format!(".staging-{batch_id}"))
+}
+
+/// One planned move of the commit, relative to the staging directory and
+/// to the archive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Move {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+/// `commit.json`: the moves of a commit, written before the first one.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Journal {
+    moves: Vec<Move>,
+}
+
+/// A relative path of plain components only (a journal is the reviewer's
+/// own file, but it is read back from disk).
+fn is_plain_relative(p: &Path) -> bool {
+    p.components().count() > 0 && p.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Rolls back a staging directory an interrupted open left at `dir`
+/// (inside the archive `out`): every move the journal lists whose source is
+/// gone and whose target is there is undone (the target removed), then the
+/// directory goes. Returns whether there was one.
+///
+/// A directory of that name that is not a plain directory (a symlink, a
+/// file) is not ours to remove: [`Error::StagingExists`].
+pub(crate) fn roll_back(out: &Path, dir: &Path) -> Result<bool, Error> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("inspect", dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::StagingExists { path: dir.into() });
+    }
+    let journal = dir.join(JOURNAL);
+    if exists_no_follow(&journal)? {
+        // A journal cut short by the crash was never complete, and no move
+        // starts before it is flushed: then nothing was moved.
+        let bytes = read_small(&journal, MAX_JOURNAL_BYTES)?;
+        if let Ok(j) = serde_json::from_slice::<Journal>(&bytes) {
+            for m in j.moves.iter().rev() {
+                if !is_plain_relative(&m.from) || !is_plain_relative(&m.to) {
+                    continue;
+                }
+                let (from, to) = (dir.join(&m.from), out.join(&m.to));
+                if !exists_no_follow(&from)? && exists_no_follow(&to)? {
+                    remove_any(&to)?;
+                }
+            }
+        }
+    }
+    fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e))?;
+    sync_dir(out)?;
+    Ok(true)
+}
+
+/// Removes a file, or a directory with everything in it (never following
+/// a symlink).
+fn remove_any(path: &Path) -> Result<(), Error> {
+    let meta = fs::symlink_metadata(path).map_err(|e| Error::io("inspect", path, e))?;
+    let r = if meta.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    r.map_err(|e| Error::io("remove", path, e))
+}
+
 /// Removes a staging directory (and anything committed from it) unless
-/// the batch completed.
+/// the batch completed: the error path of one `open` run. (A crash skips
+/// this; [`roll_back`] on the next run does the same from the journal.)
 #[derive(Debug)]
 struct Staging {
     dir: PathBuf,
@@ -119,14 +246,9 @@ impl Drop for Staging {
         if self.done {
             return;
         }
-        // Best effort: a failure here leaves files the next `open` will
-        // report (StagingExists / AlreadyExists), never silently reuses.
-        for path in &self.committed {
-            if path.is_dir() {
-                let _ = fs::remove_dir_all(path);
-            } else {
-                let _ = fs::remove_file(path);
-            }
+        // Best effort: what stays is rolled back by the next `open`.
+        for path in self.committed.iter().rev() {
+            let _ = remove_any(path);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -138,19 +260,23 @@ impl Drop for Staging {
 ///
 /// `identities` are the reviewer's unlocked identities, one per key epoch
 /// they hold; each submission is opened with whichever matches.
+/// `scrubber` runs the metadata scrubber in child processes.
 ///
-/// All or nothing: on any error (including a submission that none of the
-/// identities opens, e.g. one of a retired epoch, or a thread that
-/// contradicts the thread index) nothing from the batch stays in `out` and
-/// the chain state and thread index are unchanged. A batch the archive
-/// already holds is refused with [`Error::AlreadyArchived`].
+/// A submission whose plaintext breaks the format is quarantined and the
+/// rest opens ([`OpenedBatch::quarantined`]). Otherwise all or nothing: on
+/// any batch-level error (a submission that none of the identities opens,
+/// e.g. one of a retired epoch, a thread that contradicts the thread index,
+/// a ciphertext changed since verification) nothing from the batch stays in
+/// `out` and the chain state and thread index are unchanged. A batch the
+/// archive already holds is refused with [`Error::AlreadyArchived`].
 pub fn open_batch(
     batch: VerifiedBatch,
     identities: &[Identity],
+    scrubber: &Scrubber,
     out: &Path,
     store: &StateStore,
 ) -> Result<OpenedBatch, Error> {
-    open_batch_with_progress(batch, identities, out, store, &mut |_| {})
+    open_batch_with_progress(batch, identities, scrubber, out, store, &mut |_| {})
 }
 
 /// [`open_batch`], calling `progress` with the number of ciphertext bytes
@@ -158,45 +284,68 @@ pub fn open_batch(
 pub fn open_batch_with_progress(
     batch: VerifiedBatch,
     identities: &[Identity],
+    scrubber: &Scrubber,
     out: &Path,
     store: &StateStore,
     progress: &mut dyn FnMut(u64),
 ) -> Result<OpenedBatch, Error> {
+    let plan = preflight(batch, out, store)?;
+    let staged = stage(plan, identities, scrubber, progress)?;
+    let committed = commit_files(staged)?;
+    commit_indexes(committed, store)
+}
+
+/// Stage 1: what opening a batch will do, checked before anything is
+/// decrypted.
+#[derive(Debug)]
+struct Plan {
+    batch: VerifiedBatch,
+    out: PathBuf,
+    archive: Archive,
+    /// Submissions the archive holds already (same ciphertext:
+    /// `check_new` made sure), opened or quarantined.
+    known: HashSet<SubmissionId>,
+    /// Whether the batch names threads (the thread index is recorded).
+    has_threads: bool,
+    receipt: PathBuf,
+    custody_dir: PathBuf,
+    staging: Staging,
+    recovered: bool,
+}
+
+fn preflight(batch: VerifiedBatch, out: &Path, store: &StateStore) -> Result<Plan, Error> {
     // The batch was verified against a chain state; it must still hold.
     store.check(batch.relay_key(), batch.prior())?;
     // Its threads must agree with the batches opened before it. (A batch
     // without threads never reads the index, so a damaged index cannot
     // stop one from opening.)
-    let named = if batch.manifest().threads.is_empty() {
-        Vec::new()
-    } else {
-        ThreadIndex::load(store)?.record(&batch)?
-    };
-
-    let manifest = batch.manifest();
-    let relay_key = batch.relay_key();
-    let mut archive = Archive::load(out)?;
+    let has_threads = !batch.manifest().threads.is_empty();
+    if has_threads {
+        ThreadIndex::load(store)?.record(&batch)?;
+    }
+    let archive = Archive::load(out)?;
     // Not archived yet, no fork, no id with another ciphertext.
     archive.check_new(std::slice::from_ref(&batch))?;
-    let origin_of = |entry: &ManifestEntry| Origin {
-        relay_key: relay_key.to_owned(),
-        batch_sequence: manifest.sequence,
-        batch_id: manifest.batch_id,
-        manifest_sha256: batch.manifest_sha256(),
-        ciphertext_sha256: entry.sha256,
-        epoch: entry.epoch,
-    };
-    // Submissions archived before (same ciphertext: check_new made sure).
+    let manifest = batch.manifest();
     let known: HashSet<SubmissionId> = manifest
         .submissions
         .iter()
-        .filter(|e| archive.submission(&e.id).is_some())
+        .filter(|e| archive.holds(&e.id))
         .map(|e| e.id)
         .collect();
 
-    let receipt = receipt_path(out, manifest.sequence, &manifest.batch_id);
-    let custody_dir = custody_batch_dir(out, relay_key, manifest.sequence, &manifest.batch_id);
     ensure_dir(out)?;
+    // An interrupted open of this batch: undo it, then start again.
+    let staging_dir = staging_path(out, &manifest.batch_id);
+    let recovered = roll_back(out, &staging_dir)?;
+
+    let receipt = receipt_path(out, manifest.sequence, &manifest.batch_id);
+    let custody_dir = custody_batch_dir(
+        out,
+        batch.relay_key(),
+        manifest.sequence,
+        &manifest.batch_id,
+    );
     // Never overwrite: refuse before decrypting anything.
     for entry in manifest
         .submissions
@@ -213,8 +362,6 @@ pub fn open_batch_with_progress(
             return Err(Error::AlreadyExists { path: path.clone() });
         }
     }
-
-    let staging_dir = out.join(format!(".staging-{}", manifest.batch_id));
     create_private_dir(&staging_dir).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             Error::StagingExists {
@@ -224,125 +371,252 @@ pub fn open_batch_with_progress(
             Error::io("create directory", &staging_dir, e)
         }
     })?;
-    let mut staging = Staging {
-        dir: staging_dir,
-        committed: Vec::new(),
-        done: false,
-    };
+    Ok(Plan {
+        out: out.into(),
+        archive,
+        known,
+        has_threads,
+        receipt,
+        custody_dir,
+        staging: Staging {
+            dir: staging_dir,
+            committed: Vec::new(),
+            done: false,
+        },
+        recovered,
+        batch,
+    })
+}
 
-    let unpacked = decrypt_all(&batch, identities, &staging.dir, out, &known, progress)?;
+/// What one manifest entry came to in staging.
+#[derive(Debug)]
+enum Outcome {
+    /// Already in the archive: only its ciphertext was checked.
+    Known,
+    /// Decrypted into `staging/<id>/`, attachments scrubbed.
+    Added(ArchivedSubmission),
+    /// Its plaintext broke the format: nothing of it staged.
+    Quarantined(QuarantinedSubmission),
+}
+
+/// Stage 2: everything the batch adds, staged and flushed.
+#[derive(Debug)]
+struct Staged {
+    plan: Plan,
+    outcomes: Vec<Outcome>,
+    staged_receipt: PathBuf,
+}
+
+/// The origin of a manifest entry of this batch.
+fn origin_of(batch: &VerifiedBatch, entry: &ManifestEntry) -> Origin {
+    let m = batch.manifest();
+    Origin {
+        relay_key: batch.relay_key().to_owned(),
+        batch_sequence: m.sequence,
+        batch_id: m.batch_id,
+        manifest_sha256: batch.manifest_sha256(),
+        ciphertext_sha256: entry.sha256,
+        epoch: entry.epoch,
+    }
+}
+
+fn stage(
+    plan: Plan,
+    identities: &[Identity],
+    scrubber: &Scrubber,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Staged, Error> {
+    let batch = &plan.batch;
+    let staging = &plan.staging.dir;
+    let unpacked = decrypt_all(batch, identities, staging, &plan.out, &plan.known, progress)?;
 
     // Scrubbed copies, from originals whose ciphertext is now known to be
-    // the signed one.
-    let mut added = Vec::new();
-    let mut flagged = Vec::new();
-    for (entry, u) in manifest
-        .submissions
-        .iter()
-        .zip(unpacked)
-        .filter_map(|(e, u)| u.map(|u| (e, u)))
-    {
-        let attachments = scrub_all(&staging.dir.join(entry.id.to_string()), &entry.id, &u)?;
-        let n = attachments.iter().filter(|a| is_flagged(a)).count();
-        if n > 0 {
-            flagged.push((entry.id, n));
+    // the signed one, all attachments of the batch at once in children.
+    let mut jobs = Vec::new();
+    for (entry, u) in batch.manifest().submissions.iter().zip(&unpacked) {
+        if let Unpack::Opened(u) = u {
+            jobs.extend(scrub_jobs(&staging.join(entry.id.to_string()), u)?);
         }
-        added.push(ArchivedSubmission {
-            id: entry.id,
-            origin: origin_of(entry),
-            also_received: Vec::new(),
-            thread: entry.thread,
-            received_day: entry.received_day,
-            testimony_sha256: u.testimony_sha256,
-            attachments,
+    }
+    let mut reports = scrubber.scrub_all(&jobs).into_iter();
+
+    let today = Day::today();
+    let mut outcomes = Vec::with_capacity(unpacked.len());
+    for (entry, u) in batch.manifest().submissions.iter().zip(unpacked) {
+        outcomes.push(match u {
+            Unpack::Known => Outcome::Known,
+            Unpack::Quarantined(reason) => Outcome::Quarantined(QuarantinedSubmission {
+                id: entry.id,
+                origin: origin_of(batch, entry),
+                thread: entry.thread,
+                received_day: entry.received_day,
+                reason,
+                tried_day: today,
+            }),
+            Unpack::Opened(u) => {
+                let dest = staging.join(entry.id.to_string());
+                let attachments = records(&dest, &entry.id, &u, &mut reports)?;
+                Outcome::Added(ArchivedSubmission {
+                    id: entry.id,
+                    origin: origin_of(batch, entry),
+                    also_received: Vec::new(),
+                    thread: entry.thread,
+                    received_day: entry.received_day,
+                    testimony_sha256: u.testimony_sha256,
+                    attachments,
+                })
+            }
         });
     }
 
-    // The receipt, staged too, so that the commit below is renames only.
-    let staged_receipt = staging.dir.join("receipt.json");
+    // The receipt, staged too, so that the commit is renames only. It is
+    // written for a batch with quarantined submissions as well: their
+    // ciphertext is in custody here, so the relay may delete it.
+    let manifest = batch.manifest();
+    let staged_receipt = staging.join("receipt.json");
     let r = Receipt {
         format: RECEIPT_FORMAT.into(),
-        relay_key: relay_key.into(),
+        relay_key: batch.relay_key().into(),
         batch_id: manifest.batch_id,
         sequence: manifest.sequence,
         manifest_sha256: batch.manifest_sha256(),
     };
     write_file(&staged_receipt, &r.to_json())?;
     // Everything staged reaches the disk before anything moves into place.
-    sync_tree(&staging.dir)?;
+    sync_tree(staging)?;
+    Ok(Staged {
+        plan,
+        outcomes,
+        staged_receipt,
+    })
+}
 
-    // Commit: submission folders, custody copies, then the receipt.
-    for s in &added {
-        let from = staging.dir.join(s.id.to_string());
-        let to = out.join(s.id.to_string());
-        rename_new(&from, &to)?;
-        staging.committed.push(to);
-    }
-    sync_dir(out)?;
-    let staged_custody = staging.dir.join(STAGED_CUSTODY);
-    if let Some(parent) = custody_dir.parent() {
-        ensure_dir(parent)?;
-        rename_new(&staged_custody.join("batch"), &custody_dir)?;
-        staging.committed.push(custody_dir.clone());
-        sync_dir(parent)?;
-    }
-    let mut ciphertext_dirs = Vec::new();
-    for entry in &manifest.submissions {
-        let staged = staged_custody.join(format!("{}.age", entry.id));
-        if !exists_no_follow(&staged)? {
-            // Already kept from an earlier batch of this relay.
-            continue;
+/// Stage 3: the files in place.
+#[derive(Debug)]
+struct Committed {
+    plan: Plan,
+    outcomes: Vec<Outcome>,
+}
+
+fn commit_files(staged: Staged) -> Result<Committed, Error> {
+    let Staged {
+        mut plan,
+        outcomes,
+        staged_receipt,
+    } = staged;
+    let out = plan.out.clone();
+    let staging = plan.staging.dir.clone();
+    let relay_key = plan.batch.relay_key().to_owned();
+    let rel = |p: &Path, base: &Path| p.strip_prefix(base).map(Path::to_path_buf);
+
+    // Every move, in order: submission folders, the custody batch
+    // directory, custody ciphertexts, the receipt.
+    let mut moves: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for o in &outcomes {
+        if let Outcome::Added(s) = o {
+            moves.push((staging.join(s.id.to_string()), out.join(s.id.to_string())));
         }
-        let to = custody_ciphertext(out, relay_key, &entry.id);
+    }
+    let staged_custody = staging.join(STAGED_CUSTODY);
+    moves.push((staged_custody.join("batch"), plan.custody_dir.clone()));
+    for entry in &plan.batch.manifest().submissions {
+        let from = staged_custody.join(format!("{}.age", entry.id));
+        // Absent: already kept from an earlier batch of this relay.
+        if exists_no_follow(&from)? {
+            moves.push((from, custody_ciphertext(&out, &relay_key, &entry.id)));
+        }
+    }
+    moves.push((staged_receipt, plan.receipt.clone()));
+
+    // The journal first, flushed: a crash from here on is rolled back by
+    // the next open from it.
+    let journal = Journal {
+        moves: moves
+            .iter()
+            .filter_map(|(f, t)| {
+                Some(Move {
+                    from: rel(f, &staging).ok()?,
+                    to: rel(t, &out).ok()?,
+                })
+            })
+            .collect(),
+    };
+    let journal_path = staging.join(JOURNAL);
+    let bytes = serde_json::to_vec(&journal).unwrap_or_default();
+    let mut f = create_private_file(&journal_path)?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("write", &journal_path, e))?;
+    drop(f);
+    sync_dir(&staging)?;
+
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for (from, to) in &moves {
         if let Some(parent) = to.parent() {
             ensure_dir(parent)?;
-            if !ciphertext_dirs.contains(&parent.to_path_buf()) {
-                ciphertext_dirs.push(parent.to_path_buf());
+            if !parents.iter().any(|p| p == parent) {
+                parents.push(parent.to_path_buf());
             }
         }
-        rename_new(&staged, &to)?;
-        staging.committed.push(to);
+        rename_new(from, to)?;
+        plan.staging.committed.push(to.clone());
     }
-    for dir in &ciphertext_dirs {
+    for dir in &parents {
         sync_dir(dir)?;
     }
-    let receipts_dir = out.join(RECEIPTS_DIR);
-    ensure_dir(&receipts_dir)?;
-    rename_new(&staged_receipt, &receipt)?;
-    staging.committed.push(receipt.clone());
-    sync_dir(&receipts_dir)?;
+    Ok(Committed { plan, outcomes })
+}
 
-    // The archive index, then the threads, then the chain. If accepting
-    // fails, the index and the threads are put back: a batch not accepted
-    // leaves no trace.
-    let archive_before = archive.clone();
-    let added_ids: Vec<SubmissionId> = added.iter().map(|s| s.id).collect();
+/// Stage 4: the archive index, then the threads, then the chain. If
+/// accepting fails, the index and the threads are put back: a batch not
+/// accepted leaves no trace.
+fn commit_indexes(committed: Committed, store: &StateStore) -> Result<OpenedBatch, Error> {
+    let Committed { mut plan, outcomes } = committed;
+    let store_batch = &plan.batch;
+    let manifest = store_batch.manifest();
+    let out = plan.out.clone();
+    let archive_before = plan.archive.clone();
+    let mut archive = plan.archive.clone();
+    let mut added = Vec::new();
+    let mut flagged = Vec::new();
+    let mut quarantined = Vec::new();
     let mut already_archived = Vec::new();
-    for entry in manifest
-        .submissions
-        .iter()
-        .filter(|e| known.contains(&e.id))
-    {
-        if let Some(s) = archive.submission(&entry.id) {
-            already_archived.push((entry.id, s.origin.clone()));
+    for (entry, o) in manifest.submissions.iter().zip(outcomes) {
+        match o {
+            Outcome::Known => {
+                if let Some(s) = archive.submission(&entry.id) {
+                    already_archived.push((entry.id, s.origin.clone()));
+                } else if let Some(q) = archive.quarantined_submission(&entry.id) {
+                    already_archived.push((entry.id, q.origin.clone()));
+                }
+                archive.add_origin(&entry.id, origin_of(store_batch, entry));
+            }
+            Outcome::Added(s) => {
+                let n = s.attachments.iter().filter(|a| is_flagged(a)).count();
+                if n > 0 {
+                    flagged.push((s.id, n));
+                }
+                added.push(s.id);
+                archive.add_submission(s);
+            }
+            Outcome::Quarantined(q) => {
+                quarantined.push((q.id, q.reason.clone()));
+                archive.add_quarantined(q);
+            }
         }
-        archive.add_origin(&entry.id, origin_of(entry));
-    }
-    for s in added {
-        archive.add_submission(s);
     }
     archive.add_batch(ArchivedBatch {
-        relay_key: relay_key.to_owned(),
+        relay_key: store_batch.relay_key().to_owned(),
         sequence: manifest.sequence,
         batch_id: manifest.batch_id,
-        manifest_sha256: batch.manifest_sha256(),
+        manifest_sha256: store_batch.manifest_sha256(),
         created_day: manifest.created_day,
         imported_day: Day::today(),
         submissions: manifest.submissions.len() as u64,
     });
     let restore_archive = |e: Error| {
         // Best effort: the folders go with the staging guard.
-        let _ = if archive_before.batches().is_empty() {
+        let _ = if archive_before.batches().is_empty() && archive_before.is_empty() {
             fs::remove_file(out.join(crate::archive::ARCHIVE_FILE)).map_err(|_| ())
         } else {
             archive_before.save().map_err(|_| ())
@@ -350,38 +624,44 @@ pub fn open_batch_with_progress(
         e
     };
     archive.save()?;
-    let restore_threads = if named.is_empty() {
-        None
-    } else {
+    let restore_threads = if plan.has_threads {
         let before = ThreadIndex::load(store).map_err(restore_archive)?;
         let mut after = before.clone();
-        after.record(&batch).map_err(restore_archive)?;
+        after.record(store_batch).map_err(restore_archive)?;
         after.save(store).map_err(restore_archive)?;
         Some(before)
+    } else {
+        None
     };
-    if let Err(e) = store.advance(batch.relay_key(), batch.prior(), &batch.chain_state()) {
+    if let Err(e) = store.advance(
+        store_batch.relay_key(),
+        store_batch.prior(),
+        &store_batch.chain_state(),
+    ) {
         if let Some(before) = restore_threads {
             // Best effort: recording the batch again later changes nothing.
             let _ = before.save(store);
         }
         return Err(restore_archive(e));
     }
-    staging.done = true;
-    fs::remove_dir_all(&staging.dir).map_err(|e| Error::io("remove", &staging.dir, e))?;
+    plan.staging.done = true;
+    fs::remove_dir_all(&plan.staging.dir).map_err(|e| Error::io("remove", &plan.staging.dir, e))?;
 
     Ok(OpenedBatch {
         sequence: manifest.sequence,
         batch_id: manifest.batch_id,
         submissions: manifest.submissions.len(),
-        receipt,
+        receipt: plan.receipt.clone(),
         threads: manifest
             .submissions
             .iter()
             .filter_map(|e| e.thread.map(|t| (e.id, t)))
             .collect(),
-        added: added_ids,
+        added,
         already_archived,
         flagged,
+        quarantined,
+        recovered: plan.recovered,
     })
 }
 
@@ -408,6 +688,243 @@ pub fn catch_up(batch: VerifiedBatch, out: &Path, store: &StateStore) -> Result<
     Ok(true)
 }
 
+/// Removes the staging directory of a batch the archive index already
+/// holds: an open interrupted after its index was written left it, and
+/// everything in it was committed (nothing is rolled back). Returns whether
+/// there was one.
+pub fn clear_archived_staging(out: &Path, batch_id: &BatchId) -> Result<bool, Error> {
+    let dir = staging_path(out, batch_id);
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {
+            fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+            sync_dir(out)?;
+            Ok(true)
+        }
+        Ok(_) => Err(Error::StagingExists { path: dir }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("inspect", &dir, e)),
+    }
+}
+
+// ------------------------------------------------------------ open_batches
+
+/// Called as `open_batches` goes, so that a CLI can print each batch as it
+/// opens (and a batch that fails later does not hide those before it).
+pub trait OpenProgress {
+    /// Before the first decryption: the ciphertext bytes to read in all.
+    fn start(&mut self, _total: u64) {}
+    /// Ciphertext bytes read since the last call.
+    fn advance(&mut self, _bytes: u64) {}
+    /// A batch the archive already held (nothing decrypted); `caught_up`
+    /// when the chain state now records it.
+    fn already_archived(&mut self, _sequence: u64, _relay: &str, _caught_up: bool) {}
+    /// A batch opened into the archive.
+    fn opened(&mut self, _batch: &OpenedBatch) {}
+}
+
+/// What [`open_batches`] did, batch by batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Batches the archive already held: sequence, relay fingerprint, and
+    /// whether the chain state caught up with the archive.
+    pub already_archived: Vec<(u64, String, bool)>,
+    /// The batches opened, in chain order.
+    pub opened: Vec<OpenedBatch>,
+}
+
+/// Verifies and opens batch files into the archive `out`, as `reviewer
+/// open` does:
+///
+/// 1. every file's signature against the pinned `key`;
+/// 2. those the archive already holds are set aside (a leftover staging
+///    directory of theirs removed, the chain state caught up with the
+///    archive if it fell behind): opening one again is harmless;
+/// 3. the rest: their chain from the state in `store` (`start_at` for a
+///    relay with no history), their threads against the thread index,
+///    their submissions against the archive, all before anything is
+///    decrypted;
+/// 4. `unlock` is called (once) for the identities, then each batch is
+///    opened in chain order ([`open_batch`]).
+///
+/// A batch that fails stops the run with its error; the batches opened
+/// before it stay opened (each is all or nothing, and `progress` has
+/// reported them).
+#[allow(clippy::too_many_arguments)]
+pub fn open_batches(
+    paths: &[PathBuf],
+    key: &crate::verify::PinnedKey,
+    store: &StateStore,
+    start_at: Option<u64>,
+    out: &Path,
+    unlock: &mut dyn FnMut() -> Result<Vec<Identity>, Error>,
+    scrubber: &Scrubber,
+    progress: &mut dyn OpenProgress,
+) -> Result<OpenReport, Error> {
+    use crate::verify;
+    let archive = Archive::load(out)?;
+    let mut report = OpenReport::default();
+    let mut known = Vec::new();
+    let mut fresh = Vec::new();
+    for path in paths {
+        let b = verify::verify_signed(path, key)?;
+        match archive.classify(&b)? {
+            Known::Archived => known.push(b),
+            Known::New => fresh.push(b),
+        }
+    }
+    known.sort_by_key(verify::SignedBatch::sequence);
+    for b in known {
+        let (sequence, relay) = (
+            b.sequence(),
+            crate::archive::relay_fingerprint(b.relay_key()),
+        );
+        clear_archived_staging(out, &b.manifest().batch_id)?;
+        // A chain state that fell behind the archive (a crash between the
+        // two, or a new state directory) catches up with it.
+        let anchor = store.anchor(key.as_base64(), None)?;
+        let caught_up = match verify::verify_chain(vec![b], &anchor) {
+            Ok(mut v) => match v.pop() {
+                Some(v) => catch_up(v, out, store)?,
+                None => false,
+            },
+            Err(_) => false,
+        };
+        progress.already_archived(sequence, &relay, caught_up);
+        report.already_archived.push((sequence, relay, caught_up));
+    }
+    if fresh.is_empty() {
+        return Ok(report);
+    }
+    let anchor = store.anchor(key.as_base64(), start_at)?;
+    let verified = verify::verify_chain(fresh, &anchor)?;
+    crate::threads::check_batches(store, &verified)?;
+    archive.check_new(&verified)?;
+    let identities = unlock()?;
+    let total: u64 = verified
+        .iter()
+        .flat_map(|b| &b.manifest().submissions)
+        .map(|e| e.size)
+        .sum();
+    progress.start(total);
+    for batch in verified {
+        let opened =
+            open_batch_with_progress(batch, &identities, scrubber, out, store, &mut |n| {
+                progress.advance(n)
+            })?;
+        progress.opened(&opened);
+        report.opened.push(opened);
+    }
+    Ok(report)
+}
+
+// ------------------------------------------------------------------- retry
+
+/// What a successful [`retry`] added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retried {
+    /// The submission, now in the archive.
+    pub id: SubmissionId,
+    /// How many of its attachments are flagged.
+    pub flagged: usize,
+}
+
+/// Opens a quarantined submission again from its custody ciphertext (after
+/// checking it against the SHA-256 the signed manifest gave): with a newer
+/// reviewer, or higher scrubbing limits. On success it moves into the
+/// archive; otherwise it stays quarantined with the new reason
+/// ([`Error::StillQuarantined`]).
+pub fn retry(
+    out: &Path,
+    id: &SubmissionId,
+    identities: &[Identity],
+    scrubber: &Scrubber,
+) -> Result<Retried, Error> {
+    let mut archive = Archive::open(out)?;
+    let q = archive
+        .quarantined_submission(id)
+        .cloned()
+        .ok_or_else(|| Error::NotQuarantined {
+            id: *id,
+            dir: out.into(),
+        })?;
+    let ciphertext = custody_ciphertext(out, &q.origin.relay_key, id);
+    let damaged = |reason: String| Error::DamagedSubmission {
+        id: *id,
+        path: ciphertext.clone(),
+        reason,
+    };
+    // A folder of this id can only be left by an interrupted retry (the
+    // index still says quarantined): it goes.
+    let target = out.join(id.to_string());
+    if exists_no_follow(&target)? {
+        remove_any(&target)?;
+    }
+    let staging_dir = out.join(format!(".staging-retry-{id}"));
+    roll_back(out, &staging_dir)?;
+    create_private_dir(&staging_dir).map_err(|e| Error::io("create directory", &staging_dir, e))?;
+    let mut staging = Staging {
+        dir: staging_dir,
+        committed: Vec::new(),
+        done: false,
+    };
+    let file = File::open(&ciphertext).map_err(|e| damaged(format!("cannot read it: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| damaged(format!("cannot read it: {e}")))?
+        .len();
+    let entry = ManifestEntry {
+        id: *id,
+        received_day: q.received_day,
+        epoch: q.origin.epoch,
+        size,
+        sha256: q.origin.ciphertext_sha256,
+        thread: q.thread,
+    };
+    let unpack = open_submission(file, &entry, identities, &staging.dir, &ciphertext).map_err(
+        |e| match e {
+            Error::ChangedSinceVerify { .. } => {
+                damaged("it is not the ciphertext the signed manifest lists".into())
+            }
+            other => other,
+        },
+    )?;
+    let u = match unpack {
+        Unpack::Opened(u) => u,
+        Unpack::Known => return Err(damaged("unexpected state".into())),
+        Unpack::Quarantined(reason) => {
+            archive.add_quarantined(QuarantinedSubmission {
+                reason: reason.clone(),
+                tried_day: Day::today(),
+                ..q
+            });
+            archive.save()?;
+            return Err(Error::StillQuarantined { id: *id, reason });
+        }
+    };
+    let dest = staging.dir.join(id.to_string());
+    let jobs = scrub_jobs(&dest, &u)?;
+    let mut reports = scrubber.scrub_all(&jobs).into_iter();
+    let attachments = records(&dest, id, &u, &mut reports)?;
+    sync_tree(&staging.dir)?;
+    let flagged = attachments.iter().filter(|a| is_flagged(a)).count();
+    rename_new(&dest, &target)?;
+    staging.committed.push(target.clone());
+    sync_dir(out)?;
+    archive.release(ArchivedSubmission {
+        id: *id,
+        origin: q.origin,
+        also_received: Vec::new(),
+        thread: q.thread,
+        received_day: q.received_day,
+        testimony_sha256: u.testimony_sha256,
+        attachments,
+    });
+    archive.save()?;
+    staging.done = true;
+    fs::remove_dir_all(&staging.dir).map_err(|e| Error::io("remove", &staging.dir, e))?;
+    Ok(Retried { id: *id, flagged })
+}
+
 /// Renames `from` to `to` unless something is at `to`.
 fn rename_new(from: &Path, to: &Path) -> Result<(), Error> {
     // A rename would replace an empty directory or a symlink at `to`;
@@ -426,12 +943,34 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// What decrypting one submission left in the staging directory.
+#[derive(Debug)]
 struct Unpacked {
     testimony_sha256: Digest,
-    /// Name, size and SHA-256 of each attachment, in order.
-    attachments: Vec<(String, u64, Digest)>,
+    /// Each attachment, in order.
+    attachments: Vec<Unpacked1>,
 }
 
+/// One attachment as unpacked.
+#[derive(Debug)]
+struct Unpacked1 {
+    /// The source's name (sanitised), as `testimony.json` lists it.
+    name: String,
+    /// The name it was written under (`format::disk_name`).
+    disk: String,
+    size: u64,
+    sha256: Digest,
+}
+
+/// What became of one manifest entry while decrypting.
+#[derive(Debug)]
+enum Unpack {
+    /// Already archived: its ciphertext was checked, nothing decrypted.
+    Known,
+    /// Decrypted into `staging/<id>/`.
+    Opened(Unpacked),
+    /// The plaintext broke the format: nothing of it kept, and why.
+    Quarantined(String),
+}
 /// Passes ciphertext through, copying it verbatim into a custody file and
 /// reporting progress. A failed write is kept for later, so that reading
 /// (and hashing) goes on and the error names the custody file.
@@ -474,7 +1013,7 @@ impl<R> Custody<'_, R> {
 /// Re-reads the batch file: keeps its manifest, signature and every
 /// ciphertext verbatim in `staging/custody/`, and decrypts each submission
 /// not in `known` into `staging/<id>/`. Returns what each entry unpacked,
-/// in manifest order (`None` for a known one).
+/// in manifest order.
 fn decrypt_all(
     batch: &VerifiedBatch,
     identities: &[Identity],
@@ -482,7 +1021,7 @@ fn decrypt_all(
     out: &Path,
     known: &HashSet<SubmissionId>,
     progress: &mut dyn FnMut(u64),
-) -> Result<Vec<Option<Unpacked>>, Error> {
+) -> Result<Vec<Unpack>, Error> {
     let path = batch.path();
     let changed = || Error::ChangedSinceVerify { path: path.into() };
     let mut tar = open_batch_file(path)?;
@@ -546,9 +1085,9 @@ fn decrypt_all(
             progress: &mut *progress,
         };
         let result = if known.contains(&entry.id) {
-            check_ciphertext(&mut reader, entry, path).map(|()| None)
+            check_ciphertext(&mut reader, entry, path).map(|()| Unpack::Known)
         } else {
-            open_submission(&mut reader, entry, identities, staging, path).map(Some)
+            open_submission(&mut reader, entry, identities, staging, path)
         };
         let written = reader.finish();
         let u = result?;
@@ -579,13 +1118,15 @@ fn check_ciphertext<R: Read>(
 
 /// Decrypts one `.age` member into `staging/<id>/`, hashing the ciphertext
 /// on the way and refusing it if it is not the one the manifest signed.
+/// A plaintext that breaks the format is quarantined: its staged folder is
+/// removed and the reason returned.
 fn open_submission<R: Read>(
     ciphertext: R,
     entry: &ManifestEntry,
     identities: &[Identity],
     staging: &Path,
     batch_path: &Path,
-) -> Result<Unpacked, Error> {
+) -> Result<Unpack, Error> {
     let mut hashing = HashingReader::new(ciphertext);
     let unpacked = unpack(
         &mut hashing,
@@ -613,37 +1154,64 @@ fn open_submission<R: Read>(
             });
         }
     }
-    unpacked
+    quarantine_hostile(unpacked, &staging.join(entry.id.to_string()))
 }
 
-/// Writes a scrubbed copy of each attachment of a decrypted submission
-/// (`dest` is its staged folder) into `dest/shared/`, and returns the
-/// attachments as the archive records them. The originals are only read.
-fn scrub_all(dest: &Path, id: &SubmissionId, u: &Unpacked) -> Result<Vec<AttachmentRecord>, Error> {
+/// Turns a plaintext that breaks the format into a quarantine (removing
+/// whatever of it was staged in `dest`); every other error stays one.
+fn quarantine_hostile(unpacked: Result<Unpacked, Error>, dest: &Path) -> Result<Unpack, Error> {
+    match unpacked {
+        Ok(u) => Ok(Unpack::Opened(u)),
+        Err(Error::HostileSubmission { reason, .. }) => {
+            if exists_no_follow(dest)? {
+                remove_any(dest)?;
+            }
+            Ok(Unpack::Quarantined(reason.to_owned()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The scrubbing jobs for a decrypted submission (`dest` is its staged
+/// folder): each original into `dest/shared/`, which this creates.
+fn scrub_jobs(dest: &Path, u: &Unpacked) -> Result<Vec<ScrubJob>, Error> {
     if u.attachments.is_empty() {
         return Ok(Vec::new());
     }
     let shared = dest.join(SHARED_DIR);
     create_private_dir(&shared).map_err(|e| Error::io("create directory", &shared, e))?;
+    let files = dest.join(FILES_DIR);
+    Ok(u.attachments
+        .iter()
+        .map(|a| ScrubJob {
+            original: files.join(&a.disk),
+            copy: shared.join(&a.disk),
+        })
+        .collect())
+}
+
+/// The attachments of a decrypted submission as the archive records them,
+/// taking their scrub reports (in order) from `reports`. Removes `shared/`
+/// if no copy was made.
+fn records(
+    dest: &Path,
+    id: &SubmissionId,
+    u: &Unpacked,
+    reports: &mut impl Iterator<Item = MetadataReport>,
+) -> Result<Vec<AttachmentRecord>, Error> {
     let mut out = Vec::with_capacity(u.attachments.len());
-    let hostile = |reason| Error::HostileSubmission { id: *id, reason };
-    for (name, size, sha256) in &u.attachments {
-        let original = child(&dest.join(FILES_DIR), name)
-            .ok_or_else(|| hostile("an attachment name is unsafe"))?;
-        let copy = child(&shared, name).ok_or_else(|| hostile("an attachment name is unsafe"))?;
-        let metadata = match scrubber::scrub(&original, &copy) {
-            Ok(report) => report,
-            // A file the scrubber chokes on must not keep the testimony
-            // out of the archive: it is flagged, with no copy.
-            Err(_) => MetadataReport {
-                kind: scrubber::sniff_file(&original),
-                findings: Vec::new(),
-                scrub: ScrubOutcome::Failed {
-                    reason: "the scrubber stopped with an error; no copy was made".into(),
-                },
+    let shared = dest.join(SHARED_DIR);
+    for a in &u.attachments {
+        let copy = shared.join(&a.disk);
+        let metadata = reports.next().unwrap_or_else(|| MetadataReport {
+            kind: FileKind::Other,
+            findings: Vec::new(),
+            scrub: ScrubOutcome::Failed {
+                reason: "the scrubber did not run".into(),
             },
-        };
-        let scrubbed = matches!(metadata.scrub, ScrubOutcome::Scrubbed) && copy.is_file();
+        });
+        let scrubbed = matches!(metadata.scrub, ScrubOutcome::Scrubbed)
+            && fs::symlink_metadata(&copy).is_ok_and(|m| m.is_file());
         if !scrubbed && exists_no_follow(&copy)? {
             fs::remove_file(&copy).map_err(|e| Error::io("remove", &copy, e))?;
         }
@@ -658,38 +1226,18 @@ fn scrub_all(dest: &Path, id: &SubmissionId, u: &Unpacked) -> Result<Vec<Attachm
             metadata
         };
         out.push(AttachmentRecord {
-            name: name.clone(),
-            size: *size,
-            sha256: *sha256,
-            original: attachment_path(id, FILES_DIR, name),
-            scrubbed: scrubbed.then(|| attachment_path(id, SHARED_DIR, name)),
+            name: a.name.clone(),
+            size: a.size,
+            sha256: a.sha256,
+            original: attachment_path(id, FILES_DIR, &a.disk),
+            scrubbed: scrubbed.then(|| attachment_path(id, SHARED_DIR, &a.disk)),
             metadata,
         });
     }
-    if out.iter().all(|a| a.scrubbed.is_none()) {
+    if exists_no_follow(&shared)? && out.iter().all(|a| a.scrubbed.is_none()) {
         fs::remove_dir(&shared).map_err(|e| Error::io("remove", &shared, e))?;
     }
     Ok(out)
-}
-
-/// The one place that calls the metadata scrubber ([`crate::scrub`]).
-mod scrubber {
-    use super::*;
-
-    /// Writes a scrubbed copy of `original` to `copy` and says what the
-    /// original carries.
-    pub(super) fn scrub(original: &Path, copy: &Path) -> Result<MetadataReport, Error> {
-        crate::scrub::scrub_file(original, copy)
-    }
-
-    /// The kind of a file from its first bytes.
-    pub(super) fn sniff_file(path: &Path) -> FileKind {
-        let mut head = Vec::with_capacity(512);
-        match File::open(path).and_then(|f| f.take(512).read_to_end(&mut head)) {
-            Ok(_) => crate::scrub::sniff(&head),
-            Err(_) => FileKind::Other,
-        }
-    }
 }
 
 /// Why reading the plaintext failed.
@@ -766,7 +1314,9 @@ fn unpack<R: Read>(
     if !testimony.attachments.is_empty() {
         create_private_dir(&files).map_err(|e| Error::io("create directory", &files, e))?;
     }
-    for listed in &testimony.attachments {
+    let count = testimony.attachments.len();
+    let mut attachments = Vec::with_capacity(count);
+    for (index, listed) in testimony.attachments.iter().enumerate() {
         let head = next(&mut tar)?
             .ok_or_else(|| hostile("an attachment listed in testimony.json is missing"))?;
         if head.path == PADDING_ENTRY {
@@ -782,7 +1332,10 @@ fn unpack<R: Read>(
         if head.size != listed.size {
             return Err(hostile("an attachment's size differs from testimony.json"));
         }
-        let target = child(&files, name).ok_or_else(|| hostile("an attachment name is unsafe"))?;
+        // Written under its place and its name, so that no two collide on
+        // any file system (the source's name stays in testimony.json).
+        let disk = disk_name(index, count, name);
+        let target = child(&files, &disk).ok_or_else(|| hostile("an attachment name is unsafe"))?;
         let mut file = create_private_file(&target).map_err(|e| match e {
             Error::AlreadyExists { .. } => {
                 hostile("two attachment names collide on this file system")
@@ -795,6 +1348,12 @@ fn unpack<R: Read>(
                 "an attachment's SHA-256 differs from testimony.json",
             ));
         }
+        attachments.push(Unpacked1 {
+            name: listed.name.clone(),
+            disk,
+            size: listed.size,
+            sha256: listed.sha256,
+        });
     }
 
     // 3. padding: zeros only.
@@ -816,11 +1375,7 @@ fn unpack<R: Read>(
     write_file(&dest.join("testimony.txt"), txt.as_bytes())?;
     Ok(Unpacked {
         testimony_sha256: Digest::of(&json),
-        attachments: testimony
-            .attachments
-            .iter()
-            .map(|a| (a.name.clone(), a.size, a.sha256))
-            .collect(),
+        attachments,
     })
 }
 

@@ -38,6 +38,7 @@
 //!     title: "Testimonies".into(),
 //!     include_discarded: false,
 //!     generated_day: format::Day::today(),
+//!     quarantined: Vec::new(),
 //! };
 //! let summary = write_report(&records, Path::new("archive"), Path::new("report"), &options, &mut |_, _| {})?;
 //! println!("{} pages", summary.pages);
@@ -74,6 +75,9 @@ pub struct ReportOptions {
     pub include_discarded: bool,
     /// The day the report says it was generated on.
     pub generated_day: Day,
+    /// The archive's quarantined submissions (listed on the dashboard
+    /// with their reason; they have no content to show).
+    pub quarantined: Vec<crate::archive::QuarantinedSubmission>,
 }
 
 /// What a report holds.
@@ -600,6 +604,7 @@ impl Builder<'_> {
             &summary,
             excluded,
             self.options.include_discarded,
+            &self.options.quarantined,
             head("Dashboard".into(), ""),
         );
         write_page(&self.out.join("index.html"), &index)?;

@@ -73,13 +73,22 @@ const SNIFF_LEN: usize = 64;
 /// own bound against decompression bombs; its default is 256 MiB).
 const PDF_STREAM_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The most all Flate streams of one PDF may decompress to, together.
+///
+/// lopdf bounds each stream ([`PDF_STREAM_LIMIT`]) but not their sum: a
+/// 3.6 MB file of sixty object streams of 60 MiB each loads as 3.6 GiB of
+/// objects. [`pdf_inflate_budget`] counts every stream before lopdf sees
+/// the file; a quarter of the scrubbing child's default address space
+/// (`crate::sandbox`) leaves room for lopdf's object tree over it.
+pub const PDF_TOTAL_INFLATE_LIMIT: u64 = 256 * 1024 * 1024;
+
 /// The most a compressed XMP stream in a PDF may decompress to when it is
 /// searched for names and coordinates.
 const XMP_LIMIT: usize = 1024 * 1024;
 
 const HEIC_REASON: &str =
     "no maintained crate rewrites HEIC here; share a screenshot or convert it first";
-const OTHER_REASON: &str = "type not recognised: shared as is only after a manual check";
+pub(crate) const OTHER_REASON: &str = "type not recognised: shared as is only after a manual check";
 const TOO_LARGE_REASON: &str = "too large to scrub here";
 const PANIC_REASON: &str = "the file crashed a parser (damaged or hostile): no copy was made";
 
@@ -169,6 +178,19 @@ pub fn scrub_file(original: &Path, scrubbed_out: &Path) -> Result<MetadataReport
     let data = Bytes::from(data);
     let kind = sniff(&data[..data.len().min(SNIFF_LEN)]);
 
+    if kind == FileKind::Pdf
+        && let Err(reason) = pdf_inflate_budget(&data, PDF_TOTAL_INFLATE_LIMIT)
+    {
+        // Not parsed at all: neither the findings nor the copy.
+        return Ok(MetadataReport {
+            kind,
+            findings: vec![Finding::Other {
+                field: "unreadable".into(),
+                value: reason.clone(),
+            }],
+            scrub: ScrubOutcome::Failed { reason },
+        });
+    }
     let findings = guarded(|| findings(kind, &data)).unwrap_or_else(|| {
         vec![Finding::Other {
             field: "unreadable".into(),
@@ -961,6 +983,54 @@ fn scrub_webp(data: Bytes) -> Result<Vec<u8>, String> {
         *chunk = RiffChunk::new(*b"VP8X", RiffContent::Data(flags.into()));
     }
     Ok(webp.encoder().bytes().to_vec())
+}
+
+/// Refuses a PDF whose Flate streams decompress to more than `budget`
+/// bytes in all, counted without keeping any of it (each stream is
+/// inflated into a sink, and no further than the budget left).
+///
+/// Every `stream` keyword is tried as the start of a zlib stream (ISO
+/// 32000-1 §7.3.8: `stream` then an end of line, then the data), whatever
+/// its dictionary says, so that a dictionary written to mislead (escaped
+/// names, indirect `/Filter`) cannot hide one. A stream that is not zlib
+/// fails at its first bytes and counts nothing. Other filters (LZW,
+/// RunLength) are left to the child's address-space limit.
+pub(crate) fn pdf_inflate_budget(data: &[u8], budget: u64) -> Result<u64, String> {
+    const KEYWORD: &[u8] = b"stream";
+    let mut total = 0u64;
+    let mut pos = 0;
+    while let Some(i) = data[pos..]
+        .windows(KEYWORD.len())
+        .position(|w| w == KEYWORD)
+    {
+        let at = pos + i;
+        pos = at + KEYWORD.len();
+        if at >= 3 && &data[at - 3..at] == b"end" {
+            continue;
+        }
+        let mut start = pos;
+        if data.get(start) == Some(&b'\r') {
+            start += 1;
+        }
+        if data.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        let left = budget - total;
+        let mut decoder = flate2::read::ZlibDecoder::new(&data[start..]);
+        let mut counted = (&mut decoder).take(left + 1);
+        // A damaged stream counts what it gave before the damage: what
+        // was taken from the limit, error or not.
+        let _ = io::copy(&mut counted, &mut io::sink());
+        let n = left + 1 - counted.limit();
+        total = total.saturating_add(n);
+        if total > budget {
+            return Err(format!(
+                "its compressed streams expand to more than {} MiB (a decompression bomb, or a very large PDF): not parsed",
+                budget / (1024 * 1024)
+            ));
+        }
+    }
+    Ok(total)
 }
 
 fn scrub_pdf(data: &[u8]) -> Result<Copy, String> {

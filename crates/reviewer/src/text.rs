@@ -116,11 +116,17 @@ pub(crate) fn render(
     if t.attachments.is_empty() {
         o.push_str("Attachments: none\n");
     } else {
-        let _ = writeln!(o, "Attachments ({}), in files/:", t.attachments.len());
-        for a in &t.attachments {
+        let n = t.attachments.len();
+        let _ = writeln!(
+            o,
+            "Attachments ({n}), in files/ (the source's name in brackets):"
+        );
+        for (i, a) in t.attachments.iter().enumerate() {
             o.push_str("  ");
+            push_clean(o, &format::disk_name(i, n, &a.name), false);
+            o.push_str("  [");
             push_clean(o, &a.name, false);
-            let _ = writeln!(o, "  {} bytes  sha256 {}", a.size, a.sha256);
+            let _ = writeln!(o, "]  {} bytes  sha256 {}", a.size, a.sha256);
         }
     }
     out
@@ -328,7 +334,7 @@ mod tests {
         assert!(out.contains("region: Aktobe\n"));
         assert!(out.contains("Text:\nСтрока 1\nСтрока 2\n"));
         assert!(out.contains(&format!(
-            "photo.jpg  3 bytes  sha256 {}",
+            "  01-photo.jpg  [photo.jpg]  3 bytes  sha256 {}",
             Digest::of(b"abc")
         )));
     }

@@ -1,12 +1,13 @@
-//! `reviewer open`: decrypted bytes are exact and private; hostile
-//! plaintexts, wrong keys and wrong passphrases refuse the batch and leave
-//! nothing behind; the chain state advances only after a successful open.
+//! `reviewer open`: decrypted bytes are exact and private; a hostile
+//! plaintext is quarantined and the rest of its batch opens; wrong keys and
+//! wrong passphrases refuse the batch and leave nothing behind; the chain
+//! state advances only after a successful open.
 #![allow(clippy::unwrap_used)]
 
 mod util;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use format::{Digest, Receipt, SubmissionId};
 use reviewer::Error;
@@ -90,9 +91,11 @@ fn open_writes_exact_bytes_into_private_files() {
 
     let d1 = env.out.join(s1.id.to_string());
     assert_eq!(std::fs::read(d1.join("testimony.json")).unwrap(), json1);
-    for (name, data) in &files {
+    // Written under their place and their name (`01-photo.jpg`).
+    for (i, (name, data)) in files.iter().enumerate() {
+        let written = format::disk_name(i, files.len(), name);
         assert_eq!(
-            &std::fs::read(d1.join("files").join(name)).unwrap(),
+            &std::fs::read(d1.join("files").join(&written)).unwrap(),
             data,
             "{name}"
         );
@@ -103,7 +106,7 @@ fn open_writes_exact_bytes_into_private_files() {
     assert!(txt.contains("\\u{001b}[2Jescape"), "{txt}");
     assert!(!txt.contains('\x1b'));
     assert!(txt.contains(&format!(
-        "photo.jpg  {} bytes  sha256 {}",
+        "01-photo.jpg  [photo.jpg]  {} bytes  sha256 {}",
         photo.len(),
         Digest::of(&photo)
     )));
@@ -576,34 +579,65 @@ fn hostile_cases() -> Vec<Case> {
 }
 
 #[test]
-fn hostile_plaintexts_refuse_the_batch() {
+fn hostile_plaintexts_are_quarantined_and_the_rest_opens() {
     for case in hostile_cases() {
         let env = Env::new();
         let r = reviewer(env.dir.path(), "reviewer.key");
         let mut relay = Relay::new();
-        // A good submission first: it must not stay behind either.
-        let (good, _) = good_submission("fine", &[("ok.txt", b"ok")], &[&r.recipient]);
+        // Between two good submissions: both must come out right.
+        let (good1, _) = good_submission("fine", &[("ok.txt", b"ok")], &[&r.recipient]);
+        let (good2, _) = good_submission("also fine", &[], &[&r.recipient]);
         let bad = util::sealed(&case.plaintext, &[&r.recipient]);
-        let path = relay.batch(&[good, bad.clone()]).write(&env.path("b.tar"));
-        let before: Vec<PathBuf> = tree(env.dir.path()).into_keys().collect();
+        let batch = relay.batch(&[good1.clone(), bad.clone(), good2.clone()]);
+        let path = batch.write(&env.path("b.tar"));
 
-        let result = open(&env, &relay, &r, &[&path]);
+        open(&env, &relay, &r, &[&path]).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(state_seq(&env, &relay), Some(1), "{}", case.name);
+        let archive = reviewer::archive::Archive::open(&env.out).unwrap();
+        for good in [&good1, &good2] {
+            assert!(archive.submission(&good.id).is_some(), "{}", case.name);
+            assert!(
+                env.out
+                    .join(good.id.to_string())
+                    .join("testimony.json")
+                    .is_file()
+            );
+        }
+        let receipt = env
+            .out
+            .join("receipts")
+            .join(format!("batch-000001-{}.json", batch.manifest().batch_id));
+        assert!(receipt.is_file(), "{}: no receipt", case.name);
+        let bad_dir = env.out.join(bad.id.to_string());
         if case.reason.is_empty() {
-            result.unwrap();
+            assert!(archive.submission(&bad.id).is_some(), "control");
             continue;
         }
-        let e = result.unwrap_err();
+        let q = archive
+            .quarantined_submission(&bad.id)
+            .unwrap_or_else(|| panic!("{}: not quarantined", case.name));
         assert!(
-            matches!(&e, Error::HostileSubmission { id, reason } if *id == bad.id && reason.contains(case.reason)),
-            "{}: {e}",
+            q.reason.contains(case.reason),
+            "{}: {}",
+            case.name,
+            q.reason
+        );
+        // Nothing of its content; its ciphertext in custody, verbatim.
+        assert!(!bad_dir.exists(), "{}", case.name);
+        let kept = reviewer::archive::custody_ciphertext(&env.out, &relay.key, &bad.id);
+        assert_eq!(
+            std::fs::read(kept).unwrap(),
+            bad.ciphertext,
+            "{}",
             case.name
         );
-        assert_empty(&env.out);
-        assert_eq!(state_seq(&env, &relay), None, "{}", case.name);
-        // Nothing anywhere else either (out/ itself may now exist, empty).
-        let mut after: Vec<PathBuf> = tree(env.dir.path()).into_keys().collect();
-        after.retain(|p| p != Path::new("out/"));
-        assert_eq!(after, before, "{}", case.name);
+        // No staging left.
+        let stray: Vec<_> = std::fs::read_dir(&env.out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+            .collect();
+        assert!(stray.is_empty(), "{}", case.name);
     }
 }
 
@@ -790,20 +824,49 @@ fn existing_submission_folder_is_never_overwritten() {
 }
 
 #[test]
-fn leftover_staging_directory_is_reported() {
+fn leftover_staging_directory_is_rolled_back() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("one", &[], &[&r.recipient]);
+    let batch = relay.batch(&[s1.clone()]);
+    let p1 = batch.write(&env.path("b1.tar"));
+    let staging = env
+        .out
+        .join(format!(".staging-{}", batch.manifest().batch_id));
+    // What an open killed while staging leaves: decrypted testimony.
+    std::fs::create_dir_all(staging.join(s1.id.to_string())).unwrap();
+    std::fs::write(staging.join(s1.id.to_string()).join("testimony.json"), b"x").unwrap();
+    open(&env, &relay, &r, &[&p1]).unwrap();
+    assert!(!staging.exists(), "the leftover staging stayed");
+    assert_eq!(state_seq(&env, &relay), Some(1));
+    assert!(
+        env.out
+            .join(s1.id.to_string())
+            .join("testimony.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn a_staging_symlink_is_not_followed_or_removed() {
     let env = Env::new();
     let r = reviewer(env.dir.path(), "reviewer.key");
     let mut relay = Relay::new();
     let (s1, _) = good_submission("one", &[], &[&r.recipient]);
     let batch = relay.batch(&[s1]);
     let p1 = batch.write(&env.path("b1.tar"));
+    std::fs::create_dir_all(&env.out).unwrap();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("keep"), b"keep").unwrap();
     let staging = env
         .out
         .join(format!(".staging-{}", batch.manifest().batch_id));
-    std::fs::create_dir_all(&staging).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &staging).unwrap();
     let e = open(&env, &relay, &r, &[&p1]).unwrap_err();
     assert!(matches!(e, Error::StagingExists { .. }), "{e}");
-    assert!(staging.is_dir(), "someone else's directory was removed");
+    assert!(elsewhere.join("keep").is_file());
     assert_eq!(state_seq(&env, &relay), None);
 }
 
@@ -829,7 +892,8 @@ fn batch_changed_after_verification_is_refused() {
     tampered.write(&path);
 
     let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
-    let e = reviewer::open::open_batch(verified, &[identity], &env.out, &store).unwrap_err();
+    let e = reviewer::open::open_batch(verified, &[identity], &util::scrubber(), &env.out, &store)
+        .unwrap_err();
     assert!(matches!(e, Error::ChangedSinceVerify { .. }), "{e}");
     assert_empty(&env.out);
     assert_eq!(state_seq(&env, &relay), None);
@@ -851,7 +915,9 @@ fn library_flow_matches_the_cli() {
     let batches = reviewer::verify::verify_batches(&[&p1], &key, &anchor).unwrap();
     let identities = [Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap()];
     for b in batches {
-        let opened = reviewer::open::open_batch(b, &identities, &env.out, &store).unwrap();
+        let opened =
+            reviewer::open::open_batch(b, &identities, &util::scrubber(), &env.out, &store)
+                .unwrap();
         assert_eq!(opened.sequence, 1);
         assert_eq!(opened.submissions, 1);
         assert!(opened.receipt.is_file());

@@ -739,6 +739,7 @@ fn options(include_discarded: bool) -> ReportOptions {
         title: format!("NGO report {SCRIPT}"),
         include_discarded,
         generated_day: day("2025-03-01"),
+        quarantined: Vec::new(),
     }
 }
 

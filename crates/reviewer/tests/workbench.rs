@@ -312,7 +312,7 @@ fn two_relays_keep_their_origins_and_chains() {
     let att = &rec.attachments[0];
     assert_eq!(
         att.original,
-        Path::new(&s1.id.to_string()).join("files/photo.txt")
+        Path::new(&s1.id.to_string()).join("files/01-photo.txt")
     );
     assert_eq!(std::fs::read(env.out.join(&att.original)).unwrap(), b"p");
     assert!(!matches!(att.metadata.scrub, ScrubOutcome::Scrubbed));
@@ -389,13 +389,17 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
     let dir = env.out.join(s.id.to_string());
     let archive = Archive::open(&env.out).unwrap();
     let rec = archive.record(&s.id).unwrap();
-    for ((name, bytes), a) in files.iter().zip(&rec.attachments) {
+    for (i, ((name, bytes), a)) in files.iter().zip(&rec.attachments).enumerate() {
         assert_eq!(a.name, *name);
-        // Originals byte for byte.
-        assert_eq!(std::fs::read(dir.join("files").join(name)).unwrap(), *bytes);
+        // Originals byte for byte, under their place and name.
+        let written = format::disk_name(i, files.len(), name);
+        assert_eq!(
+            std::fs::read(dir.join("files").join(&written)).unwrap(),
+            *bytes
+        );
         assert_eq!(
             a.original,
-            Path::new(&s.id.to_string()).join("files").join(name)
+            Path::new(&s.id.to_string()).join("files").join(&written)
         );
     }
     let [photo, statement, notes] = &rec.attachments[..] else {
@@ -1098,7 +1102,7 @@ fn verify_archive_catches_an_edited_original_attachment() {
     let a = audited();
     let id = a.s1.id;
     let p = problems_after(&a, "edited-original", |dir| {
-        let path = dir.join(id.to_string()).join("files/evidence.txt");
+        let path = dir.join(id.to_string()).join("files/01-evidence.txt");
         std::fs::write(path, b"original bytez").unwrap();
     });
     assert_eq!(

@@ -78,6 +78,8 @@ pub(super) struct IndexPage<'a> {
     pub(super) weeks: WeekChart,
     pub(super) charts: Vec<HBarChart<'a>>,
     pub(super) rows: Vec<Row<'a>>,
+    /// Quarantined submissions: id, short id, received day, reason.
+    pub(super) quarantined: Vec<(String, String, String, Shown<'a>)>,
 }
 
 /// Builds the dashboard from the submissions in the report (newest first).
@@ -87,6 +89,7 @@ pub(super) fn index<'a>(
     summary: &ReportSummary,
     excluded: usize,
     include_discarded: bool,
+    quarantined: &'a [crate::archive::QuarantinedSubmission],
     head: Head<'a>,
 ) -> IndexPage<'a> {
     let statuses: Vec<(&'a str, usize)> = Status::ALL
@@ -148,6 +151,18 @@ pub(super) fn index<'a>(
         weeks: chart::weeks(included.iter().map(|r| r.received_day)),
         charts,
         rows,
+        quarantined: quarantined
+            .iter()
+            .map(|q| {
+                let id = q.id.to_string();
+                (
+                    short(&id),
+                    id,
+                    q.received_day.to_string(),
+                    Shown::line(&q.reason),
+                )
+            })
+            .collect(),
     }
 }
 

@@ -48,11 +48,23 @@ pub(crate) fn day() -> Day {
     "2026-11-27".parse().unwrap()
 }
 
+pub(crate) mod hostile;
+
+/// The reviewer binary: in-process runs hand it to `open` and `retry` as
+/// the scrubbing helper (the test binary itself is not a reviewer).
+pub(crate) const REVIEWER_BIN: &str = env!("CARGO_BIN_EXE_reviewer");
+
 /// Runs the reviewer in-process with string-ish arguments.
 pub(crate) fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(), reviewer::Error> {
     let mut v: Vec<std::ffi::OsString> = vec!["reviewer".into()];
     v.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    v.extend(["--scrub-helper".into(), REVIEWER_BIN.into()]);
     reviewer::run(v)
+}
+
+/// The scrubber as the library takes it, with the reviewer binary.
+pub(crate) fn scrubber() -> reviewer::sandbox::Scrubber {
+    reviewer::sandbox::Scrubber::new(REVIEWER_BIN.into(), Default::default()).unwrap()
 }
 
 // ---------------------------------------------------------------- reviewers

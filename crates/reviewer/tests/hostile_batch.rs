@@ -407,3 +407,41 @@ fn quarantined_submissions_are_listed_shown_and_audited() {
     let (ok, audit) = bin(&[&"verify-archive", &env.out, &"--relay-key", &relay.key]);
     assert!(!ok, "{audit}");
 }
+
+/// A file under the PDF budget that still needs more memory than the
+/// child may have: the child is stopped by its address-space limit, the
+/// file is flagged with that reason, and the batch opens.
+#[test]
+fn a_child_over_its_memory_limit_flags_the_file() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let bomb = hostile::pdf_bomb_small();
+    let (s, _) = good_submission("pdf", &[("small-bomb.pdf", &bomb)], &[&r.recipient]);
+    let path = relay.batch(std::slice::from_ref(&s)).write(&env.path("b.tar"));
+    util::run(&[
+        &"open",
+        &path,
+        &"--relay-key",
+        &relay.key,
+        &"--state",
+        &env.state,
+        &"--identity",
+        &r.key_file,
+        &"--out",
+        &env.out,
+        &"--scrub-memory",
+        &"96",
+    ])
+    .unwrap();
+    let archive = Archive::open(&env.out).unwrap();
+    let a = &archive.submission(&s.id).unwrap().attachments[0];
+    assert!(a.scrubbed.is_none());
+    match &a.metadata.scrub {
+        ScrubOutcome::Failed { reason } => {
+            assert!(reason.contains("out of memory (limit 96 MiB"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(env.out.join(&a.original)).unwrap(), bomb);
+}

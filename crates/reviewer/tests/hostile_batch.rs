@@ -418,7 +418,9 @@ fn a_child_over_its_memory_limit_flags_the_file() {
     let mut relay = Relay::new();
     let bomb = hostile::pdf_bomb_small();
     let (s, _) = good_submission("pdf", &[("small-bomb.pdf", &bomb)], &[&r.recipient]);
-    let path = relay.batch(std::slice::from_ref(&s)).write(&env.path("b.tar"));
+    let path = relay
+        .batch(std::slice::from_ref(&s))
+        .write(&env.path("b.tar"));
     util::run(&[
         &"open",
         &path,

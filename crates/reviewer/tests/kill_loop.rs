@@ -95,7 +95,11 @@ fn kill_9_at_any_moment_then_open_completes() {
         } else {
             vec![("note.txt", &note)]
         };
-        subs.push(good_submission(&format!("testimony {i}"), &files, &[&r.recipient]));
+        subs.push(good_submission(
+            &format!("testimony {i}"),
+            &files,
+            &[&r.recipient],
+        ));
     }
     let sealed: Vec<Sealed> = subs.iter().map(|(s, _)| s.clone()).collect();
     let batch = relay.batch(&sealed);
@@ -104,7 +108,9 @@ fn kill_9_at_any_moment_then_open_completes() {
     // How long an uninterrupted open takes: the kills fall within it.
     let timing = Env::new();
     let start = Instant::now();
-    let o = open_cmd(&timing, &relay, &r.key_file, &path).output().unwrap();
+    let o = open_cmd(&timing, &relay, &r.key_file, &path)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let full = start.elapsed();
     let span = u64::try_from(full.as_micros()).unwrap().max(1000);
@@ -149,10 +155,10 @@ fn kill_9_at_any_moment_then_open_completes() {
             staging_left(&env.out).is_empty(),
             "cycle {cycles} (seed {seed})"
         );
-        let receipt = env.out.join("receipts").join(format!(
-            "batch-000001-{}.json",
-            batch.manifest().batch_id
-        ));
+        let receipt = env
+            .out
+            .join("receipts")
+            .join(format!("batch-000001-{}.json", batch.manifest().batch_id));
         assert!(receipt.is_file(), "cycle {cycles}");
         let state = reviewer::state::StateStore::new(&env.state)
             .load(&relay.key)
@@ -172,5 +178,8 @@ fn kill_9_at_any_moment_then_open_completes() {
         full.as_secs_f64() * 1000.0
     );
     assert!(cycles >= 10, "too few cycles in the time budget: {cycles}");
-    assert!(kills > 0 && recovered > 0, "no kill landed: the test tested nothing");
+    assert!(
+        kills > 0 && recovered > 0,
+        "no kill landed: the test tested nothing"
+    );
 }

@@ -829,7 +829,7 @@ fn leftover_staging_directory_is_rolled_back() {
     let r = reviewer(env.dir.path(), "reviewer.key");
     let mut relay = Relay::new();
     let (s1, _) = good_submission("one", &[], &[&r.recipient]);
-    let batch = relay.batch(&[s1.clone()]);
+    let batch = relay.batch(std::slice::from_ref(&s1));
     let p1 = batch.write(&env.path("b1.tar"));
     let staging = env
         .out

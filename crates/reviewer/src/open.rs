@@ -114,6 +114,12 @@ pub const RECEIPTS_DIR: &str = "receipts";
 const STAGED_CUSTODY: &str = "custody";
 /// The journal of moves, inside the staging directory.
 const JOURNAL: &str = "commit.json";
+/// Ciphertexts up to this size are read into memory and decrypted by a
+/// pool of workers; larger ones are streamed.
+const SMALL_CIPHERTEXT: u64 = 1024 * 1024;
+/// The most decrypting workers (the work is X25519, ChaCha20 and small
+/// file writes; past a few cores the disk is the limit).
+const MAX_DECRYPT_WORKERS: usize = 8;
 /// The most a journal may hold (a batch of 100,000 submissions).
 const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -1061,43 +1067,106 @@ fn decrypt_all(
     write_file(&custody_batch.join(BATCH_MANIFEST), &manifest_bytes)?;
     write_file(&custody_batch.join(BATCH_SIGNATURE), &sig_bytes)?;
 
-    let mut unpacked = Vec::with_capacity(batch.manifest().submissions.len());
-    for entry in &batch.manifest().submissions {
-        let head = tar
-            .next_entry()
-            .map_err(|_| changed())?
-            .ok_or_else(changed)?;
-        if head.path != batch_member_for(&entry.id) || head.size != entry.size {
-            return Err(changed());
+    // Small ciphertexts (most of a batch: text and a photo or two) are read
+    // into memory here, in order, copied to custody and handed to a pool of
+    // workers that hash, decrypt and unpack them in parallel, each into its
+    // own folder; large ones are streamed here, one at a time, as before.
+    // Memory: at most `2 × workers` small ciphertexts wait in the queue.
+    let workers = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .clamp(1, MAX_DECRYPT_WORKERS);
+    let entries = &batch.manifest().submissions;
+    let mut unpacked: Vec<Option<Result<Unpack, Error>>> = Vec::new();
+    unpacked.resize_with(entries.len(), || None);
+    let results = std::sync::Mutex::new(unpacked);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(2 * workers);
+    let rx = std::sync::Mutex::new(rx);
+    let read_result = std::thread::scope(|scope| -> Result<(), Error> {
+        // Owned here: when reading ends (or fails), the queue closes and
+        // the workers stop after what is queued.
+        let tx = tx;
+        for _ in 0..workers {
+            let (rx, results) = (&rx, &results);
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next job.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok((i, ciphertext)) = job else { break };
+                    let r =
+                        open_submission(&ciphertext[..], &entries[i], identities, staging, path);
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
         }
-        // This relay's custody copy, unless an earlier batch of the same
-        // relay already left it (the same id and ciphertext again).
-        let copy = if exists_no_follow(&custody_ciphertext(out, batch.relay_key(), &entry.id))? {
-            None
-        } else {
-            let p = custody.join(format!("{}.age", entry.id));
-            Some((create_private_file(&p)?, p))
-        };
-        let mut reader = Custody {
-            inner: tar.data(),
-            copy,
-            write_error: None,
-            progress: &mut *progress,
-        };
-        let result = if known.contains(&entry.id) {
-            check_ciphertext(&mut reader, entry, path).map(|()| Unpack::Known)
-        } else {
-            open_submission(&mut reader, entry, identities, staging, path)
-        };
-        let written = reader.finish();
-        let u = result?;
-        written?;
-        unpacked.push(u);
-    }
+        for (i, entry) in entries.iter().enumerate() {
+            let head = tar
+                .next_entry()
+                .map_err(|_| changed())?
+                .ok_or_else(changed)?;
+            if head.path != batch_member_for(&entry.id) || head.size != entry.size {
+                return Err(changed());
+            }
+            // This relay's custody copy, unless an earlier batch of the same
+            // relay already left it (the same id and ciphertext again).
+            let copy = if exists_no_follow(&custody_ciphertext(out, batch.relay_key(), &entry.id))?
+            {
+                None
+            } else {
+                let p = custody.join(format!("{}.age", entry.id));
+                Some((create_private_file(&p)?, p))
+            };
+            let mut reader = Custody {
+                inner: tar.data(),
+                copy,
+                write_error: None,
+                progress: &mut *progress,
+            };
+            let parallel = !known.contains(&entry.id) && entry.size <= SMALL_CIPHERTEXT;
+            if parallel {
+                let mut ciphertext = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
+                let read = (&mut reader).read_to_end(&mut ciphertext);
+                reader.finish()?;
+                match read {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed()),
+                    Err(e) => return Err(Error::io("read", path, e)),
+                }
+                // A worker that stopped (it cannot, but then) drops the job:
+                // the missing result below refuses the batch.
+                let _ = tx.send((i, ciphertext));
+                continue;
+            }
+            let result = if known.contains(&entry.id) {
+                check_ciphertext(&mut reader, entry, path).map(|()| Unpack::Known)
+            } else {
+                open_submission(&mut reader, entry, identities, staging, path)
+            };
+            let written = reader.finish();
+            let u = result?;
+            written?;
+            if let Ok(mut all) = results.lock() {
+                all[i] = Some(Ok(u));
+            }
+        }
+        drop(tx);
+        Ok(())
+    });
+    read_result?;
     match tar.next_entry() {
-        Ok(None) => Ok(unpacked),
-        _ => Err(changed()),
+        Ok(None) => {}
+        _ => return Err(changed()),
     }
+    // In manifest order: the first error wins.
+    let all = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    all.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(changed())))
+        .collect()
 }
 
 /// Reads a ciphertext without decrypting it, refusing it unless it is the

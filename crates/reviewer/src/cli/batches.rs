@@ -1,0 +1,325 @@
+//! `verify`, `open` and `retry`: from batch files to the archive.
+
+use super::*;
+
+pub(super) const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # Check batches against the pinned relay key and the chain; writes nothing
+  reviewer verify batches/*.tar --relay-key RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3
+
+  # The key from a file, a separate chain state
+  reviewer verify batches/*.tar --relay-key relay.pub --state /media/usb/reviewer-state";
+
+pub(super) const OPEN_EXAMPLES: &str = "\
+Examples:
+  # Verify, decrypt and add to the archive in ~/cases (the passphrase is asked once)
+  reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases
+
+  # Two relays: open each relay's batches with its own key, into the same archive
+  reviewer open relay-a/*.tar --identity ~/reviewer.key --relay-key relay-a.pub --out ~/cases
+  reviewer open relay-b/*.tar --identity ~/reviewer.key --relay-key relay-b.pub --out ~/cases
+
+  # During a key rotation: one identity per epoch
+  reviewer open batches/*.tar --identity ~/epoch-1.key --identity ~/epoch-2.key \\
+    --relay-key relay.pub --out ~/cases
+
+  # A small laptop: scrub with at most 512 MiB per child, one at a time
+  reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases \\
+    --scrub-memory 512 --scrub-jobs 1
+
+Opening a batch the archive already holds does nothing and says so. Each
+attachment is kept untouched in <id>/files/NN-<name> with a metadata-scrubbed
+copy for sharing in <id>/shared/ (when its type can be scrubbed). A
+submission whose content breaks the format is quarantined (its ciphertext
+kept, the rest of the batch opened): `reviewer list --quarantined` shows
+them, `reviewer retry` tries again. An interrupted open is rolled back by
+the next one. Send the receipts in ~/cases/receipts/ with `reviewer ack`.";
+
+pub(super) const RETRY_EXAMPLES: &str = "\
+Examples:
+  # Try a quarantined submission again (a newer reviewer, or more memory)
+  reviewer retry 3f9c2a --identity ~/reviewer.key --out ~/cases --scrub-memory 2048";
+
+#[derive(Debug, Args)]
+pub(super) struct ChainArgs {
+    /// The relay's public key (RW…, as `relay pubkey` prints it) or a file holding it.
+    #[arg(long, value_name = "PUB")]
+    relay_key: String,
+    /// Directory of the chain state [default: $REVIEWER_STATE_DIR, $XDG_STATE_HOME/relay-reviewer or ~/.local/state/relay-reviewer].
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// With no history for this relay, accept a first batch with this sequence.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    start_at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct VerifyArgs {
+    /// Batch files (.tar).
+    #[arg(value_name = "BATCH", required = true)]
+    batches: Vec<PathBuf>,
+    #[command(flatten)]
+    chain: ChainArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct OpenArgs {
+    /// Batch files (.tar).
+    #[arg(value_name = "BATCH", required = true)]
+    batches: Vec<PathBuf>,
+    /// A reviewer identity file (`reviewer keygen` writes one); repeat it
+    /// once per key epoch you hold. Each is unlocked once per command.
+    #[arg(long, value_name = "FILE", required = true)]
+    identity: Vec<PathBuf>,
+    /// The archive to open into (created if needed): one folder per
+    /// submission, receipts, and the chain-of-custody copies.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Read the identities' passphrase from the first line of this file:
+    /// once for all identities, or once per --identity, in the same order.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Vec<PathBuf>,
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    scrub: ScrubArgs,
+}
+
+/// Limits of the scrubbing children (`open`, `retry`).
+#[derive(Debug, Args)]
+pub(super) struct ScrubArgs {
+    /// Memory (address space) of each scrubbing child, in MiB. A file that
+    /// needs more is flagged, not scrubbed; its original is kept.
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    scrub_memory: u64,
+    /// CPU seconds for each scrubbing child.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    scrub_cpu: u64,
+    /// How many files are scrubbed at once (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    scrub_jobs: Option<u64>,
+}
+
+impl ScrubArgs {
+    fn scrubber(&self, helper: Option<&Path>) -> Result<crate::sandbox::Scrubber, Error> {
+        let mut limits = crate::sandbox::ScrubLimits {
+            memory: self.scrub_memory * 1024 * 1024,
+            cpu_seconds: self.scrub_cpu,
+            wall: std::time::Duration::from_secs(self.scrub_cpu.saturating_mul(2).max(10)),
+            ..Default::default()
+        };
+        if let Some(n) = self.scrub_jobs {
+            limits.jobs = usize::try_from(n).unwrap_or(1);
+        }
+        match helper {
+            Some(exe) => crate::sandbox::Scrubber::new(exe.to_path_buf(), limits),
+            None => crate::sandbox::Scrubber::current_exe(limits),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RetryArgs {
+    /// The quarantined submission (its id, or at least 6 of its first hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+    /// A reviewer identity file; repeat it once per key epoch you hold.
+    #[arg(long, value_name = "FILE", required = true)]
+    identity: Vec<PathBuf>,
+    /// The archive.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Read the identities' passphrase from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Vec<PathBuf>,
+    #[command(flatten)]
+    scrub: ScrubArgs,
+}
+
+pub(super) fn chain_setup(c: &ChainArgs) -> Result<(PinnedKey, StateStore), Error> {
+    let key = PinnedKey::from_arg(&c.relay_key)?;
+    let store = StateStore::resolve(c.state.as_deref())?;
+    Ok((key, store))
+}
+
+pub(super) fn verify_all(
+    batches: &[PathBuf],
+    c: &ChainArgs,
+) -> Result<(Vec<verify::VerifiedBatch>, StateStore), Error> {
+    let (key, store) = chain_setup(c)?;
+    let anchor = store.anchor(key.as_base64(), c.start_at)?;
+    let verified = verify::verify_batches(batches, &key, &anchor)?;
+    Ok((verified, store))
+}
+
+pub(super) fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
+    let (verified, _) = verify_all(&a.batches, &a.chain)?;
+    for b in &verified {
+        out_line(&format!(
+            "OK batch {} {}: {} submissions",
+            b.sequence(),
+            b.batch_id(),
+            b.manifest().submissions.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The identities of `--identity`, each with its passphrase source.
+pub(super) fn unlock_identities(
+    paths: &[PathBuf],
+    files: &[PathBuf],
+) -> Result<Vec<Identity>, Error> {
+    let passphrases: Vec<PassphraseSource> = match files.len() {
+        0 => vec![PassphraseSource::Terminal; paths.len()],
+        1 => vec![PassphraseSource::File(files[0].clone()); paths.len()],
+        n if n == paths.len() => files.iter().cloned().map(PassphraseSource::File).collect(),
+        n => {
+            return Err(Error::PassphraseFiles {
+                identities: paths.len(),
+                files: n,
+            });
+        }
+    };
+    // Unlocked once each, then used for every submission of every batch.
+    paths
+        .iter()
+        .zip(&passphrases)
+        .map(|(path, pass)| Identity::load(path, pass))
+        .collect()
+}
+
+/// Prints what `open` does as it goes.
+pub(super) struct OpenPrinter<'a> {
+    out: &'a Path,
+    bar: ProgressBar,
+    touched: Vec<ThreadId>,
+}
+
+impl open::OpenProgress for OpenPrinter<'_> {
+    fn start(&mut self, total: u64) {
+        self.bar = progress_bar(total, "opening", true);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn already_archived(&mut self, sequence: u64, relay: &str, caught_up: bool) {
+        out_line(&format!(
+            "batch {sequence} of relay {relay} is already in the archive: nothing to do{}",
+            if caught_up {
+                " (the chain state now records it)"
+            } else {
+                ""
+            }
+        ));
+    }
+
+    fn opened(&mut self, opened: &open::OpenedBatch) {
+        let out = self.out;
+        self.bar.suspend(|| {
+            if opened.recovered {
+                note_line(&format!(
+                    "batch {}: an interrupted open of it was rolled back first",
+                    opened.sequence
+                ));
+            }
+            out_line(&format!(
+                "opened batch {} {}: {} submissions into {}; receipt {}",
+                opened.sequence,
+                opened.batch_id,
+                opened.submissions,
+                out.display(),
+                opened.receipt.display()
+            ));
+            for (submission, origin) in &opened.already_archived {
+                out_line(&format!(
+                    "  submission {submission} is already in the archive (from relay {} batch {}, same ciphertext): nothing added",
+                    relay_fingerprint(&origin.relay_key),
+                    origin.batch_sequence
+                ));
+            }
+            for (submission, reason) in &opened.quarantined {
+                note_line(&format!(
+                    "submission {submission} is quarantined ({reason}): its ciphertext is kept in custody and the rest of the batch opened; try it later with `reviewer retry {submission} --out {}`",
+                    out.display()
+                ));
+            }
+            for (submission, n) in &opened.flagged {
+                note_line(&format!(
+                    "submission {submission}: {n} attachment{} flagged (identifying metadata, or no scrubbed copy): see `reviewer show {} {submission}` before sharing",
+                    if *n == 1 { "" } else { "s" },
+                    out.display()
+                ));
+            }
+            for (submission, thread) in &opened.threads {
+                out_line(&format!("  submission {submission}: thread {thread}"));
+            }
+        });
+        for (_, thread) in &opened.threads {
+            if !self.touched.contains(thread) {
+                self.touched.push(*thread);
+            }
+        }
+    }
+}
+
+pub(super) fn open_cmd(a: OpenArgs, helper: Option<&Path>) -> Result<(), Error> {
+    let (key, store) = chain_setup(&a.chain)?;
+    let scrubber = a.scrub.scrubber(helper)?;
+    let mut printer = OpenPrinter {
+        out: &a.out,
+        bar: ProgressBar::hidden(),
+        touched: Vec::new(),
+    };
+    let result = open::open_batches(
+        &a.batches,
+        &key,
+        &store,
+        a.chain.start_at,
+        &a.out,
+        &mut || unlock_identities(&a.identity, &a.passphrase_file),
+        &scrubber,
+        &mut printer,
+    );
+    printer.bar.finish_and_clear();
+    result?;
+    // Each thread seen, with everything known of it (earlier batches too).
+    if !printer.touched.is_empty() {
+        let index = ThreadIndex::load(&store)?;
+        for thread in printer.touched.iter().filter_map(|t| index.get(t)) {
+            out_line(&thread.summary());
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn retry_cmd(a: RetryArgs, helper: Option<&Path>) -> Result<(), Error> {
+    let archive = Archive::open(&a.out)?;
+    let id = archive.resolve(&a.id)?;
+    if archive.quarantined_submission(&id).is_none() {
+        return Err(Error::NotQuarantined { id, dir: a.out });
+    }
+    let scrubber = a.scrub.scrubber(helper)?;
+    let identities = unlock_identities(&a.identity, &a.passphrase_file)?;
+    let r = open::retry(&a.out, &id, &identities, &scrubber)?;
+    out_line(&format!(
+        "submission {} opened into {} (no longer quarantined)",
+        r.id,
+        a.out.display()
+    ));
+    if r.flagged > 0 {
+        note_line(&format!(
+            "submission {}: {} attachment{} flagged: see `reviewer show {} {}` before sharing",
+            r.id,
+            r.flagged,
+            if r.flagged == 1 { "" } else { "s" },
+            a.out.display(),
+            r.id
+        ));
+    }
+    Ok(())
+}

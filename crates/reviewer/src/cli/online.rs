@@ -1,0 +1,124 @@
+//! The online commands: `fetch`, `ack` and `push` (no identity needed).
+
+use super::*;
+
+pub(super) const FETCH_EXAMPLES: &str = "\
+Examples:
+  # Online machine, no identity needed: save every new batch
+  reviewer fetch --relay https://relay.example.org --token-file reviewer.token --out batches
+
+  # A relay with a self-signed certificate: pin it
+  reviewer fetch --relay https://127.0.0.1:8443 --token-file api.token --tls-cert cert.pem --out batches
+
+Carry the batches to the offline machine and run `reviewer open`.";
+
+pub(super) const ACK_EXAMPLES: &str = "\
+Examples:
+  # Online: the relay deletes what the receipt says you hold
+  reviewer ack ~/cases/receipts/batch-000003-….json --relay https://relay.example.org --token-file reviewer.token";
+
+pub(super) const PUSH_EXAMPLES: &str = "\
+Examples:
+  # Online: upload the bundles `reviewer reply` wrote
+  reviewer push reply-1.json reply-2.json --relay https://relay.example.org --token-file reviewer.token
+
+  # A relay with a self-signed certificate: pin it
+  reviewer push reply-1.json --relay https://127.0.0.1:8443 --token-file api.token --tls-cert cert.pem
+
+With no network path to the relay, the operator imports the bundle instead,
+with the relay stopped:
+  relay import-replies --data /var/lib/relay reply-1.json";
+
+#[derive(Debug, Args)]
+pub(super) struct RelayArgs {
+    /// The relay's base URL (https://…).
+    #[arg(long, value_name = "URL")]
+    relay: String,
+    /// File whose first line is the reviewer API token.
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+    /// Trust only this certificate (PEM) for the relay, e.g. a self-signed one.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct FetchArgs {
+    #[command(flatten)]
+    relay: RelayArgs,
+    /// Directory to save batches in.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AckArgs {
+    /// The receipt `reviewer open` wrote.
+    #[arg(value_name = "RECEIPT")]
+    receipt: PathBuf,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PushArgs {
+    /// Reply bundles written by `reviewer reply`.
+    #[arg(value_name = "BUNDLE", required = true)]
+    bundles: Vec<PathBuf>,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+pub(super) fn client(r: &RelayArgs) -> Result<RelayClient, Error> {
+    RelayClient::new(&r.relay, &r.token_file, r.tls_cert.as_deref())
+}
+
+pub(super) fn fetch_cmd(a: FetchArgs) -> Result<(), Error> {
+    let client = client(&a.relay)?;
+    let saved = fetch::fetch(&client, &a.out, |f| {
+        out_line(&format!(
+            "saved {} (batch {}, {} submissions)",
+            f.path.display(),
+            f.sequence,
+            f.submissions
+        ));
+    })?;
+    if saved.is_empty() {
+        out_line(&format!("no new batches (in {})", a.out.display()));
+    }
+    Ok(())
+}
+
+pub(super) fn push_cmd(a: PushArgs) -> Result<(), Error> {
+    // Every bundle is read and checked before anything goes on the network.
+    let bundles = a
+        .bundles
+        .iter()
+        .map(|p| CheckedBundle::read(p))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let client = client(&a.relay)?;
+    for bundle in bundles {
+        let path = bundle.path().to_owned();
+        let n = bundle.bundle().replies.len();
+        let done = fetch::push(&client, bundle)?;
+        out_line(&format!(
+            "pushed {} ({n} repl{}): {} stored, {} already held, {} deleted by the source",
+            path.display(),
+            if n == 1 { "y" } else { "ies" },
+            done.stored,
+            done.already_held,
+            done.deleted_by_source
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn ack_cmd(a: AckArgs) -> Result<(), Error> {
+    let client = client(&a.relay)?;
+    let acked = fetch::ack(&client, &a.receipt)?;
+    out_line(&format!(
+        "relay deleted {} submissions of batch {}",
+        acked.deleted, acked.sequence
+    ));
+    Ok(())
+}

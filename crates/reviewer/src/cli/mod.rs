@@ -277,7 +277,7 @@ mod tests {
             );
             n += 1;
         }
-        assert_eq!(n, 16);
+        assert_eq!(n, 17);
     }
 
     #[test]

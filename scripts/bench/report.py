@@ -56,7 +56,12 @@ ROWS = {
              relay=("reviewer", "open_mibs"), ref=("age", "open_mibs"), target=("ratio", ">=", 0.5)),
         dict(what="`reviewer open` submissions/s", unit="/s",
              relay=("reviewer", "open_subs"), ref=None, target=None),
-        dict(what="Peak RSS (reference: `age -d`)", unit="MiB",
+        dict(what="`reviewer open` submissions/s vs the reviewer before (BENCH_REVIEWER_BEFORE)",
+             unit="/s", relay=("reviewer", "open_subs"), ref=("before", "open_subs"),
+             target=("ratio", ">=", 2.0)),
+        dict(what="Peak RSS of the reviewer before (children included)", unit="MiB",
+             relay=("before", "rss_mib"), ref=None, target=None),
+        dict(what="Peak RSS, scrubbing children included (reference: `age -d`)", unit="MiB",
              relay=("reviewer", "rss_mib"), ref=("age", "rss_mib"), target=None),
     ],
     "store": [

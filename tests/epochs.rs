@@ -137,7 +137,10 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     let before = all_files(&out);
     let e = open(&relay, &[&batch_2], &[&identity_1], &state, &out, &[]).unwrap_err();
     assert!(
-        matches!(e, reviewer::Error::WrongIdentity { epoch: 2, .. }),
+        matches!(
+            e,
+            reviewer::Error::Open(reviewer::open::OpenError::WrongIdentity { epoch: 2, .. })
+        ),
         "{e}"
     );
     assert_eq!(all_files(&out), before);
@@ -192,7 +195,10 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     )
     .unwrap_err();
     assert!(
-        matches!(e, reviewer::Error::WrongIdentity { epoch: 1, .. }),
+        matches!(
+            e,
+            reviewer::Error::Open(reviewer::open::OpenError::WrongIdentity { epoch: 1, .. })
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("sealed to epoch 1"), "{e}");

@@ -233,14 +233,17 @@ impl Archive {
             });
         }
         let bytes = read_small(&path, MAX_INDEX_FILE)?;
-        Self::from_json(root, &bytes).map_err(|reason| Error::BadArchive { path, reason })
+        Self::from_json(root, &bytes)
+            .map_err(|reason| Error::Archive(ArchiveError::BadArchive { path, reason }))
     }
 
     /// The archive in `root`, which must exist (the triage, export, report
     /// and verify commands).
     pub fn open(root: &Path) -> Result<Self, Error> {
         if !exists_no_follow(&root.join(ARCHIVE_FILE))? {
-            return Err(Error::NotAnArchive { dir: root.into() });
+            return Err(Error::Archive(ArchiveError::NotAnArchive {
+                dir: root.into(),
+            }));
         }
         Self::load(root)
     }
@@ -407,12 +410,12 @@ impl Archive {
             {
                 Ok(Known::Archived)
             }
-            Some(b) => Err(Error::BatchConflict {
+            Some(b) => Err(Error::Archive(ArchiveError::BatchConflict {
                 path: path.into(),
                 sequence: m.sequence,
                 relay: relay_fingerprint(relay_key),
                 archived_sequence: b.sequence,
-            }),
+            })),
         }
     }
 
@@ -427,11 +430,11 @@ impl Archive {
             if self.classify_manifest(b.relay_key(), m, b.manifest_sha256(), b.path())?
                 == Known::Archived
             {
-                return Err(Error::AlreadyArchived {
+                return Err(Error::Archive(ArchiveError::AlreadyArchived {
                     sequence: m.sequence,
                     relay: relay_fingerprint(b.relay_key()),
                     dir: self.root.clone(),
-                });
+                }));
             }
             for e in &m.submissions {
                 let earlier = self
@@ -449,13 +452,13 @@ impl Archive {
                     .or_else(|| seen.get(&e.id).cloned());
                 match earlier {
                     Some((digest, relay, sequence)) if digest != e.sha256 => {
-                        return Err(Error::SubmissionConflict {
+                        return Err(Error::Archive(ArchiveError::SubmissionConflict {
                             id: e.id,
                             path: b.path().into(),
                             sequence: m.sequence,
                             archived_relay: relay,
                             archived_sequence: sequence,
-                        });
+                        }));
                     }
                     Some(_) => {}
                     None => {
@@ -494,9 +497,11 @@ impl Archive {
     /// prefix of at least [`MIN_ID_PREFIX`] hex digits.
     pub fn resolve(&self, given: &str) -> Result<SubmissionId, Error> {
         let g = given.trim().to_ascii_lowercase();
-        let bad = |reason: &'static str| Error::BadSubmissionId {
-            given: given.chars().take(80).collect(),
-            reason,
+        let bad = |reason: &'static str| {
+            Error::Archive(ArchiveError::BadSubmissionId {
+                given: given.chars().take(80).collect(),
+                reason,
+            })
         };
         if g.is_empty() || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad("an id is made of hexadecimal digits"));
@@ -517,14 +522,14 @@ impl Archive {
         let mut hits = ids();
         match (hits.next(), hits.next()) {
             (Some(id), None) => Ok(*id),
-            (None, _) => Err(Error::UnknownSubmission {
+            (None, _) => Err(Error::Archive(ArchiveError::UnknownSubmission {
                 given: g,
                 dir: self.root.clone(),
-            }),
-            (Some(_), Some(_)) => Err(Error::AmbiguousSubmission {
+            })),
+            (Some(_), Some(_)) => Err(Error::Archive(ArchiveError::AmbiguousSubmission {
                 given: g.clone(),
                 matches: ids().count(),
-            }),
+            })),
         }
     }
 
@@ -543,23 +548,24 @@ impl Archive {
 
     /// One submission as the workbench sees it.
     pub fn record(&self, id: &SubmissionId) -> Result<Record, Error> {
-        let s = self
-            .submissions
-            .get(id)
-            .ok_or_else(|| Error::UnknownSubmission {
+        let s = self.submissions.get(id).ok_or_else(|| {
+            Error::Archive(ArchiveError::UnknownSubmission {
                 given: id.to_string(),
                 dir: self.root.clone(),
-            })?;
+            })
+        })?;
         self.record_with(s, &Triage::load(&self.root)?)
     }
 
     fn record_with(&self, s: &ArchivedSubmission, triage: &Triage) -> Result<Record, Error> {
         let dir = PathBuf::from(s.id.to_string());
         let path = self.root.join(&dir).join(TESTIMONY_ENTRY);
-        let damaged = |reason: String| Error::DamagedSubmission {
-            id: s.id,
-            path: path.clone(),
-            reason,
+        let damaged = |reason: String| {
+            Error::Archive(ArchiveError::DamagedSubmission {
+                id: s.id,
+                path: path.clone(),
+                reason,
+            })
         };
         let bytes = Zeroizing::new(
             read_small(&path, MAX_TESTIMONY_JSON_BYTES as u64)
@@ -664,7 +670,8 @@ impl Triage {
             return Ok(Self::default());
         }
         let bytes = read_small(&path, MAX_INDEX_FILE)?;
-        Self::from_json(&bytes).map_err(|reason| Error::BadArchive { path, reason })
+        Self::from_json(&bytes)
+            .map_err(|reason| Error::Archive(ArchiveError::BadArchive { path, reason }))
     }
 
     fn from_json(bytes: &[u8]) -> Result<Self, String> {
@@ -785,6 +792,140 @@ pub fn is_flagged(a: &AttachmentRecord) -> bool {
         })
 }
 
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with the archive and its workbench (nested in [`crate::Error::Archive`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// A directory given to a workbench command holds no archive.
+    #[error(
+        "{dir} is not a reviewer archive (it has no archive.json): pass the directory `reviewer open … --out DIR` opened batches into"
+    )]
+    NotAnArchive {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// The archive index or triage file is unreadable or broken.
+    #[error(
+        "the archive file {path} is unusable ({reason}): restore it from a backup of the archive (the submission folders and .custody are intact unless `reviewer verify-archive` says otherwise)"
+    )]
+    BadArchive {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A batch names an id or sequence the archive holds with another
+    /// manifest: the relay's history forked.
+    #[error(
+        "batch {sequence} of relay {relay} ({path}) is not the batch {archived_sequence} already in the archive under the same id or sequence: the relay's history forked (a relay bug or an attack); nothing was written; do not trust this batch and tell the relay operator"
+    )]
+    BatchConflict {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The relay's fingerprint.
+        relay: String,
+        /// The sequence number of the archived batch it collides with.
+        archived_sequence: u64,
+    },
+
+    /// The batch is already in the archive (`reviewer open` reports it as
+    /// nothing to do; the library refuses to open it twice).
+    #[error("batch {sequence} of relay {relay} is already in the archive {dir}: nothing to do")]
+    AlreadyArchived {
+        /// Its sequence number.
+        sequence: u64,
+        /// The relay's fingerprint.
+        relay: String,
+        /// The archive directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// A submission id the archive holds arrives with another ciphertext.
+    #[error(
+        "submission {id} in batch {sequence} ({path}) has another ciphertext than the one archived from relay {archived_relay} batch {archived_sequence}: the same id with different content is a relay bug or an attack; nothing from the batch was written; keep both batch files and tell the relay operators"
+    )]
+    SubmissionConflict {
+        /// The submission.
+        id: format::SubmissionId,
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The fingerprint of the relay it was archived from.
+        archived_relay: String,
+        /// The batch it was archived from.
+        archived_sequence: u64,
+    },
+
+    /// A submission id on the command line is malformed.
+    #[error("{given:?} is not a submission id ({reason}): `reviewer list DIR` shows the ids")]
+    BadSubmissionId {
+        /// What was given (shortened).
+        given: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// No archived submission has this id (or prefix).
+    #[error(
+        "no submission in the archive {dir} has an id starting with {given}: `reviewer list {dir}` shows the ids"
+    )]
+    UnknownSubmission {
+        /// The id or prefix given.
+        given: String,
+        /// The archive directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// An id prefix matches several submissions.
+    #[error("{given} is the start of {matches} submission ids: give more of its digits")]
+    AmbiguousSubmission {
+        /// The prefix given.
+        given: String,
+        /// How many ids start with it.
+        matches: usize,
+    },
+
+    /// An archived submission's folder is missing or damaged.
+    #[error(
+        "submission {id} in the archive is damaged ({path}: {reason}): run `reviewer verify-archive` on the archive and restore the folder from a backup"
+    )]
+    DamagedSubmission {
+        /// The submission.
+        id: format::SubmissionId,
+        /// The file that could not be used.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A tag given on the command line is not allowed.
+    #[error("{tag:?} is not a valid tag ({reason}), e.g. medical-workers or aktobe-2026")]
+    BadTag {
+        /// The tag given (shortened).
+        tag: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+
+    /// `verify-archive` found problems (listed on standard output).
+    #[error(
+        "the archive {dir} failed {problems} check{s} (listed above): restore the named files from a backup, or re-open the original batch files into a new archive; do not publish from a damaged archive", s = if *.problems == 1 { "" } else { "s" }
+    )]
+    ArchiveProblems {
+        /// The archive directory.
+        dir: std::path::PathBuf,
+        /// How many problems were found.
+        problems: usize,
+    },
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -892,15 +1033,15 @@ mod tests {
         assert_eq!(a.resolve("ABABAB").unwrap(), full);
         assert!(matches!(
             a.resolve("ababa"),
-            Err(Error::BadSubmissionId { .. })
+            Err(Error::Archive(ArchiveError::BadSubmissionId { .. }))
         ));
         assert!(matches!(
             a.resolve("zzzzzz"),
-            Err(Error::BadSubmissionId { .. })
+            Err(Error::Archive(ArchiveError::BadSubmissionId { .. }))
         ));
         assert!(matches!(
             a.resolve("acacad"),
-            Err(Error::UnknownSubmission { .. })
+            Err(Error::Archive(ArchiveError::UnknownSubmission { .. }))
         ));
         let mut near = sub(0xab, vec![]);
         let mut bytes = [0xab; 16];
@@ -909,7 +1050,10 @@ mod tests {
         a.add_submission(near);
         assert!(matches!(
             a.resolve("ababab"),
-            Err(Error::AmbiguousSubmission { matches: 2, .. })
+            Err(Error::Archive(ArchiveError::AmbiguousSubmission {
+                matches: 2,
+                ..
+            }))
         ));
     }
 

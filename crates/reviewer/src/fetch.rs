@@ -113,16 +113,17 @@ impl RelayClient {
             .timeout(Duration::from_secs(300));
         if let Some(pem_path) = tls_cert {
             let pem = read_small(pem_path, MAX_PEM_FILE)?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::TlsCert {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Fetch(FetchError::TlsCert {
                     path: pem_path.into(),
                     reason: e.to_string(),
-                })?;
+                })
+            })?;
             if certs.is_empty() {
-                return Err(Error::TlsCert {
+                return Err(Error::Fetch(FetchError::TlsCert {
                     path: pem_path.into(),
                     reason: "it holds no CERTIFICATE block".into(),
-                });
+                }));
             }
             builder = builder.tls_certs_only(certs);
         }
@@ -139,16 +140,16 @@ impl RelayClient {
         format!("{}{path}", self.base)
     }
 
-    /// Sends an authenticated request; a 401 becomes [`Error::TokenRefused`].
+    /// Sends an authenticated request; a 401 becomes [`Error::Fetch(FetchError::TokenRefused)`].
     fn send(&self, request: RequestBuilder, url: &str) -> Result<Response, Error> {
         let response = request
             .bearer_auth(self.token.expose_secret())
             .send()
             .map_err(|e| http_error(url, e))?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            return Err(Error::TokenRefused {
+            return Err(Error::Fetch(FetchError::TokenRefused {
                 path: self.token_file.clone(),
-            });
+            }));
         }
         Ok(response)
     }
@@ -175,15 +176,17 @@ pub fn fetch(
     let (response, url) = client.get("/api/v1/batches")?;
     expect_status(&response, StatusCode::OK, what)?;
     let body = read_json_body(response, &url, what)?;
-    let listing: BatchListing = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
-        what: what.into(),
-        reason: e.to_string(),
+    let listing: BatchListing = serde_json::from_slice(&body).map_err(|e| {
+        Error::Fetch(FetchError::BadResponse {
+            what: what.into(),
+            reason: e.to_string(),
+        })
     })?;
     if listing.batches.len() > MAX_LISTED {
-        return Err(Error::BadResponse {
+        return Err(Error::Fetch(FetchError::BadResponse {
             what: what.into(),
             reason: "it lists too many batches".into(),
-        });
+        }));
     }
 
     for listed in &listing.batches {
@@ -224,10 +227,10 @@ pub fn fetch(
                 }
             }
             other => {
-                return Err(Error::UnexpectedStatus {
+                return Err(Error::Fetch(FetchError::UnexpectedStatus {
                     what: what.into(),
                     status: other.as_u16(),
-                });
+                }));
             }
         }
     }
@@ -247,10 +250,10 @@ fn save_batch(
         .content_length()
         .is_some_and(|n| n > MAX_BATCH_BYTES)
     {
-        return Err(Error::ResponseTooLarge {
+        return Err(Error::Fetch(FetchError::ResponseTooLarge {
             what: what.into(),
             max: MAX_BATCH_BYTES,
-        });
+        }));
     }
     let mut tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -269,10 +272,10 @@ fn save_batch(
         };
         total += n as u64;
         if total > MAX_BATCH_BYTES {
-            return Err(Error::ResponseTooLarge {
+            return Err(Error::Fetch(FetchError::ResponseTooLarge {
                 what: what.into(),
                 max: MAX_BATCH_BYTES,
-            });
+            }));
         }
         tmp.write_all(&buf[..n])
             .map_err(|e| Error::io("write", &tmp_path, e))?;
@@ -281,9 +284,11 @@ fn save_batch(
         .sync_all()
         .map_err(|e| Error::io("write", &tmp_path, e))?;
 
-    let bad = |reason: String| Error::BadResponse {
-        what: what.into(),
-        reason,
+    let bad = |reason: String| {
+        Error::Fetch(FetchError::BadResponse {
+            what: what.into(),
+            reason,
+        })
     };
     let manifest =
         read_manifest_unverified(&tmp_path).map_err(|r| bad(format!("not a batch: {r}")))?;
@@ -332,9 +337,11 @@ fn file_digest(path: &PathBuf) -> Result<format::Digest, Error> {
 /// batch's submissions.
 pub fn ack(client: &RelayClient, receipt: &Path) -> Result<Acked, Error> {
     let bytes = read_small(receipt, 64 * 1024)?;
-    let r = Receipt::from_json(&bytes).map_err(|e| Error::BadReceipt {
-        path: receipt.into(),
-        reason: e.to_string(),
+    let r = Receipt::from_json(&bytes).map_err(|e| {
+        Error::Fetch(FetchError::BadReceipt {
+            path: receipt.into(),
+            reason: e.to_string(),
+        })
     })?;
     let path = format!("/api/v1/batches/{}/ack", r.batch_id);
     let what = format!("POST {path}");
@@ -346,27 +353,28 @@ pub fn ack(client: &RelayClient, receipt: &Path) -> Result<Acked, Error> {
     match response.status() {
         StatusCode::OK => {
             let body = read_json_body(response, &url, &what)?;
-            let answer: AckResponse =
-                serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+            let answer: AckResponse = serde_json::from_slice(&body).map_err(|e| {
+                Error::Fetch(FetchError::BadResponse {
                     what: what.clone(),
                     reason: e.to_string(),
-                })?;
+                })
+            })?;
             Ok(Acked {
                 sequence: r.sequence,
                 batch_id: r.batch_id,
                 deleted: answer.deleted,
             })
         }
-        StatusCode::CONFLICT => Err(Error::AckConflict {
+        StatusCode::CONFLICT => Err(Error::Fetch(FetchError::AckConflict {
             batch_id: r.batch_id,
-        }),
-        StatusCode::NOT_FOUND => Err(Error::AckUnknown {
+        })),
+        StatusCode::NOT_FOUND => Err(Error::Fetch(FetchError::AckUnknown {
             batch_id: r.batch_id,
-        }),
-        other => Err(Error::UnexpectedStatus {
+        })),
+        other => Err(Error::Fetch(FetchError::UnexpectedStatus {
             what,
             status: other.as_u16(),
-        }),
+        })),
     }
 }
 
@@ -387,24 +395,26 @@ pub fn push(client: &RelayClient, bundle: CheckedBundle) -> Result<ReplyImport, 
     match response.status() {
         StatusCode::OK => {
             let body = read_json_body(response, &url, what)?;
-            serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
-                what: what.into(),
-                reason: e.to_string(),
+            serde_json::from_slice(&body).map_err(|e| {
+                Error::Fetch(FetchError::BadResponse {
+                    what: what.into(),
+                    reason: e.to_string(),
+                })
             })
         }
-        StatusCode::BAD_REQUEST => Err(Error::BundleMalformed {
+        StatusCode::BAD_REQUEST => Err(Error::Fetch(FetchError::BundleMalformed {
             path,
             reason: plain_reason(response),
-        }),
-        StatusCode::UNPROCESSABLE_ENTITY => Err(Error::BundleRefused {
+        })),
+        StatusCode::UNPROCESSABLE_ENTITY => Err(Error::Fetch(FetchError::BundleRefused {
             path,
             reason: plain_reason(response),
-        }),
-        StatusCode::PAYLOAD_TOO_LARGE => Err(Error::BundleTooLarge { path }),
-        other => Err(Error::UnexpectedStatus {
+        })),
+        StatusCode::PAYLOAD_TOO_LARGE => Err(Error::Fetch(FetchError::BundleTooLarge { path })),
+        other => Err(Error::Fetch(FetchError::UnexpectedStatus {
             what: what.into(),
             status: other.as_u16(),
-        }),
+        })),
     }
 }
 
@@ -434,10 +444,10 @@ fn expect_status(response: &Response, want: StatusCode, what: &str) -> Result<()
     if response.status() == want {
         Ok(())
     } else {
-        Err(Error::UnexpectedStatus {
+        Err(Error::Fetch(FetchError::UnexpectedStatus {
             what: what.into(),
             status: response.status().as_u16(),
-        })
+        }))
     }
 }
 
@@ -447,10 +457,10 @@ fn read_json_body(response: Response, url: &str, what: &str) -> Result<Vec<u8>, 
         .content_length()
         .is_some_and(|n| n > MAX_JSON_BYTES)
     {
-        return Err(Error::ResponseTooLarge {
+        return Err(Error::Fetch(FetchError::ResponseTooLarge {
             what: what.into(),
             max: MAX_JSON_BYTES,
-        });
+        }));
     }
     let mut body = Vec::new();
     response
@@ -458,10 +468,10 @@ fn read_json_body(response: Response, url: &str, what: &str) -> Result<Vec<u8>, 
         .read_to_end(&mut body)
         .map_err(|e| Error::io("download", url, e))?;
     if body.len() as u64 > MAX_JSON_BYTES {
-        return Err(Error::ResponseTooLarge {
+        return Err(Error::Fetch(FetchError::ResponseTooLarge {
             what: what.into(),
             max: MAX_JSON_BYTES,
-        });
+        }));
     }
     Ok(body)
 }
@@ -474,18 +484,20 @@ fn http_error(url: &str, e: reqwest::Error) -> Error {
         detail = s.to_string();
         source = s.source();
     }
-    Error::Http {
+    Error::Fetch(FetchError::Http {
         url: url.into(),
         detail,
         source: e,
-    }
+    })
 }
 
 /// Checks the relay's base URL and returns it without a trailing slash.
 fn parse_base(relay: &str) -> Result<String, Error> {
-    let bad = |reason| Error::BadRelayUrl {
-        url: relay.chars().take(200).collect(),
-        reason,
+    let bad = |reason| {
+        Error::Fetch(FetchError::BadRelayUrl {
+            url: relay.chars().take(200).collect(),
+            reason,
+        })
     };
     let url = reqwest::Url::parse(relay).map_err(|_| bad("not a URL"))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -499,9 +511,9 @@ fn parse_base(relay: &str) -> Result<String, Error> {
         "https" => {}
         "http" if loopback_or_onion(host) => {}
         "http" => {
-            return Err(Error::InsecureRelayUrl {
+            return Err(Error::Fetch(FetchError::InsecureRelayUrl {
                 url: url.to_string(),
-            });
+            }));
         }
         _ => {
             return Err(bad(
@@ -528,9 +540,11 @@ fn loopback_or_onion(host: &str) -> bool {
 /// The token on the first line of the token file, trimmed.
 fn read_token(path: &Path) -> Result<SecretString, Error> {
     let bytes = Zeroizing::new(read_small(path, MAX_TOKEN_FILE)?);
-    let bad = |reason| Error::TokenFile {
-        path: path.into(),
-        reason,
+    let bad = |reason| {
+        Error::Fetch(FetchError::TokenFile {
+            path: path.into(),
+            reason,
+        })
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| bad("it is not text"))?;
     let token = text.lines().next().unwrap_or("").trim();
@@ -541,6 +555,163 @@ fn read_token(path: &Path) -> Result<SecretString, Error> {
         return Err(bad("the token holds characters no token has"));
     }
     Ok(SecretString::from(token))
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with talking to the relay (fetch, ack, push) (nested in [`crate::Error::Fetch`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The token file is unusable.
+    #[error("the token file {path} is unusable ({reason}): put the API token on its first line")]
+    TokenFile {
+        /// The token file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// `--relay` is not a usable URL.
+    #[error(
+        "--relay {url:?} is not usable ({reason}): pass the relay's base URL, e.g. https://relay.example.org"
+    )]
+    BadRelayUrl {
+        /// What was given.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// `--relay` is plain http to a host that is neither loopback nor onion.
+    #[error(
+        "refusing to send the API token over plain http to {url}: use https:// (plain http is only allowed to localhost and .onion addresses)"
+    )]
+    InsecureRelayUrl {
+        /// The URL.
+        url: String,
+    },
+
+    /// `--tls-cert` is not a usable PEM certificate.
+    #[error("--tls-cert {path} is not usable ({reason}): pass the relay's certificate in PEM form")]
+    TlsCert {
+        /// The certificate file.
+        path: std::path::PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The relay could not be reached or the connection failed.
+    #[error(
+        "could not talk to the relay at {url} ({detail}): check the address, the network and --tls-cert"
+    )]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// The innermost cause.
+        detail: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The relay answered 401.
+    #[error("the relay refused the token in {path} (401): check the token file")]
+    TokenRefused {
+        /// The token file.
+        path: std::path::PathBuf,
+    },
+
+    /// The relay answered with a status this command does not expect.
+    #[error(
+        "the relay answered {status} to {what}: check the relay's address and version, or try again later"
+    )]
+    UnexpectedStatus {
+        /// The request.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+
+    /// The relay's answer is malformed.
+    #[error(
+        "the relay sent a malformed answer to {what} ({reason}): do not trust it; tell the relay operator"
+    )]
+    BadResponse {
+        /// The request.
+        what: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
+
+    /// The relay's answer is larger than any legitimate one.
+    #[error(
+        "the relay's answer to {what} is larger than {max} bytes: refusing it; tell the relay operator"
+    )]
+    ResponseTooLarge {
+        /// The request.
+        what: String,
+        /// The limit.
+        max: u64,
+    },
+
+    /// The relay holds a different batch under the acknowledged id.
+    #[error(
+        "the relay holds a different batch under {batch_id} (manifest hash mismatch): do not trust this relay's batches until you know why"
+    )]
+    AckConflict {
+        /// The batch id.
+        batch_id: format::BatchId,
+    },
+
+    /// The relay does not know the acknowledged batch.
+    #[error(
+        "the relay does not know batch {batch_id} (already purged?): nothing to do if you acknowledged it before"
+    )]
+    AckUnknown {
+        /// The batch id.
+        batch_id: format::BatchId,
+    },
+
+    /// The receipt file is unusable.
+    #[error("{path} is not a receipt written by `reviewer open` ({reason})")]
+    BadReceipt {
+        /// The receipt file.
+        path: std::path::PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The relay answered 400 to a reply bundle.
+    #[error(
+        "the relay refused {path} as malformed (400: {reason}): nothing of it was stored; check that the relay runs the same version as this reviewer"
+    )]
+    BundleMalformed {
+        /// The bundle file.
+        path: std::path::PathBuf,
+        /// The relay's reason, shortened.
+        reason: String,
+    },
+
+    /// The relay answered 422 to a reply bundle.
+    #[error(
+        "the relay refused {path} (422: {reason}): nothing of it was stored; check that each reply's thread comes from this relay's batches"
+    )]
+    BundleRefused {
+        /// The bundle file.
+        path: std::path::PathBuf,
+        /// The relay's reason, shortened.
+        reason: String,
+    },
+
+    /// The relay answered 413 to a reply bundle.
+    #[error(
+        "the relay refused {path} as too large (413): nothing of it was stored; push fewer or shorter replies per bundle"
+    )]
+    BundleTooLarge {
+        /// The bundle file.
+        path: std::path::PathBuf,
+    },
 }
 
 #[cfg(test)]
@@ -567,11 +738,11 @@ mod tests {
         assert!(parse_base("http://abcdef.onion").is_ok());
         assert!(matches!(
             parse_base("http://relay.example.org"),
-            Err(Error::InsecureRelayUrl { .. })
+            Err(Error::Fetch(FetchError::InsecureRelayUrl { .. }))
         ));
         assert!(matches!(
             parse_base("http://10.0.0.1"),
-            Err(Error::InsecureRelayUrl { .. })
+            Err(Error::Fetch(FetchError::InsecureRelayUrl { .. }))
         ));
         for bad in [
             "relay.example.org",
@@ -580,7 +751,10 @@ mod tests {
             "https://relay.example.org/?x=1",
         ] {
             assert!(
-                matches!(parse_base(bad), Err(Error::BadRelayUrl { .. })),
+                matches!(
+                    parse_base(bad),
+                    Err(Error::Fetch(FetchError::BadRelayUrl { .. }))
+                ),
                 "{bad}"
             );
         }
@@ -593,9 +767,15 @@ mod tests {
         std::fs::write(&f, b"  abc-DEF_123 \nignored\n").unwrap();
         assert_eq!(read_token(&f).unwrap().expose_secret(), "abc-DEF_123");
         std::fs::write(&f, b"\n").unwrap();
-        assert!(matches!(read_token(&f), Err(Error::TokenFile { .. })));
+        assert!(matches!(
+            read_token(&f),
+            Err(Error::Fetch(FetchError::TokenFile { .. }))
+        ));
         std::fs::write(&f, b"a b\n").unwrap();
-        assert!(matches!(read_token(&f), Err(Error::TokenFile { .. })));
+        assert!(matches!(
+            read_token(&f),
+            Err(Error::Fetch(FetchError::TokenFile { .. }))
+        ));
     }
 
     #[test]

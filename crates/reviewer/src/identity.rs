@@ -101,9 +101,11 @@ impl Identity {
     /// encrypted.
     pub fn load(path: &Path, passphrase: &PassphraseSource) -> Result<Self, Error> {
         let bytes = Zeroizing::new(read_small(path, MAX_IDENTITY_FILE)?);
-        let bad = |reason: &str| Error::BadIdentity {
-            path: path.into(),
-            reason: reason.into(),
+        let bad = |reason: &str| {
+            Error::Identity(IdentityError::BadIdentity {
+                path: path.into(),
+                reason: reason.into(),
+            })
         };
         if bytes.starts_with(ARMOR_MAGIC) {
             return Err(bad(
@@ -132,7 +134,7 @@ impl Identity {
                     age::DecryptError::DecryptionFailed
                     | age::DecryptError::KeyDecryptionFailed
                     | age::DecryptError::NoMatchingKeys => {
-                        Error::WrongPassphrase { path: path.into() }
+                        Error::Identity(IdentityError::WrongPassphrase { path: path.into() })
                     }
                     _ => bad("its encryption is damaged"),
                 })?;
@@ -367,17 +369,17 @@ fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString,
         PassphraseSource::Terminal => {
             let first = prompt(&format!("New passphrase for {}: ", out.display()))?;
             if first.expose_secret().is_empty() {
-                return Err(Error::EmptyPassphrase);
+                return Err(Error::Identity(IdentityError::EmptyPassphrase));
             }
             let second = prompt("Repeat the passphrase: ")?;
             if first.expose_secret() != second.expose_secret() {
-                return Err(Error::PassphraseMismatch);
+                return Err(Error::Identity(IdentityError::PassphraseMismatch));
             }
             first
         }
     };
     if pass.expose_secret().is_empty() {
-        return Err(Error::EmptyPassphrase);
+        return Err(Error::Identity(IdentityError::EmptyPassphrase));
     }
     Ok(pass)
 }
@@ -386,12 +388,12 @@ fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString,
 fn read_passphrase_file(path: &Path) -> Result<SecretString, Error> {
     let bytes = Zeroizing::new(read_small(path, MAX_PASSPHRASE_FILE)?);
     let mut line = Zeroizing::new(String::new());
-    (&bytes[..])
-        .read_line(&mut line)
-        .map_err(|_| Error::PassphraseFile {
+    (&bytes[..]).read_line(&mut line).map_err(|_| {
+        Error::Identity(IdentityError::PassphraseFile {
             path: path.into(),
             reason: "it is not UTF-8 text",
-        })?;
+        })
+    })?;
     if line.ends_with('\n') {
         line.pop();
         if line.ends_with('\r') {
@@ -399,7 +401,7 @@ fn read_passphrase_file(path: &Path) -> Result<SecretString, Error> {
         }
     }
     if line.is_empty() {
-        return Err(Error::EmptyPassphrase);
+        return Err(Error::Identity(IdentityError::EmptyPassphrase));
     }
     Ok(SecretString::from(line.as_str()))
 }
@@ -411,7 +413,71 @@ fn prompt(message: &str) -> Result<SecretString, Error> {
             let p = Zeroizing::new(p);
             SecretString::from(p.as_str())
         })
-        .map_err(|source| Error::NoTerminal { source })
+        .map_err(|source| Error::Identity(IdentityError::NoTerminal { source }))
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with a reviewer identity or its passphrase (nested in [`crate::Error::Identity`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// A passphrase was needed but there is no terminal to ask on.
+    #[error("no terminal to ask for the passphrase: use --passphrase-file FILE")]
+    NoTerminal {
+        /// Why the terminal could not be used.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The passphrase given is empty.
+    #[error("the passphrase is empty: choose a non-empty passphrase")]
+    EmptyPassphrase,
+
+    /// The passphrase was typed twice, differently.
+    #[error("the two passphrases differ: run the command again")]
+    PassphraseMismatch,
+
+    /// The passphrase file is unusable.
+    #[error(
+        "the passphrase file {path} is unusable ({reason}): put the passphrase on its first line"
+    )]
+    PassphraseFile {
+        /// The passphrase file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The passphrase does not unlock the identity file.
+    #[error("wrong passphrase for {path}: try again (check --passphrase-file if you used it)")]
+    WrongPassphrase {
+        /// The identity file.
+        path: std::path::PathBuf,
+    },
+
+    /// The identity file is not one the reviewer can use.
+    #[error(
+        "{path} is not a usable age identity file ({reason}): pass the file `reviewer keygen` wrote"
+    )]
+    BadIdentity {
+        /// The identity file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+
+    /// `--passphrase-file` was given a number of times that matches
+    /// neither one for all identities nor one per identity.
+    #[error(
+        "--passphrase-file was given {files} times for {identities} identities: give it once (one passphrase for every identity) or once per --identity, in the same order"
+    )]
+    PassphraseFiles {
+        /// How many `--identity` options.
+        identities: usize,
+        /// How many `--passphrase-file` options.
+        files: usize,
+    },
 }
 
 #[cfg(test)]
@@ -497,7 +563,7 @@ mod tests {
             assert!(
                 matches!(
                     Identity::load(&f, &PassphraseSource::Terminal),
-                    Err(Error::BadIdentity { .. })
+                    Err(Error::Identity(IdentityError::BadIdentity { .. }))
                 ),
                 "{content:?}"
             );
@@ -590,7 +656,7 @@ mod tests {
         fs::write(&f, b"\n").unwrap();
         assert!(matches!(
             read_passphrase_file(&f),
-            Err(Error::EmptyPassphrase)
+            Err(Error::Identity(IdentityError::EmptyPassphrase))
         ));
     }
 }

@@ -63,9 +63,14 @@
 //! let anchor = store.anchor(key.as_base64(), None)?;
 //! let batches = verify::verify_batches(&[Path::new("batch.tar")], &key, &anchor)?;
 //! let identities = [Identity::load(Path::new("reviewer.key"), &PassphraseSource::Terminal)?];
+//! // Attachments are scrubbed by this binary run as a child with limits.
+//! let scrubber = reviewer::sandbox::Scrubber::current_exe(Default::default())?;
 //! for batch in batches {
-//!     let opened = open::open_batch(batch, &identities, Path::new("opened"), &store)?;
+//!     let opened = open::open_batch(batch, &identities, &scrubber, Path::new("opened"), &store)?;
 //!     println!("receipt: {}", opened.receipt.display());
+//!     for (id, reason) in &opened.quarantined {
+//!         println!("quarantined {id}: {reason}");
+//!     }
 //! }
 //! # Ok(())
 //! # }

@@ -193,7 +193,7 @@ fn is_plain_relative(p: &Path) -> bool {
 /// directory goes. Returns whether there was one.
 ///
 /// A directory of that name that is not a plain directory (a symlink, a
-/// file) is not ours to remove: [`Error::StagingExists`].
+/// file) is not ours to remove: [`Error::Open(OpenError::StagingExists)`].
 pub(crate) fn roll_back(out: &Path, dir: &Path) -> Result<bool, Error> {
     let meta = match fs::symlink_metadata(dir) {
         Ok(m) => m,
@@ -201,7 +201,7 @@ pub(crate) fn roll_back(out: &Path, dir: &Path) -> Result<bool, Error> {
         Err(e) => return Err(Error::io("inspect", dir, e)),
     };
     if !meta.is_dir() {
-        return Err(Error::StagingExists { path: dir.into() });
+        return Err(Error::Open(OpenError::StagingExists { path: dir.into() }));
     }
     let journal = dir.join(JOURNAL);
     if exists_no_follow(&journal)? {
@@ -274,7 +274,7 @@ impl Drop for Staging {
 /// e.g. one of a retired epoch, a thread that contradicts the thread index,
 /// a ciphertext changed since verification) nothing from the batch stays in
 /// `out` and the chain state and thread index are unchanged. A batch the
-/// archive already holds is refused with [`Error::AlreadyArchived`].
+/// archive already holds is refused with [`Error::Archive(crate::archive::ArchiveError::AlreadyArchived)`].
 pub fn open_batch(
     batch: VerifiedBatch,
     identities: &[Identity],
@@ -370,9 +370,9 @@ fn preflight(batch: VerifiedBatch, out: &Path, store: &StateStore) -> Result<Pla
     }
     create_private_dir(&staging_dir).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
-            Error::StagingExists {
+            Error::Open(OpenError::StagingExists {
                 path: staging_dir.clone(),
-            }
+            })
         } else {
             Error::io("create directory", &staging_dir, e)
         }
@@ -706,7 +706,7 @@ pub fn clear_archived_staging(out: &Path, batch_id: &BatchId) -> Result<bool, Er
             sync_dir(out)?;
             Ok(true)
         }
-        Ok(_) => Err(Error::StagingExists { path: dir }),
+        Ok(_) => Err(Error::Open(OpenError::StagingExists { path: dir })),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("inspect", &dir, e)),
     }
@@ -838,7 +838,7 @@ pub struct Retried {
 /// checking it against the SHA-256 the signed manifest gave): with a newer
 /// reviewer, or higher scrubbing limits. On success it moves into the
 /// archive; otherwise it stays quarantined with the new reason
-/// ([`Error::StillQuarantined`]).
+/// ([`Error::Open(OpenError::StillQuarantined)`]).
 pub fn retry(
     out: &Path,
     id: &SubmissionId,
@@ -846,18 +846,19 @@ pub fn retry(
     scrubber: &Scrubber,
 ) -> Result<Retried, Error> {
     let mut archive = Archive::open(out)?;
-    let q = archive
-        .quarantined_submission(id)
-        .cloned()
-        .ok_or_else(|| Error::NotQuarantined {
+    let q = archive.quarantined_submission(id).cloned().ok_or_else(|| {
+        Error::Open(OpenError::NotQuarantined {
             id: *id,
             dir: out.into(),
-        })?;
+        })
+    })?;
     let ciphertext = custody_ciphertext(out, &q.origin.relay_key, id);
-    let damaged = |reason: String| Error::DamagedSubmission {
-        id: *id,
-        path: ciphertext.clone(),
-        reason,
+    let damaged = |reason: String| {
+        Error::Archive(crate::archive::ArchiveError::DamagedSubmission {
+            id: *id,
+            path: ciphertext.clone(),
+            reason,
+        })
     };
     // A folder of this id can only be left by an interrupted retry (the
     // index still says quarantined): it goes.
@@ -888,7 +889,7 @@ pub fn retry(
     };
     let unpack = open_submission(file, &entry, identities, &staging.dir, &ciphertext).map_err(
         |e| match e {
-            Error::ChangedSinceVerify { .. } => {
+            Error::Open(OpenError::ChangedSinceVerify { .. }) => {
                 damaged("it is not the ciphertext the signed manifest lists".into())
             }
             other => other,
@@ -904,7 +905,7 @@ pub fn retry(
                 ..q
             });
             archive.save()?;
-            return Err(Error::StillQuarantined { id: *id, reason });
+            return Err(Error::Open(OpenError::StillQuarantined { id: *id, reason }));
         }
     };
     let dest = staging.dir.join(id.to_string());
@@ -1029,7 +1030,7 @@ fn decrypt_all(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<Unpack>, Error> {
     let path = batch.path();
-    let changed = || Error::ChangedSinceVerify { path: path.into() };
+    let changed = || Error::Open(OpenError::ChangedSinceVerify { path: path.into() });
     let mut tar = open_batch_file(path)?;
 
     // The manifest must be byte for byte the one verified.
@@ -1130,7 +1131,7 @@ fn decrypt_all(
             let parallel = !known.contains(&entry.id) && entry.size <= SMALL_CIPHERTEXT;
             if parallel {
                 let mut ciphertext = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
-                let read = (&mut reader).read_to_end(&mut ciphertext);
+                let read = reader.read_to_end(&mut ciphertext);
                 reader.finish()?;
                 match read {
                     Ok(_) => {}
@@ -1179,9 +1180,9 @@ fn check_ciphertext<R: Read>(
     match HashingReader::new(ciphertext).finish() {
         Ok((digest, len)) if digest == entry.sha256 && len == entry.size => Ok(()),
         Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => Err(Error::io("read", batch_path, e)),
-        _ => Err(Error::ChangedSinceVerify {
+        _ => Err(Error::Open(OpenError::ChangedSinceVerify {
             path: batch_path.into(),
-        }),
+        })),
     }
 }
 
@@ -1211,16 +1212,16 @@ fn open_submission<R: Read>(
     let kind = failure.or_else(|| drained.as_ref().err().map(io::Error::kind));
     match (kind, drained) {
         (Some(io::ErrorKind::UnexpectedEof), _) => {
-            return Err(Error::ChangedSinceVerify {
+            return Err(Error::Open(OpenError::ChangedSinceVerify {
                 path: batch_path.into(),
-            });
+            }));
         }
         (Some(kind), _) => return Err(Error::io("read", batch_path, kind.into())),
         (None, Ok((digest, len))) if digest == entry.sha256 && len == entry.size => {}
         (None, _) => {
-            return Err(Error::ChangedSinceVerify {
+            return Err(Error::Open(OpenError::ChangedSinceVerify {
                 path: batch_path.into(),
-            });
+            }));
         }
     }
     quarantine_hostile(unpacked, &staging.join(entry.id.to_string()))
@@ -1231,7 +1232,7 @@ fn open_submission<R: Read>(
 fn quarantine_hostile(unpacked: Result<Unpacked, Error>, dest: &Path) -> Result<Unpack, Error> {
     match unpacked {
         Ok(u) => Ok(Unpack::Opened(u)),
-        Err(Error::HostileSubmission { reason, .. }) => {
+        Err(Error::Open(OpenError::HostileSubmission { reason, .. })) => {
             if exists_no_follow(dest)? {
                 remove_any(dest)?;
             }
@@ -1311,11 +1312,11 @@ fn records(
 
 /// Why reading the plaintext failed.
 fn plaintext_error(id: SubmissionId, e: TarError) -> Error {
-    let hostile = |reason| Error::HostileSubmission { id, reason };
+    let hostile = |reason| Error::Open(OpenError::HostileSubmission { id, reason });
     match e {
         // The age stream itself failed (a damaged chunk, or a cut that
         // the final-chunk flag reveals).
-        TarError::Io(_) => Error::Undecryptable { id },
+        TarError::Io(_) => Error::Open(OpenError::Undecryptable { id }),
         TarError::Truncated => hostile("the plaintext archive is truncated"),
         TarError::Checksum => hostile("a tar header checksum is wrong"),
         TarError::NotUstar => hostile("a tar header is not a ustar header"),
@@ -1340,15 +1341,15 @@ fn unpack<R: Read>(
         |f| match f {
             // The signed manifest says which epoch sealed it: a retired
             // (or forgotten) epoch is the likely reason.
-            DecryptFailure::NoMatchingKey => Error::WrongIdentity {
+            DecryptFailure::NoMatchingKey => Error::Open(OpenError::WrongIdentity {
                 id,
                 epoch: entry.epoch,
                 identities: identities.iter().map(|i| i.path().to_owned()).collect(),
-            },
-            DecryptFailure::Invalid => Error::Undecryptable { id },
+            }),
+            DecryptFailure::Invalid => Error::Open(OpenError::Undecryptable { id }),
         },
     )?;
-    let hostile = |reason| Error::HostileSubmission { id, reason };
+    let hostile = |reason| Error::Open(OpenError::HostileSubmission { id, reason });
     let mut tar = ustar::Reader::new(plaintext);
     let next = |tar: &mut ustar::Reader<_>| tar.next_entry().map_err(|e| plaintext_error(id, e));
 
@@ -1502,12 +1503,105 @@ fn check_zeros<R: Read>(data: &mut R, id: SubmissionId) -> Result<(), Error> {
             Err(e) => return Err(read_error(id, e)),
         };
         if buf[..n].iter().any(|b| *b != 0) {
-            return Err(Error::HostileSubmission {
+            return Err(Error::Open(OpenError::HostileSubmission {
                 id,
                 reason: "the padding is not all zeros",
-            });
+            }));
         }
     }
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with decrypting a batch into the archive, or retrying a quarantined submission (nested in [`crate::Error::Open`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// None of the identities given can decrypt a submission.
+    #[error(
+        "submission {id} was sealed to epoch {epoch}; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}",
+        crate::error::paths(.identities)
+    )]
+    WrongIdentity {
+        /// The submission.
+        id: format::SubmissionId,
+        /// The key epoch the manifest says it was sealed to.
+        epoch: u32,
+        /// The identity files given.
+        identities: Vec<std::path::PathBuf>,
+    },
+
+    /// A submission could not be decrypted although an identity matched.
+    #[error(
+        "submission {id} could not be decrypted (damaged or invalid age file): the batch was refused and nothing from it was written; keep the batch file and tell the relay operator"
+    )]
+    Undecryptable {
+        /// The submission.
+        id: format::SubmissionId,
+    },
+
+    /// A submission's plaintext breaks the format (possibly on purpose).
+    #[error(
+        "submission {id} has a malformed or hostile plaintext ({reason}): the batch was refused and nothing from it was written; keep the batch file for inspection"
+    )]
+    HostileSubmission {
+        /// The submission.
+        id: format::SubmissionId,
+        /// The rule that was broken (never the offending content).
+        reason: &'static str,
+    },
+
+    /// The scrubbing helper (the `reviewer` binary itself, run as a child
+    /// with limits) cannot be used.
+    #[error(
+        "cannot run the scrubbing helper {path}: {reason}; reinstall reviewer (or pass --scrub-helper FILE with the reviewer binary)"
+    )]
+    ScrubHelper {
+        /// The program tried.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// `retry` named a submission that is not quarantined.
+    #[error(
+        "submission {id} is not quarantined in {dir}: `reviewer list {dir} --quarantined` lists those that are"
+    )]
+    NotQuarantined {
+        /// The submission.
+        id: format::SubmissionId,
+        /// The archive directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// `retry` could not open a quarantined submission this time either.
+    #[error(
+        "submission {id} is still quarantined ({reason}): its ciphertext stays in custody; try again with a newer reviewer or higher limits (--scrub-memory)"
+    )]
+    StillQuarantined {
+        /// The submission.
+        id: format::SubmissionId,
+        /// Why it failed again.
+        reason: String,
+    },
+
+    /// The batch file changed between verification and decryption.
+    #[error(
+        "{path} changed while it was being opened: nothing from it was written; fetch it again and re-run open"
+    )]
+    ChangedSinceVerify {
+        /// The batch file.
+        path: std::path::PathBuf,
+    },
+
+    /// A staging directory from an interrupted `open` is in the way.
+    #[error(
+        "{path} is left over from an interrupted open and may hold decrypted testimony: inspect it, delete it, then run open again"
+    )]
+    StagingExists {
+        /// The staging directory.
+        path: std::path::PathBuf,
+    },
 }
 
 #[cfg(test)]
@@ -1532,7 +1626,7 @@ mod tests {
         data[99_999] = 1;
         assert!(matches!(
             check_zeros(&mut &data[..], id),
-            Err(Error::HostileSubmission { .. })
+            Err(Error::Open(OpenError::HostileSubmission { .. }))
         ));
         let mut buf = [0u8; 3];
         assert!(read_plaintext(&mut &b"abc"[..], &mut buf, id).is_ok());

@@ -62,16 +62,18 @@ impl SourceRecipient {
     fn new(thread: ThreadId, recipient: &str) -> Result<Self, Error> {
         Recipient::parse(recipient)
             .map(|recipient| Self { thread, recipient })
-            .map_err(|_| Error::BadSourceRecipient { thread })
+            .map_err(|_| Error::Reply(ReplyError::BadSourceRecipient { thread }))
     }
 }
 
 /// The source's recipient for `thread` from the thread index in `store`.
 pub fn source_from_index(store: &StateStore, thread: ThreadId) -> Result<SourceRecipient, Error> {
     let index = ThreadIndex::load(store)?;
-    let t = index.get(&thread).ok_or_else(|| Error::UnknownThread {
-        thread,
-        index: index_path(store),
+    let t = index.get(&thread).ok_or_else(|| {
+        Error::Thread(crate::threads::ThreadError::UnknownThread {
+            thread,
+            index: index_path(store),
+        })
     })?;
     SourceRecipient::new(thread, &t.recipient)
 }
@@ -108,7 +110,7 @@ pub fn source_from_batches(
         match &found {
             None => found = Some((t.recipient.clone(), m.sequence)),
             Some((known, seq)) if *known != t.recipient => {
-                return Err(Error::ThreadConflict {
+                return Err(Error::Thread(crate::threads::ThreadError::ThreadConflict {
                     path: path.clone(),
                     sequence: m.sequence,
                     thread,
@@ -116,18 +118,20 @@ pub fn source_from_batches(
                         "it gives the thread another source recipient ({} instead of {known}, from batch {seq})",
                         t.recipient
                     ),
-                });
+                }));
             }
             Some(_) => {}
         }
     }
     match found {
         Some((recipient, _)) => SourceRecipient::new(thread, &recipient),
-        None => Err(Error::ThreadNotInBatches {
-            thread,
-            dir: dir.into(),
-            checked: paths.len(),
-        }),
+        None => Err(Error::Thread(
+            crate::threads::ThreadError::ThreadNotInBatches {
+                thread,
+                dir: dir.into(),
+                checked: paths.len(),
+            },
+        )),
     }
 }
 
@@ -140,9 +144,11 @@ pub fn reviewer_recipients(
 ) -> Result<Vec<Recipient>, Error> {
     let mut all = Vec::new();
     for r in given {
-        all.push(Recipient::parse(r).map_err(|reason| Error::BadRecipient {
-            input: r.chars().take(100).collect(),
-            reason,
+        all.push(Recipient::parse(r).map_err(|reason| {
+            Error::Reply(ReplyError::BadRecipient {
+                input: r.chars().take(100).collect(),
+                reason,
+            })
         })?);
     }
     for f in files {
@@ -156,7 +162,7 @@ pub fn reviewer_recipients(
         }
     }
     if out.is_empty() {
-        return Err(Error::NoReviewerRecipient);
+        return Err(Error::Reply(ReplyError::NoReviewerRecipient));
     }
     Ok(out)
 }
@@ -165,10 +171,12 @@ pub fn reviewer_recipients(
 /// starting with `#` and blank lines are ignored.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, Error> {
     let bytes = read_small(path, MAX_RECIPIENTS_FILE)?;
-    let bad = |line, reason| Error::BadRecipientsFile {
-        path: path.into(),
-        line,
-        reason,
+    let bad = |line, reason| {
+        Error::Reply(ReplyError::BadRecipientsFile {
+            path: path.into(),
+            line,
+            reason,
+        })
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| bad(0, "it is not UTF-8 text"))?;
     let mut out = Vec::new();
@@ -189,9 +197,11 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, Error> {
 /// the message, written on `day`. Refuses text that is not UTF-8, empty,
 /// or longer than the format allows. The bytes read are zeroized.
 pub fn load_message(path: &Path, day: Day) -> Result<ReplyMessage, Error> {
-    let bad = |reason: String| Error::BadReplyMessage {
-        path: path.into(),
-        reason,
+    let bad = |reason: String| {
+        Error::Reply(ReplyError::BadReplyMessage {
+            path: path.into(),
+            reason,
+        })
     };
     // Sized up front so that reading never reallocates (which would leave
     // copies of the text in freed memory).
@@ -267,7 +277,7 @@ pub fn write_reply(
     out: &Path,
 ) -> Result<WrittenReply, Error> {
     if reviewers.is_empty() {
-        return Err(Error::NoReviewerRecipient);
+        return Err(Error::Reply(ReplyError::NoReviewerRecipient));
     }
     // Fail before encrypting; create_new below closes the race.
     if exists_no_follow(out)? {
@@ -280,21 +290,23 @@ pub fn write_reply(
         .map_err(|e| Error::io("encrypt the reply for", out, e))?;
     drop(plaintext);
     if ciphertext.len() > MAX_REPLY_CIPHERTEXT_BYTES {
-        return Err(Error::BadReplyMessage {
+        return Err(Error::Reply(ReplyError::BadReplyMessage {
             path: out.into(),
             reason: format!(
                 "encrypted to {} recipients it is larger than {MAX_REPLY_CIPHERTEXT_BYTES} bytes; give fewer recipients",
                 recipients.len()
             ),
-        });
+        }));
     }
     let mut bundle = ReplyBundle::new();
     bundle.push(source.thread, id, &ciphertext);
     let json = bundle.to_json();
     // What `reviewer push` and the relay will read: check it here.
-    ReplyBundle::from_json(&json).map_err(|e| Error::BadBundle {
-        path: out.into(),
-        reason: e.to_string(),
+    ReplyBundle::from_json(&json).map_err(|e| {
+        Error::Reply(ReplyError::BadBundle {
+            path: out.into(),
+            reason: e.to_string(),
+        })
     })?;
 
     let mut file = create_private_file(out)?;
@@ -338,9 +350,11 @@ impl CheckedBundle {
     /// Reads and checks the bundle at `path`; nothing is sent.
     pub fn read(path: &Path) -> Result<Self, Error> {
         let bytes = read_small(path, MAX_BUNDLE_BYTES as u64)?;
-        let bad = |reason: String| Error::BadBundle {
-            path: path.into(),
-            reason,
+        let bad = |reason: String| {
+            Error::Reply(ReplyError::BadBundle {
+                path: path.into(),
+                reason,
+            })
         };
         let bundle = ReplyBundle::from_json(&bytes).map_err(|e| bad(e.to_string()))?;
         if bundle.replies.is_empty() {
@@ -369,6 +383,75 @@ impl CheckedBundle {
     }
 }
 
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with writing a reply (nested in [`crate::Error::Reply`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A reply needs at least one reviewer recipient.
+    #[error(
+        "no reviewer recipient given: pass -r age1… (your own recipient, as `reviewer keygen` printed it) or --recipients-file FILE, so the NGO keeps a readable copy of the reply"
+    )]
+    NoReviewerRecipient,
+
+    /// A recipient given on the command line is not an age X25519 recipient.
+    #[error(
+        "-r {input:?} is not an age X25519 recipient ({reason}): pass the age1… line `reviewer keygen` printed"
+    )]
+    BadRecipient {
+        /// What was given (shortened).
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A line of a recipients file is not an age X25519 recipient.
+    #[error(
+        "{path} line {line} is not an age X25519 recipient ({reason}): a recipients file holds one age1… recipient per line, with # comments and blank lines"
+    )]
+    BadRecipientsFile {
+        /// The recipients file.
+        path: std::path::PathBuf,
+        /// The line number (from 1; 0 for the file as a whole).
+        line: usize,
+        /// Why it was refused (never the line's content).
+        reason: &'static str,
+    },
+
+    /// A thread's source recipient cannot be used (a relay bug).
+    #[error(
+        "the source recipient of thread {thread} is not a usable age X25519 recipient: no reply can be encrypted to it; tell the relay operator"
+    )]
+    BadSourceRecipient {
+        /// The thread.
+        thread: format::ThreadId,
+    },
+
+    /// The reply message cannot be sent.
+    #[error(
+        "the message {path} cannot be sent as a reply ({reason}): write plain UTF-8 text, not empty and at most {max} characters",
+        max = format::MAX_REPLY_TEXT_CHARS
+    )]
+    BadReplyMessage {
+        /// The message file (`-` for standard input).
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+
+    /// A file given to `push` is not a reply bundle.
+    #[error(
+        "{path} is not a reply bundle `reviewer reply` writes ({reason}): nothing was sent; write the reply again with `reviewer reply`"
+    )]
+    BadBundle {
+        /// The bundle file.
+        path: std::path::PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -393,7 +476,13 @@ mod tests {
 
         std::fs::write(&f, format!("{a}\nage1notarecipient\n")).unwrap();
         let e = read_recipients_file(&f).unwrap_err();
-        assert!(matches!(e, Error::BadRecipientsFile { line: 2, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Reply(ReplyError::BadRecipientsFile { line: 2, .. })
+            ),
+            "{e}"
+        );
         assert!(!e.to_string().contains("notarecipient"), "{e}");
         std::fs::write(&f, "ssh-ed25519 AAAA… me\n").unwrap();
         let e = read_recipients_file(&f).unwrap_err();
@@ -401,7 +490,7 @@ mod tests {
         std::fs::write(&f, "# nothing\n\n").unwrap();
         assert!(matches!(
             read_recipients_file(&f),
-            Err(Error::BadRecipientsFile { line: 0, .. })
+            Err(Error::Reply(ReplyError::BadRecipientsFile { line: 0, .. }))
         ));
     }
 
@@ -414,15 +503,15 @@ mod tests {
         let only_source = [source.recipient().to_string()];
         assert!(matches!(
             reviewer_recipients(&only_source, &[], &source),
-            Err(Error::NoReviewerRecipient)
+            Err(Error::Reply(ReplyError::NoReviewerRecipient))
         ));
         assert!(matches!(
             reviewer_recipients(&[], &[], &source),
-            Err(Error::NoReviewerRecipient)
+            Err(Error::Reply(ReplyError::NoReviewerRecipient))
         ));
         assert!(matches!(
             reviewer_recipients(&["AGE-SECRET-KEY-1XYZ".into()], &[], &source),
-            Err(Error::BadRecipient { .. })
+            Err(Error::Reply(ReplyError::BadRecipient { .. }))
         ));
     }
 
@@ -444,7 +533,7 @@ mod tests {
             std::fs::write(&f, &content).unwrap();
             let e = load_message(&f, day).unwrap_err();
             assert!(
-                matches!(&e, Error::BadReplyMessage { reason: r, .. } if r.contains(reason)),
+                matches!(&e, Error::Reply(ReplyError::BadReplyMessage { reason: r, .. }) if r.contains(reason)),
                 "{reason}: {e}"
             );
         }

@@ -81,9 +81,11 @@ pub fn retire_epoch(
     epoch: u32,
     confirmation: Confirmation<'_>,
 ) -> Result<Retired, Error> {
-    let refuse = |reason| Error::NotAnIdentityFile {
-        path: path.into(),
-        reason,
+    let refuse = |reason| {
+        Error::Retire(RetireError::NotAnIdentityFile {
+            path: path.into(),
+            reason,
+        })
     };
     let before = fs::symlink_metadata(path).map_err(|e| Error::io("inspect", path, e))?;
     if !before.file_type().is_file() {
@@ -115,20 +117,20 @@ pub fn retire_epoch(
          Type the epoch number ({epoch}) to destroy it: ",
         printable(&path.display().to_string())
     );
-    let answer = match confirmation {
-        Confirmation::Given => None,
-        Confirmation::Terminal => Some(
-            ask_terminal(&question)
-                .map_err(|source| Error::NoTerminalToConfirm { epoch, source })?,
-        ),
-        Confirmation::Answer(ask) => {
-            Some(ask(&question).map_err(|source| Error::NoTerminalToConfirm { epoch, source })?)
-        }
-    };
+    let answer =
+        match confirmation {
+            Confirmation::Given => None,
+            Confirmation::Terminal => Some(ask_terminal(&question).map_err(|source| {
+                Error::Retire(RetireError::NoTerminalToConfirm { epoch, source })
+            })?),
+            Confirmation::Answer(ask) => Some(ask(&question).map_err(|source| {
+                Error::Retire(RetireError::NoTerminalToConfirm { epoch, source })
+            })?),
+        };
     if let Some(answer) = answer
         && answer.trim() != epoch.to_string()
     {
-        return Err(Error::RetireNotConfirmed { epoch });
+        return Err(Error::Retire(RetireError::RetireNotConfirmed { epoch }));
     }
 
     let bytes = overwrite_with_zeros(path, &before)?;
@@ -160,10 +162,10 @@ fn overwrite_with_zeros(path: &Path, inspected: &fs::Metadata) -> Result<u64, Er
         .map_err(|e| Error::io("open", path, e))?;
     let now = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
     if !same_file(inspected, &now) {
-        return Err(Error::NotAnIdentityFile {
+        return Err(Error::Retire(RetireError::NotAnIdentityFile {
             path: path.into(),
             reason: "it was replaced while waiting for the confirmation",
-        });
+        }));
     }
     let len = now.len();
     io::copy(&mut io::Read::take(io::repeat(0), len), &mut file)
@@ -207,6 +209,45 @@ fn ask_terminal(question: &str) -> io::Result<String> {
     Ok(line)
 }
 
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with retiring a key epoch (nested in [`crate::Error::Retire`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetireError {
+    /// `retire-epoch` was pointed at something that is not an identity file.
+    #[error(
+        "{path} is not an age identity file ({reason}): nothing was destroyed; pass the identity file of the epoch to retire"
+    )]
+    NotAnIdentityFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it was refused (never its content).
+        reason: &'static str,
+    },
+
+    /// The user did not type the epoch number to confirm `retire-epoch`.
+    #[error(
+        "the confirmation did not match epoch {epoch}: nothing was destroyed; run the command again and type {epoch} to confirm"
+    )]
+    RetireNotConfirmed {
+        /// The epoch to retire.
+        epoch: u32,
+    },
+
+    /// `retire-epoch` needs a confirmation and there is no terminal.
+    #[error(
+        "no terminal to confirm retiring epoch {epoch} on: nothing was destroyed; run the command on a terminal, or pass --yes if you are sure"
+    )]
+    NoTerminalToConfirm {
+        /// The epoch to retire.
+        epoch: u32,
+        /// Why the terminal could not be used.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -226,7 +267,13 @@ mod tests {
 
         for wrong in ["", "2", "yes", "33", "3 please"] {
             let e = retire_epoch(&key, 3, answer(wrong)).unwrap_err();
-            assert!(matches!(e, Error::RetireNotConfirmed { epoch: 3 }), "{e}");
+            assert!(
+                matches!(
+                    e,
+                    Error::Retire(RetireError::RetireNotConfirmed { epoch: 3 })
+                ),
+                "{e}"
+            );
             assert_eq!(fs::read(&key).unwrap(), original, "{wrong:?}");
         }
         let e = retire_epoch(
@@ -235,7 +282,10 @@ mod tests {
             Confirmation::Answer(Box::new(|_| Err(io::ErrorKind::NotFound.into()))),
         )
         .unwrap_err();
-        assert!(matches!(e, Error::NoTerminalToConfirm { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Retire(RetireError::NoTerminalToConfirm { .. })),
+            "{e}"
+        );
         assert_eq!(fs::read(&key).unwrap(), original);
 
         let mut asked = String::new();
@@ -302,11 +352,17 @@ mod tests {
         for content in [&b"my thesis\n"[..], b"", b"\x00\x01binary"] {
             fs::write(&f, content).unwrap();
             let e = retire_epoch(&f, 1, Confirmation::Given).unwrap_err();
-            assert!(matches!(e, Error::NotAnIdentityFile { .. }), "{e}");
+            assert!(
+                matches!(e, Error::Retire(RetireError::NotAnIdentityFile { .. })),
+                "{e}"
+            );
             assert_eq!(fs::read(&f).unwrap(), content);
         }
         let e = retire_epoch(dir.path(), 1, Confirmation::Given).unwrap_err();
-        assert!(matches!(e, Error::NotAnIdentityFile { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Retire(RetireError::NotAnIdentityFile { .. })),
+            "{e}"
+        );
         let e = retire_epoch(&dir.path().join("missing"), 1, Confirmation::Given).unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
     }
@@ -321,7 +377,10 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&key, &link).unwrap();
         let e = retire_epoch(&link, 1, Confirmation::Given).unwrap_err();
-        assert!(matches!(e, Error::NotAnIdentityFile { .. }), "{e}");
+        assert!(
+            matches!(e, Error::Retire(RetireError::NotAnIdentityFile { .. })),
+            "{e}"
+        );
         assert_eq!(fs::read(&key).unwrap(), before);
         assert!(link.exists());
     }

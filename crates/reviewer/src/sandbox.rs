@@ -108,9 +108,11 @@ impl Scrubber {
 
     /// `reviewer` itself as the helper (`std::env::current_exe`).
     pub fn current_exe(limits: ScrubLimits) -> Result<Self, Error> {
-        let exe = std::env::current_exe().map_err(|e| Error::ScrubHelper {
-            path: PathBuf::from("reviewer"),
-            reason: format!("cannot find this program's own path ({e})"),
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::Open(crate::open::OpenError::ScrubHelper {
+                path: PathBuf::from("reviewer"),
+                reason: format!("cannot find this program's own path ({e})"),
+            })
         })?;
         Self::new(exe, limits)
     }
@@ -121,9 +123,11 @@ impl Scrubber {
     }
 
     fn probe(&self) -> Result<(), Error> {
-        let bad = |reason: String| Error::ScrubHelper {
-            path: self.exe.clone(),
-            reason,
+        let bad = |reason: String| {
+            Error::Open(crate::open::OpenError::ScrubHelper {
+                path: self.exe.clone(),
+                reason,
+            })
         };
         let out = Command::new(&self.exe)
             .arg(CHILD_COMMAND)

@@ -111,9 +111,11 @@ impl StateStore {
         if !exists_no_follow(&path)? {
             return Ok(None);
         }
-        let bad = |reason: &str| Error::BadState {
-            path: path.clone(),
-            reason: reason.into(),
+        let bad = |reason: &str| {
+            Error::State(StateError::BadState {
+                path: path.clone(),
+                reason: reason.into(),
+            })
         };
         let bytes = read_small(&path, MAX_STATE_FILE)?;
         let file: StateFile =
@@ -138,10 +140,10 @@ impl StateStore {
     /// state and an optional `--start-at`.
     pub fn anchor(&self, relay_key: &str, start_at: Option<u64>) -> Result<ChainAnchor, Error> {
         match (self.load(relay_key)?, start_at) {
-            (Some(last), Some(_)) => Err(Error::StartAtWithState {
+            (Some(last), Some(_)) => Err(Error::State(StateError::StartAtWithState {
                 state: self.file_for(relay_key),
                 last: last.sequence,
-            }),
+            })),
             (Some(last), None) => Ok(ChainAnchor::After(last)),
             (None, Some(n)) => Ok(ChainAnchor::StartAt(n)),
             (None, None) => Ok(ChainAnchor::Genesis),
@@ -157,9 +159,9 @@ impl StateStore {
         if self.load(relay_key)?.as_ref() == expected {
             Ok(())
         } else {
-            Err(Error::StateChanged {
+            Err(Error::State(StateError::StateChanged {
                 path: self.file_for(relay_key),
-            })
+            }))
         }
     }
 
@@ -218,7 +220,49 @@ fn resolve_from(
     if let Some(home) = non_empty("HOME").filter(|p| p.is_absolute()) {
         return Ok(home.join(".local/state/relay-reviewer"));
     }
-    Err(Error::NoStateDir)
+    Err(Error::State(StateError::NoStateDir))
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with the chain state directory (nested in [`crate::Error::State`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// `--start-at` was given although a chain state exists.
+    #[error(
+        "--start-at is only for a first contact with a relay, but {state} already records batch {last}: drop --start-at (or move the state file away to restart the chain deliberately)"
+    )]
+    StartAtWithState {
+        /// The chain state file.
+        state: std::path::PathBuf,
+        /// The last sequence number it records.
+        last: u64,
+    },
+
+    /// The chain state file is unreadable or for another relay key.
+    #[error(
+        "the chain state file {path} is unusable ({reason}): restore it from a backup, or move it away and restart the chain with --start-at"
+    )]
+    BadState {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The chain state changed while the command ran.
+    #[error(
+        "the chain state {path} is not what this batch was verified against (another `reviewer open` ran, or a batch before it was not opened): run the command again"
+    )]
+    StateChanged {
+        /// The state file.
+        path: std::path::PathBuf,
+    },
+
+    /// No state directory could be determined.
+    #[error("no directory for the chain state: pass --state DIR or set REVIEWER_STATE_DIR")]
+    NoStateDir,
 }
 
 #[cfg(test)]
@@ -266,7 +310,7 @@ mod tests {
         );
         assert!(matches!(
             resolve_from(None, env(&[])),
-            Err(Error::NoStateDir)
+            Err(Error::State(StateError::NoStateDir))
         ));
     }
 
@@ -286,7 +330,7 @@ mod tests {
         // Stale expectation: refused, unchanged.
         assert!(matches!(
             store.advance("RWkey", None, &state(2)),
-            Err(Error::StateChanged { .. })
+            Err(Error::State(StateError::StateChanged { .. }))
         ));
         store.advance("RWkey", Some(&state(1)), &state(2)).unwrap();
         assert_eq!(
@@ -295,7 +339,7 @@ mod tests {
         );
         assert!(matches!(
             store.anchor("RWkey", Some(3)),
-            Err(Error::StartAtWithState { last: 2, .. })
+            Err(Error::State(StateError::StartAtWithState { last: 2, .. }))
         ));
         // Another relay's key has its own chain.
         assert_eq!(store.load("RWother").unwrap(), None);
@@ -315,9 +359,15 @@ mod tests {
         let path = store.file_for("RWkey");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("RWkey", "RWevil")).unwrap();
-        assert!(matches!(store.load("RWkey"), Err(Error::BadState { .. })));
+        assert!(matches!(
+            store.load("RWkey"),
+            Err(Error::State(StateError::BadState { .. }))
+        ));
         std::fs::write(&path, b"{}").unwrap();
-        assert!(matches!(store.load("RWkey"), Err(Error::BadState { .. })));
+        assert!(matches!(
+            store.load("RWkey"),
+            Err(Error::State(StateError::BadState { .. }))
+        ));
     }
 
     proptest! {

@@ -113,7 +113,8 @@ impl ThreadIndex {
             return Ok(Self::default());
         }
         let bytes = read_small(&path, MAX_THREADS_FILE)?;
-        Self::from_json(&bytes).map_err(|reason| Error::BadThreadIndex { path, reason })
+        Self::from_json(&bytes)
+            .map_err(|reason| Error::Thread(ThreadError::BadThreadIndex { path, reason }))
     }
 
     fn from_json(bytes: &[u8]) -> Result<Self, String> {
@@ -197,11 +198,13 @@ impl ThreadIndex {
         path: &Path,
         relay_key: &str,
     ) -> Result<Vec<ThreadId>, Error> {
-        let conflict = |thread: ThreadId, reason: String| Error::ThreadConflict {
-            path: path.into(),
-            sequence: m.sequence,
-            thread,
-            reason,
+        let conflict = |thread: ThreadId, reason: String| {
+            Error::Thread(ThreadError::ThreadConflict {
+                path: path.into(),
+                sequence: m.sequence,
+                thread,
+                reason,
+            })
         };
         // Check everything first, so that a refused batch changes nothing.
         for t in &m.threads {
@@ -286,6 +289,65 @@ pub fn check_batches(store: &StateStore, batches: &[VerifiedBatch]) -> Result<()
         index.record(b)?;
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with the thread index (nested in [`crate::Error::Thread`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ThreadError {
+    /// A verified batch contradicts what earlier verified batches said
+    /// about a follow-up thread (another source recipient, or a submission
+    /// moved between threads).
+    #[error(
+        "batch {sequence} ({path}) contradicts earlier batches about thread {thread}: {reason}; this is a relay bug or an attack; nothing was written; do not reply to this thread and tell the relay operator"
+    )]
+    ThreadConflict {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The thread.
+        thread: format::ThreadId,
+        /// What it contradicts.
+        reason: String,
+    },
+
+    /// The thread index file is unreadable or broken.
+    #[error(
+        "the thread index {path} is unusable ({reason}): restore it from a backup, or move it away (replies can still be written with --batch-dir)"
+    )]
+    BadThreadIndex {
+        /// The thread index file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The thread index does not know the thread a reply is for.
+    #[error(
+        "thread {thread} is not in the thread index {index}: check the id with `reviewer threads`, open the batch that names it first, or pass --batch-dir DIR --relay-key PUB"
+    )]
+    UnknownThread {
+        /// The thread asked for.
+        thread: format::ThreadId,
+        /// The thread index file.
+        index: std::path::PathBuf,
+    },
+
+    /// No verified batch in the directory names the thread.
+    #[error(
+        "no batch in {dir} names thread {thread} ({checked} batches verified): check the thread id, or fetch the batch that names it into {dir}"
+    )]
+    ThreadNotInBatches {
+        /// The thread asked for.
+        thread: format::ThreadId,
+        /// The batch directory.
+        dir: std::path::PathBuf,
+        /// How many batches were verified.
+        checked: usize,
+    },
 }
 
 #[cfg(test)]
@@ -384,7 +446,7 @@ mod tests {
         let other_recipient = manifest(2, &[(5, None), (2, Some((7, R2)))]);
         let e = record(&mut index, &other_recipient).unwrap_err();
         assert!(
-            matches!(&e, Error::ThreadConflict { thread, sequence: 2, reason, .. }
+            matches!(&e, Error::Thread(ThreadError::ThreadConflict { thread, sequence: 2, reason, .. })
                 if *thread == t(7) && reason.contains("another source recipient")),
             "{e}"
         );
@@ -393,7 +455,7 @@ mod tests {
         let moved = manifest(2, &[(9, Some((8, R2))), (1, Some((8, R2)))]);
         let e = record(&mut index, &moved).unwrap_err();
         assert!(
-            matches!(&e, Error::ThreadConflict { reason, .. } if reason.contains("an earlier batch put it in thread")),
+            matches!(&e, Error::Thread(ThreadError::ThreadConflict { reason, .. }) if reason.contains("an earlier batch put it in thread")),
             "{e}"
         );
         assert_eq!(index, before);
@@ -445,7 +507,7 @@ mod tests {
         std::fs::write(index_path(&store), b"not json").unwrap();
         assert!(matches!(
             ThreadIndex::load(&store),
-            Err(Error::BadThreadIndex { .. })
+            Err(Error::Thread(ThreadError::BadThreadIndex { .. }))
         ));
     }
 }

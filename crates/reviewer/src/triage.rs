@@ -41,9 +41,11 @@ impl Filter {
     /// list).
     pub fn check(&self) -> Result<(), Error> {
         for t in &self.tags {
-            check_tag(t).map_err(|reason| Error::BadTag {
-                tag: t.chars().take(50).collect(),
-                reason,
+            check_tag(t).map_err(|reason| {
+                Error::Archive(crate::archive::ArchiveError::BadTag {
+                    tag: t.chars().take(50).collect(),
+                    reason,
+                })
             })?;
         }
         Ok(())
@@ -85,9 +87,11 @@ fn contains_text(r: &Record, needle: &str) -> bool {
 /// of at least 6 hex digits among the archive's threads.
 pub fn resolve_thread(archive: &Archive, given: &str) -> Result<ThreadId, Error> {
     let g = given.trim().to_ascii_lowercase();
-    let bad = |reason: &'static str| Error::BadSubmissionId {
-        given: given.chars().take(80).collect(),
-        reason,
+    let bad = |reason: &'static str| {
+        Error::Archive(crate::archive::ArchiveError::BadSubmissionId {
+            given: given.chars().take(80).collect(),
+            reason,
+        })
     };
     if g.len() < MIN_ID_PREFIX || g.len() > 32 || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(
@@ -103,14 +107,18 @@ pub fn resolve_thread(archive: &Archive, given: &str) -> Result<ThreadId, Error>
     threads.dedup();
     match threads.as_slice() {
         [one] => Ok(*one),
-        [] => Err(Error::UnknownSubmission {
-            given: g,
-            dir: archive.root().into(),
-        }),
-        more => Err(Error::AmbiguousSubmission {
-            given: g,
-            matches: more.len(),
-        }),
+        [] => Err(Error::Archive(
+            crate::archive::ArchiveError::UnknownSubmission {
+                given: g,
+                dir: archive.root().into(),
+            },
+        )),
+        more => Err(Error::Archive(
+            crate::archive::ArchiveError::AmbiguousSubmission {
+                given: g,
+                matches: more.len(),
+            },
+        )),
     }
 }
 

@@ -54,9 +54,11 @@ impl PinnedKey {
                 base64: s.to_owned(),
                 key,
             })
-            .map_err(|_| Error::BadRelayKey {
-                input: s.chars().take(100).collect(),
-                reason: "not the base64 of a minisign Ed25519 public key".into(),
+            .map_err(|_| {
+                Error::Verify(VerifyError::BadRelayKey {
+                    input: s.chars().take(100).collect(),
+                    reason: "not the base64 of a minisign Ed25519 public key".into(),
+                })
             })
     }
 
@@ -69,15 +71,17 @@ impl PinnedKey {
         }
         let path = Path::new(arg);
         if !path.is_file() {
-            return Err(Error::BadRelayKey {
+            return Err(Error::Verify(VerifyError::BadRelayKey {
                 input: arg.chars().take(100).collect(),
                 reason: "neither a key nor an existing file".into(),
-            });
+            }));
         }
         let bytes = read_small(path, MAX_KEY_FILE)?;
-        let bad = |reason: &str| Error::BadRelayKey {
-            input: arg.chars().take(100).collect(),
-            reason: reason.into(),
+        let bad = |reason: &str| {
+            Error::Verify(VerifyError::BadRelayKey {
+                input: arg.chars().take(100).collect(),
+                reason: reason.into(),
+            })
         };
         let text = std::str::from_utf8(&bytes).map_err(|_| bad("the file is not text"))?;
         let mut keys = text
@@ -211,9 +215,11 @@ pub fn verify_batch(
     anchor: &ChainAnchor,
 ) -> Result<VerifiedBatch, Error> {
     let mut batches = verify_batches(&[path], key, anchor)?;
-    batches.pop().ok_or_else(|| Error::MalformedBatch {
-        path: path.into(),
-        reason: "no batch".into(),
+    batches.pop().ok_or_else(|| {
+        Error::Verify(VerifyError::MalformedBatch {
+            path: path.into(),
+            reason: "no batch".into(),
+        })
     })
 }
 
@@ -244,18 +250,18 @@ pub fn verify_chain(
     batches.sort_by_key(|b| b.manifest.sequence);
     for pair in batches.windows(2) {
         if pair[0].relay_key != pair[1].relay_key {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Verify(VerifyError::InvalidManifest {
                 path: pair[1].path.clone(),
                 reason: "it was verified with another relay key than the batches given with it"
                     .into(),
-            });
+            }));
         }
         if pair[0].manifest.sequence == pair[1].manifest.sequence {
-            return Err(Error::DuplicateSequence {
+            return Err(Error::Verify(VerifyError::DuplicateSequence {
                 first: pair[0].path.clone(),
                 second: pair[1].path.clone(),
                 sequence: pair[0].manifest.sequence,
-            });
+            }));
         }
     }
 
@@ -271,37 +277,37 @@ pub fn verify_chain(
             None => {
                 match anchor {
                     ChainAnchor::Genesis if seq != 1 => {
-                        return Err(Error::NotFirst {
+                        return Err(Error::Verify(VerifyError::NotFirst {
                             path: b.path,
                             sequence: seq,
-                        });
+                        }));
                     }
                     ChainAnchor::Genesis => {
                         // Manifest::from_json already refuses a previous
                         // hash on sequence 1; checked again here because
                         // the chain's root must be exactly that.
                         if prev.is_some() {
-                            return Err(Error::ChainBroken {
+                            return Err(Error::Verify(VerifyError::ChainBroken {
                                 path: b.path,
                                 sequence: seq,
-                            });
+                            }));
                         }
                     }
                     ChainAnchor::StartAt(n) if seq != *n => {
-                        return Err(Error::StartAtMismatch {
+                        return Err(Error::Verify(VerifyError::StartAtMismatch {
                             path: b.path,
                             sequence: seq,
                             start_at: *n,
-                        });
+                        }));
                     }
                     ChainAnchor::StartAt(_) => {}
                     ChainAnchor::After(last) => {
                         if seq <= last.sequence {
-                            return Err(Error::Replay {
+                            return Err(Error::Verify(VerifyError::Replay {
                                 path: b.path,
                                 sequence: seq,
                                 last: last.sequence,
-                            });
+                            }));
                         }
                         check_follows(&b, last)?;
                     }
@@ -325,17 +331,17 @@ fn check_follows(b: &SignedBatch, last: &ChainState) -> Result<(), Error> {
     let seq = b.manifest.sequence;
     let expected = last.sequence.saturating_add(1);
     if seq != expected {
-        return Err(Error::Gap {
+        return Err(Error::Verify(VerifyError::Gap {
             path: b.path.clone(),
             sequence: seq,
             expected,
-        });
+        }));
     }
     if b.manifest.previous_manifest_sha256 != Some(last.manifest_sha256) {
-        return Err(Error::ChainBroken {
+        return Err(Error::Verify(VerifyError::ChainBroken {
             path: b.path.clone(),
             sequence: seq,
-        });
+        }));
     }
     Ok(())
 }
@@ -350,14 +356,14 @@ fn quote(name: &str) -> String {
 fn tar_error(path: &Path, e: TarError) -> Error {
     match e {
         TarError::Io(e) => Error::io("read", path, e),
-        TarError::Truncated => Error::MalformedBatch {
+        TarError::Truncated => Error::Verify(VerifyError::MalformedBatch {
             path: path.into(),
             reason: "the file is truncated".into(),
-        },
-        other => Error::MalformedBatch {
+        }),
+        other => Error::Verify(VerifyError::MalformedBatch {
             path: path.into(),
             reason: other.to_string(),
-        },
+        }),
     }
 }
 
@@ -382,9 +388,11 @@ pub(crate) fn open_batch_file(path: &Path) -> Result<ustar::Reader<BufReader<Fil
 
 /// Steps 1–3 for one batch file.
 fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
-    let malformed = |reason: String| Error::MalformedBatch {
-        path: path.into(),
-        reason,
+    let malformed = |reason: String| {
+        Error::Verify(VerifyError::MalformedBatch {
+            path: path.into(),
+            reason,
+        })
     };
     let mut tar = open_batch_file(path)?;
     let next = |tar: &mut ustar::Reader<_>| tar.next_entry().map_err(|e| tar_error(path, e));
@@ -418,11 +426,13 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
 
     let manifest =
         check_signed_manifest(key, &manifest_bytes, &sig_bytes).map_err(|e| match e {
-            SignatureProblem::BadSignature => Error::BadSignature { path: path.into() },
-            SignatureProblem::Invalid(reason) => Error::InvalidManifest {
+            SignatureProblem::BadSignature => {
+                Error::Verify(VerifyError::BadSignature { path: path.into() })
+            }
+            SignatureProblem::Invalid(reason) => Error::Verify(VerifyError::InvalidManifest {
                 path: path.into(),
                 reason,
-            },
+            }),
         })?;
 
     // The submissions, in manifest order, each matching its entry.
@@ -441,21 +451,21 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
             )));
         }
         if head.size != entry.size {
-            return Err(Error::SubmissionMismatch {
+            return Err(Error::Verify(VerifyError::SubmissionMismatch {
                 path: path.into(),
                 id: entry.id,
                 what: "size",
-            });
+            }));
         }
         let (digest, len) = HashingReader::new(tar.data())
             .finish()
             .map_err(|e| tar_error(path, TarError::from(e)))?;
         if len != entry.size || digest != entry.sha256 {
-            return Err(Error::SubmissionMismatch {
+            return Err(Error::Verify(VerifyError::SubmissionMismatch {
                 path: path.into(),
                 id: entry.id,
                 what: "SHA-256",
-            });
+            }));
         }
     }
     if let Some(head) = next(&mut tar)? {
@@ -556,6 +566,140 @@ pub(crate) fn read_manifest_unverified(path: &Path) -> Result<Manifest, String> 
         .read_to_end(&mut bytes)
         .map_err(|e: io::Error| e.to_string())?;
     Manifest::from_json(&bytes).map_err(|e| e.to_string())
+}
+
+// ------------------------------------------------------------------ errors
+
+/// What can go wrong with a batch that does not verify (structure, signature, hashes, chain) (nested in [`crate::Error::Verify`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// `--relay-key` is neither a minisign public key nor a file holding one.
+    #[error(
+        "--relay-key {input:?} is not a minisign public key ({reason}): pass the RW… key `relay pubkey` prints, or a file holding it"
+    )]
+    BadRelayKey {
+        /// What was given.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A batch file does not have the structure `docs/format.md` requires.
+    #[error(
+        "{path} is not a well-formed batch ({reason}): do not trust it; fetch it again from the relay"
+    )]
+    MalformedBatch {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// The rule that was broken.
+        reason: String,
+    },
+
+    /// The manifest signature does not verify with the pinned relay key.
+    #[error(
+        "batch {path} is not signed by the pinned relay key (or its signature is damaged): check --relay-key (`relay pubkey` prints it) or do not trust this batch"
+    )]
+    BadSignature {
+        /// The batch file.
+        path: std::path::PathBuf,
+    },
+
+    /// The signed manifest breaks a rule (or names another relay key).
+    #[error(
+        "the signed manifest of {path} is invalid ({reason}): do not trust this batch and tell the relay operator"
+    )]
+    InvalidManifest {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// The rule that was broken.
+        reason: String,
+    },
+
+    /// A sealed submission's size or SHA-256 differs from the signed manifest.
+    #[error(
+        "submission {id} in {path} does not match the signed manifest ({what} differs): the batch was altered or damaged; fetch it again"
+    )]
+    SubmissionMismatch {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// The submission.
+        id: format::SubmissionId,
+        /// `"size"` or `"SHA-256"`.
+        what: &'static str,
+    },
+
+    /// The batch was accepted before (a replay or an old copy).
+    #[error(
+        "batch {sequence} ({path}) was already accepted (last accepted: batch {last}): it is a replay or an old copy; open only newer batches"
+    )]
+    Replay {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The last sequence number accepted from this relay.
+        last: u64,
+    },
+
+    /// One or more batches between the last accepted one and this one are missing.
+    #[error("batch {sequence} ({path}) was given but batch {expected} comes next: batches {expected} to {last_missing} are missing; fetch and open them first", last_missing = .sequence.saturating_sub(1))]
+    Gap {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The sequence number that should come next.
+        expected: u64,
+    },
+
+    /// The batch does not chain to the previous one (hash mismatch).
+    #[error(
+        "batch {sequence} ({path}) does not chain to the batch before it (previous manifest hash differs): the relay's history was altered or forked; do not trust it and contact the relay operator"
+    )]
+    ChainBroken {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+    },
+
+    /// No history with this relay, and the batch is not its first.
+    #[error(
+        "batch {sequence} ({path}) is not the relay's first batch and the chain state records no earlier batch from this relay: open batch 1 first, or pass --start-at {sequence} if you deliberately start at this batch"
+    )]
+    NotFirst {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+    },
+
+    /// `--start-at N` was given but the first batch has another sequence.
+    #[error(
+        "--start-at {start_at} was given but the first batch given ({path}) is batch {sequence}: pass the batch numbered {start_at} (and the ones after it)"
+    )]
+    StartAtMismatch {
+        /// The batch file.
+        path: std::path::PathBuf,
+        /// Its sequence number.
+        sequence: u64,
+        /// The `--start-at` value.
+        start_at: u64,
+    },
+
+    /// Two batch files hold the same sequence number.
+    #[error(
+        "{first} and {second} both hold batch {sequence}: pass each batch once (if they differ, the relay's history forked: do not trust it)"
+    )]
+    DuplicateSequence {
+        /// One batch file.
+        first: std::path::PathBuf,
+        /// The other.
+        second: std::path::PathBuf,
+        /// The sequence number they share.
+        sequence: u64,
+    },
 }
 
 #[cfg(test)]

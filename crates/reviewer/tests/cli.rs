@@ -114,7 +114,7 @@ fn tampered_batch_fails_with_one_line() {
 }
 
 #[test]
-fn hostile_plaintext_fails_with_one_line() {
+fn hostile_plaintext_is_quarantined_with_one_note_line() {
     let env = Env::new();
     let r = reviewer(env.dir.path(), "reviewer.key");
     let mut relay = Relay::new();
@@ -143,16 +143,23 @@ fn hostile_plaintext_fails_with_one_line() {
         &"--state",
         &env.state,
     ]);
-    let line = error_line(&o);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("quarantined"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
     assert!(
-        line.starts_with(&format!(
-            "reviewer: submission {} has a malformed or hostile plaintext (an entry is not a regular file",
+        notes[0].starts_with(&format!(
+            "reviewer: note: submission {} is quarantined (an entry is not a regular file",
             bad.id
         )),
-        "{line}"
+        "{}",
+        notes[0]
     );
-    util::assert_empty(&env.out);
-    assert!(!env.state.exists());
+    assert!(!env.out.join(bad.id.to_string()).exists());
+    assert!(env.state.exists(), "the batch was accepted");
 }
 
 #[test]

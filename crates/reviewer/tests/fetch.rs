@@ -123,7 +123,13 @@ fn fetch_with_a_refused_token_says_so() {
     let server = serve(|_| Reply::new(401, Vec::new()));
     let token = token_file(&env);
     let e = fetch(&env, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::TokenRefused { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(
         e.to_string(),
         format!(
@@ -147,7 +153,7 @@ fn fetch_refuses_a_batch_other_than_the_one_asked_for() {
     let token = token_file(&env);
     let e = fetch(&env, &server.url, &token).unwrap_err();
     assert!(
-        matches!(&e, Error::BadResponse { reason, .. } if reason.contains("asked for batch 1")),
+        matches!(&e, Error::Fetch(reviewer::fetch::FetchError::BadResponse { reason, .. }) if reason.contains("asked for batch 1")),
         "{e}"
     );
     assert_eq!(std::fs::read_dir(&env.out).unwrap().count(), 0);
@@ -164,13 +170,25 @@ fn fetch_refuses_garbage_and_oversize_answers() {
         _ => Reply::new(200, b"<html>hello</html>".to_vec()),
     });
     let e = fetch(&env, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BadResponse { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadResponse { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(std::fs::read_dir(&env.out).unwrap().count(), 0);
 
     // A listing with an unknown field.
     let server = serve(|_| Reply::json(r#"{"batches": [], "extra": 1}"#));
     let e = fetch(&env, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BadResponse { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadResponse { .. })
+        ),
+        "{e}"
+    );
 
     // A listing far larger than any real one.
     let big = format!(
@@ -179,13 +197,22 @@ fn fetch_refuses_garbage_and_oversize_answers() {
     );
     let server = serve(move |_| Reply::json(&big));
     let e = fetch(&env, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::ResponseTooLarge { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::ResponseTooLarge { .. })
+        ),
+        "{e}"
+    );
 
     // An unexpected status.
     let server = serve(|_| Reply::new(500, Vec::new()));
     let e = fetch(&env, &server.url, &token).unwrap_err();
     assert!(
-        matches!(e, Error::UnexpectedStatus { status: 500, .. }),
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::UnexpectedStatus { status: 500, .. })
+        ),
         "{e}"
     );
 }
@@ -195,7 +222,13 @@ fn fetch_refuses_plain_http_to_remote_hosts() {
     let env = Env::new();
     let token = token_file(&env);
     let e = fetch(&env, "http://relay.example.org", &token).unwrap_err();
-    assert!(matches!(e, Error::InsecureRelayUrl { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::InsecureRelayUrl { .. })
+        ),
+        "{e}"
+    );
 }
 
 /// Opens `b1` so that a receipt exists, and returns the receipt path.
@@ -270,7 +303,13 @@ fn ack_explains_conflict_unknown_and_refused() {
 
     let server = serve(|_| Reply::new(409, Vec::new()));
     let e = ack(&path, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::AckConflict { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::AckConflict { .. })
+        ),
+        "{e}"
+    );
     assert!(
         e.to_string().contains(
             "manifest hash mismatch): do not trust this relay's batches until you know why"
@@ -279,7 +318,13 @@ fn ack_explains_conflict_unknown_and_refused() {
 
     let server = serve(|_| Reply::new(404, Vec::new()));
     let e = ack(&path, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::AckUnknown { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::AckUnknown { .. })
+        ),
+        "{e}"
+    );
     assert!(e.to_string().starts_with(&format!(
         "the relay does not know batch {} (already purged?)",
         receipt.batch_id
@@ -287,11 +332,23 @@ fn ack_explains_conflict_unknown_and_refused() {
 
     let server = serve(|_| Reply::new(401, Vec::new()));
     let e = ack(&path, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::TokenRefused { .. })
+        ),
+        "{e}"
+    );
 
     let server = serve(|_| Reply::json(r#"{"deleted": "many"}"#));
     let e = ack(&path, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BadResponse { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadResponse { .. })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -302,7 +359,13 @@ fn ack_refuses_a_file_that_is_not_a_receipt() {
     std::fs::write(&bogus, b"{}").unwrap();
     let server = serve(|_| Reply::json(r#"{"deleted": 1}"#));
     let e = ack(&bogus, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BadReceipt { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadReceipt { .. })
+        ),
+        "{e}"
+    );
     assert!(server.requests.lock().unwrap().is_empty());
 }
 
@@ -317,7 +380,10 @@ fn unreachable_relay_is_a_clear_error() {
         .unwrap()
         .port();
     let e = fetch(&env, &format!("http://127.0.0.1:{port}"), &token).unwrap_err();
-    assert!(matches!(e, Error::Http { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Fetch(reviewer::fetch::FetchError::Http { .. })),
+        "{e}"
+    );
     assert!(
         e.to_string().starts_with("could not talk to the relay at"),
         "{e}"
@@ -351,7 +417,10 @@ fn tls_with_the_pinned_certificate() {
 
     // Without the pin, the self-signed certificate is not trusted.
     let e = fetch(&env, &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::Http { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Fetch(reviewer::fetch::FetchError::Http { .. })),
+        "{e}"
+    );
 
     // Pinning another certificate does not trust this one either.
     let (_, other_pem) = util::serve_tls(|_| Reply::new(204, Vec::new()));
@@ -369,7 +438,10 @@ fn tls_with_the_pinned_certificate() {
         &other,
     ])
     .unwrap_err();
-    assert!(matches!(e, Error::Http { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Fetch(reviewer::fetch::FetchError::Http { .. })),
+        "{e}"
+    );
     // Neither failed attempt got a request through.
     assert_eq!(server.requests.lock().unwrap().len(), 2);
 
@@ -388,7 +460,10 @@ fn tls_with_the_pinned_certificate() {
         &junk,
     ])
     .unwrap_err();
-    assert!(matches!(e, Error::TlsCert { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Fetch(reviewer::fetch::FetchError::TlsCert { .. })),
+        "{e}"
+    );
 }
 
 #[test]

@@ -268,7 +268,7 @@ fn a_known_thread_with_another_recipient_is_refused() {
         .write(&env.path("b2.tar"));
     let e = open(&env, &relay, &r, &[&p2]).unwrap_err();
     assert!(
-        matches!(&e, Error::ThreadConflict { thread: t, sequence: 2, .. } if *t == thread),
+        matches!(&e, Error::Thread(reviewer::threads::ThreadError::ThreadConflict { thread: t, sequence: 2, .. }) if *t == thread),
         "{e}"
     );
     let msg = e.to_string();
@@ -304,7 +304,10 @@ fn a_contradiction_between_batches_of_one_open_refuses_them_all() {
         .write(&env.path("b2.tar"));
     let e = open(&env, &relay, &r, &[&p1, &p2]).unwrap_err();
     assert!(
-        matches!(e, Error::ThreadConflict { sequence: 2, .. }),
+        matches!(
+            e,
+            Error::Thread(reviewer::threads::ThreadError::ThreadConflict { sequence: 2, .. })
+        ),
         "{e}"
     );
     // Refused before the first batch was opened.
@@ -417,7 +420,13 @@ fn reply_reads_reviewers_from_a_recipients_file() {
         &[&"--recipients-file", &list],
     )
     .unwrap_err();
-    assert!(matches!(e, Error::BadRecipientsFile { line: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Reply(reviewer::reply::ReplyError::BadRecipientsFile { line: 2, .. })
+        ),
+        "{e}"
+    );
     assert!(!e.to_string().contains("SECRET"), "{e}");
     assert!(!other.exists());
 }
@@ -439,7 +448,7 @@ fn reply_to_an_unknown_thread_writes_nothing() {
     )
     .unwrap_err();
     assert!(
-        matches!(&e, Error::UnknownThread { thread, .. } if *thread == unknown),
+        matches!(&e, Error::Thread(reviewer::threads::ThreadError::UnknownThread { thread, .. }) if *thread == unknown),
         "{e}"
     );
     assert!(e.to_string().contains("`reviewer threads`"), "{e}");
@@ -466,7 +475,13 @@ fn reply_without_a_reviewer_recipient_is_refused() {
     let bundle = env.path("reply.json");
     let message = message_file(&env, MESSAGE);
     let e = reply(&env, &thread.to_string(), &message, &bundle, &[]).unwrap_err();
-    assert!(matches!(e, Error::NoReviewerRecipient), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Reply(reviewer::reply::ReplyError::NoReviewerRecipient)
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("readable copy"), "{e}");
     // The source's own recipient is no copy for the NGO.
     let e = reply(
@@ -477,7 +492,13 @@ fn reply_without_a_reviewer_recipient_is_refused() {
         &[&"-r", &src.recipient],
     )
     .unwrap_err();
-    assert!(matches!(e, Error::NoReviewerRecipient), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Reply(reviewer::reply::ReplyError::NoReviewerRecipient)
+        ),
+        "{e}"
+    );
     // Not a recipient.
     let e = reply(
         &env,
@@ -487,7 +508,13 @@ fn reply_without_a_reviewer_recipient_is_refused() {
         &[&"-r", &"age1notakey"],
     )
     .unwrap_err();
-    assert!(matches!(e, Error::BadRecipient { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Reply(reviewer::reply::ReplyError::BadRecipient { .. })
+        ),
+        "{e}"
+    );
     assert!(!bundle.exists());
 }
 
@@ -513,7 +540,7 @@ fn reply_with_an_empty_or_overlong_message_is_refused() {
         )
         .unwrap_err();
         assert!(
-            matches!(&e, Error::BadReplyMessage { reason: got, .. } if got.contains(&reason)),
+            matches!(&e, Error::Reply(reviewer::reply::ReplyError::BadReplyMessage { reason: got, .. }) if got.contains(&reason)),
             "{reason}: {e}"
         );
         assert!(!bundle.exists());
@@ -586,7 +613,13 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     // Another relay key: the batches do not verify, no reply.
     let out = env.path("reply2.json");
     let e = from_batches(&out, &Relay::new().key).unwrap_err();
-    assert!(matches!(e, Error::BadSignature { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+        ),
+        "{e}"
+    );
     assert!(!out.exists());
 
     // A forged batch naming the thread with someone else's recipient.
@@ -600,7 +633,13 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
         .batch_at(3, None, &[c.in_thread(thread, &impostor.recipient)])
         .write(&dir.join("batch-000003.tar"));
     let e = from_batches(&out, &relay.key).unwrap_err();
-    assert!(matches!(e, Error::BadSignature { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+        ),
+        "{e}"
+    );
     assert!(!out.exists());
     std::fs::remove_file(dir.join("batch-000003.tar")).unwrap();
 
@@ -622,7 +661,10 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     ])
     .unwrap_err();
     assert!(
-        matches!(e, Error::ThreadNotInBatches { checked: 2, .. }),
+        matches!(
+            e,
+            Error::Thread(reviewer::threads::ThreadError::ThreadNotInBatches { checked: 2, .. })
+        ),
         "{e}"
     );
     assert!(!out.exists());
@@ -737,7 +779,13 @@ fn push_explains_what_the_relay_refused() {
 
     let server = serve(|_| Reply::new(401, Vec::new()));
     let e = push(&[&b], &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::TokenRefused { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::TokenRefused { .. })
+        ),
+        "{e}"
+    );
 
     let server = serve(|_| {
         Reply::new(
@@ -746,7 +794,13 @@ fn push_explains_what_the_relay_refused() {
         )
     });
     let e = push(&[&b], &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BundleRefused { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BundleRefused { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(
         e.to_string(),
         format!(
@@ -757,21 +811,42 @@ fn push_explains_what_the_relay_refused() {
 
     let server = serve(|_| Reply::new(400, "not a reply bundle"));
     let e = push(&[&b], &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BundleMalformed { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BundleMalformed { .. })
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("(400: not a reply bundle)"), "{e}");
 
     let server = serve(|_| Reply::new(413, Vec::new()));
     let e = push(&[&b], &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BundleTooLarge { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BundleTooLarge { .. })
+        ),
+        "{e}"
+    );
 
     let server = serve(|_| Reply::json(r#"{"stored": "all"}"#));
     let e = push(&[&b], &server.url, &token).unwrap_err();
-    assert!(matches!(e, Error::BadResponse { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadResponse { .. })
+        ),
+        "{e}"
+    );
 
     let server = serve(|_| Reply::new(500, Vec::new()));
     let e = push(&[&b], &server.url, &token).unwrap_err();
     assert!(
-        matches!(e, Error::UnexpectedStatus { status: 500, .. }),
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::UnexpectedStatus { status: 500, .. })
+        ),
         "{e}"
     );
 }
@@ -797,7 +872,7 @@ fn push_refuses_a_malformed_bundle_before_any_request() {
         // The good bundle comes first: it is not sent either.
         let e = push(&[&good, bad], &server.url, &token).unwrap_err();
         assert!(
-            matches!(&e, Error::BadBundle { path, .. } if path == bad),
+            matches!(&e, Error::Reply(reviewer::reply::ReplyError::BadBundle { path, .. }) if path == bad),
             "{}: {e}",
             bad.display()
         );

@@ -332,7 +332,7 @@ fn retry_checks_custody_and_keeps_what_still_fails() {
     // Still hostile: stays quarantined, says why.
     let e = retry(&[]).unwrap_err();
     assert!(
-        matches!(&e, reviewer::Error::StillQuarantined { reason, .. } if reason.contains("duplicate")),
+        matches!(&e, reviewer::Error::Open(reviewer::open::OpenError::StillQuarantined { reason, .. }) if reason.contains("duplicate")),
         "{e}"
     );
     let archive = Archive::open(&env.out).unwrap();
@@ -346,7 +346,10 @@ fn retry_checks_custody_and_keeps_what_still_fails() {
     std::fs::write(&kept, &bytes).unwrap();
     let e = retry(&[]).unwrap_err();
     assert!(
-        matches!(&e, reviewer::Error::DamagedSubmission { .. }),
+        matches!(
+            &e,
+            reviewer::Error::Archive(reviewer::archive::ArchiveError::DamagedSubmission { .. })
+        ),
         "{e}"
     );
     // A good submission is not quarantined: retry says so.
@@ -360,7 +363,13 @@ fn retry_checks_custody_and_keeps_what_still_fails() {
         &env.out,
     ])
     .unwrap_err();
-    assert!(matches!(e, reviewer::Error::NotQuarantined { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            reviewer::Error::Open(reviewer::open::OpenError::NotQuarantined { .. })
+        ),
+        "{e}"
+    );
 }
 
 /// `list`, `show` and `verify-archive` show a quarantined submission.

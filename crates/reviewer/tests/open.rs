@@ -169,7 +169,7 @@ fn wrong_identity_writes_nothing() {
 
     let e = open(&env, &relay, &r, &[&path]).unwrap_err();
     assert!(
-        matches!(&e, Error::WrongIdentity { id, epoch: 1, .. } if *id == s2.id),
+        matches!(&e, Error::Open(reviewer::open::OpenError::WrongIdentity { id, epoch: 1, .. }) if *id == s2.id),
         "{e}"
     );
     assert_eq!(
@@ -202,13 +202,13 @@ fn one_identity_per_epoch_opens_a_batch_of_both_epochs() {
     // error names that epoch.
     let e = open(&env, &relay, &old, &[&path]).unwrap_err();
     assert!(
-        matches!(&e, Error::WrongIdentity { id, epoch: 2, .. } if *id == s2.id),
+        matches!(&e, Error::Open(reviewer::open::OpenError::WrongIdentity { id, epoch: 2, .. }) if *id == s2.id),
         "{e}"
     );
     assert!(e.to_string().contains("sealed to epoch 2"), "{e}");
     let e = open(&env, &relay, &new, &[&path]).unwrap_err();
     assert!(
-        matches!(&e, Error::WrongIdentity { id, epoch: 1, .. } if *id == s1.id),
+        matches!(&e, Error::Open(reviewer::open::OpenError::WrongIdentity { id, epoch: 1, .. }) if *id == s1.id),
         "{e}"
     );
     assert!(e.to_string().contains(&new.key_file.display().to_string()));
@@ -281,10 +281,10 @@ fn passphrase_files_pair_with_identities() {
     assert!(
         matches!(
             e,
-            Error::PassphraseFiles {
+            Error::Identity(reviewer::identity::IdentityError::PassphraseFiles {
                 identities: 2,
                 files: 3
-            }
+            })
         ),
         "{e}"
     );
@@ -298,7 +298,7 @@ fn passphrase_files_pair_with_identities() {
     )
     .unwrap_err();
     assert!(
-        matches!(&e, Error::WrongPassphrase { path } if *path == k2),
+        matches!(&e, Error::Identity(reviewer::identity::IdentityError::WrongPassphrase { path }) if *path == k2),
         "{e}"
     );
     assert_empty(&env.out);
@@ -675,7 +675,13 @@ fn passphrase_identity_round_trip_and_wrong_passphrase() {
     let wrong = env.path("wrong");
     std::fs::write(&wrong, "incorrect horse\n").unwrap();
     let e = open_with(&env, &relay, &key, &[&p1], &[&"--passphrase-file", &wrong]).unwrap_err();
-    assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Identity(reviewer::identity::IdentityError::WrongPassphrase { .. })
+        ),
+        "{e}"
+    );
     assert!(
         e.to_string()
             .starts_with(&format!("wrong passphrase for {}", key.display()))
@@ -748,7 +754,13 @@ fn state_advances_only_after_a_successful_open() {
 
     // A failed open of batch 2 (wrong identity) leaves the state at 1.
     let e = open_with(&env, &relay, &other.key_file, &[&p2], &[]).unwrap_err();
-    assert!(matches!(e, Error::WrongIdentity { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Open(reviewer::open::OpenError::WrongIdentity { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(state_seq(&env, &relay), Some(1));
 
     open(&env, &relay, &r, &[&p2]).unwrap();
@@ -794,7 +806,13 @@ fn a_failing_batch_does_not_undo_the_batches_before_it() {
         .batch(std::slice::from_ref(&s2))
         .write(&env.path("b2.tar"));
     let e = open(&env, &relay, &r, &[&p1, &p2]).unwrap_err();
-    assert!(matches!(e, Error::WrongIdentity { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Open(reviewer::open::OpenError::WrongIdentity { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(state_seq(&env, &relay), Some(1));
     assert!(env.out.join(s1.id.to_string()).is_dir());
     assert!(!env.out.join(s2.id.to_string()).exists());
@@ -865,7 +883,13 @@ fn a_staging_symlink_is_not_followed_or_removed() {
         .join(format!(".staging-{}", batch.manifest().batch_id));
     std::os::unix::fs::symlink(&elsewhere, &staging).unwrap();
     let e = open(&env, &relay, &r, &[&p1]).unwrap_err();
-    assert!(matches!(e, Error::StagingExists { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Open(reviewer::open::OpenError::StagingExists { .. })
+        ),
+        "{e}"
+    );
     assert!(elsewhere.join("keep").is_file());
     assert_eq!(state_seq(&env, &relay), None);
 }
@@ -894,7 +918,13 @@ fn batch_changed_after_verification_is_refused() {
     let identity = Identity::load(&r.key_file, &PassphraseSource::Terminal).unwrap();
     let e = reviewer::open::open_batch(verified, &[identity], &util::scrubber(), &env.out, &store)
         .unwrap_err();
-    assert!(matches!(e, Error::ChangedSinceVerify { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Open(reviewer::open::OpenError::ChangedSinceVerify { .. })
+        ),
+        "{e}"
+    );
     assert_empty(&env.out);
     assert_eq!(state_seq(&env, &relay), None);
 }

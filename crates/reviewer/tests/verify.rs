@@ -85,8 +85,10 @@ fn flipped_byte_in_manifest_json() {
     m[i] ^= 0x01;
     let path = batch.write(&env.path("b.tar"));
     refused(&env, &relay, &r, &path, |e| {
-        matches!(e, Error::BadSignature { .. })
-            && e.to_string().contains("not signed by the pinned relay key")
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+        ) && e.to_string().contains("not signed by the pinned relay key")
     });
 }
 
@@ -111,7 +113,10 @@ fn flipped_byte_in_manifest_sig() {
         b.members[1].1[pos] ^= 0x01;
         let path = b.write(&env.path("b.tar"));
         refused(&env, &relay, &r, &path, |e| {
-            matches!(e, Error::BadSignature { .. })
+            matches!(
+                e,
+                Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+            )
         });
     }
 }
@@ -131,7 +136,7 @@ fn flipped_byte_in_each_age_member() {
                 &relay,
                 &r,
                 &path,
-                |e| matches!(e, Error::SubmissionMismatch { id, what: "SHA-256", .. } if *id == entry.id),
+                |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::SubmissionMismatch { id, what: "SHA-256", .. }) if *id == entry.id),
             );
         }
     }
@@ -148,7 +153,7 @@ fn dropped_submission() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("missing")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("missing")),
     );
 }
 
@@ -166,7 +171,7 @@ fn extra_submission() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("not listed in the manifest")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("not listed in the manifest")),
     );
 
     // An extra member of another kind.
@@ -178,7 +183,7 @@ fn extra_submission() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("unexpected member")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("unexpected member")),
     );
 }
 
@@ -194,7 +199,7 @@ fn repeated_member() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("twice")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("twice")),
     );
 }
 
@@ -210,7 +215,7 @@ fn reordered_members() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("out of order")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("out of order")),
     );
 
     let mut b = batch.clone();
@@ -221,7 +226,7 @@ fn reordered_members() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("first member")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("first member")),
     );
 }
 
@@ -236,7 +241,10 @@ fn wrong_signing_key() {
     let batch = other.batch(std::slice::from_ref(&s));
     let path = batch.write(&env.path("b.tar"));
     refused(&env, &relay, &r, &path, |e| {
-        matches!(e, Error::BadSignature { .. })
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+        )
     });
 
     // A forger who copies the pinned key into the manifest and signs with
@@ -246,7 +254,10 @@ fn wrong_signing_key() {
     let b = other.sign(forged.to_json(), &forged, &[s]);
     let path = b.write(&env.path("b.tar"));
     refused(&env, &relay, &r, &path, |e| {
-        matches!(e, Error::BadSignature { .. })
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+        )
     });
 }
 
@@ -267,7 +278,7 @@ fn manifest_naming_another_key_or_batch() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::InvalidManifest { reason, .. } if reason.contains("relay_key")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::InvalidManifest { reason, .. }) if reason.contains("relay_key")),
     );
 
     // A signature whose trusted comment names another batch.
@@ -286,7 +297,7 @@ fn manifest_naming_another_key_or_batch() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::InvalidManifest { reason, .. } if reason.contains("trusted comment")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::InvalidManifest { reason, .. }) if reason.contains("trusted comment")),
     );
 }
 
@@ -312,7 +323,11 @@ fn truncated_batch_file() {
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let e = verify(&env, &relay, &[&path]).unwrap_err();
         assert!(
-            matches!(e, Error::MalformedBatch { .. } | Error::BadSignature { .. }),
+            matches!(
+                e,
+                Error::Verify(reviewer::verify::VerifyError::MalformedBatch { .. })
+                    | Error::Verify(reviewer::verify::VerifyError::BadSignature { .. })
+            ),
             "cut at {cut}: {e}"
         );
     }
@@ -324,7 +339,7 @@ fn truncated_batch_file() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("truncated")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("truncated")),
     );
 }
 
@@ -350,7 +365,7 @@ fn oversize_manifest_and_signature_are_refused_before_reading() {
             &relay,
             &r,
             &path,
-            |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("larger than")),
+            |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("larger than")),
         );
     }
 }
@@ -375,7 +390,7 @@ fn non_regular_member() {
         &relay,
         &r,
         &path,
-        |e| matches!(e, Error::MalformedBatch { reason, .. } if reason.contains("not a regular file")),
+        |e| matches!(e, Error::Verify(reviewer::verify::VerifyError::MalformedBatch { reason, .. }) if reason.contains("not a regular file")),
     );
 }
 
@@ -392,11 +407,11 @@ fn replayed_batch() {
     assert!(
         matches!(
             e,
-            Error::Replay {
+            Error::Verify(reviewer::verify::VerifyError::Replay {
                 sequence: 1,
                 last: 1,
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -410,7 +425,13 @@ fn replayed_batch() {
         state: env.state.clone(),
     };
     let e = open(&elsewhere, &relay, &r, &[&path]).unwrap_err();
-    assert!(matches!(e, Error::Replay { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::Replay { .. })
+        ),
+        "{e}"
+    );
     assert!(!elsewhere.out.exists());
     assert_eq!(util::tree(&env.out), out_before);
     assert_eq!(util::tree(&env.state), state_before);
@@ -431,11 +452,11 @@ fn skipped_batch_is_a_gap() {
     assert!(
         matches!(
             e,
-            Error::Gap {
+            Error::Verify(reviewer::verify::VerifyError::Gap {
                 sequence: 3,
                 expected: 2,
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -448,17 +469,20 @@ fn skipped_batch_is_a_gap() {
     assert!(
         matches!(
             e,
-            Error::Gap {
+            Error::Verify(reviewer::verify::VerifyError::Gap {
                 sequence: 3,
                 expected: 2,
                 ..
-            }
+            })
         ),
         "{e}"
     );
     assert!(e.to_string().contains("batches 2 to 2 are missing"), "{e}");
     let e = open(&env, &relay, &r, &[&p3]).unwrap_err();
-    assert!(matches!(e, Error::Gap { .. }), "{e}");
+    assert!(
+        matches!(e, Error::Verify(reviewer::verify::VerifyError::Gap { .. })),
+        "{e}"
+    );
     assert_eq!(util::tree(&env.out), out_before);
     assert_eq!(util::tree(&env.state), state_before);
 }
@@ -473,11 +497,23 @@ fn broken_chain() {
     let fork = relay.batch_at(2, Some(format::Digest::of(b"another history")), &[s2]);
     let p2 = fork.write(&env.path("b2.tar"));
     let e = verify(&env, &relay, &[&p1, &p2]).unwrap_err();
-    assert!(matches!(e, Error::ChainBroken { sequence: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::ChainBroken { sequence: 2, .. })
+        ),
+        "{e}"
+    );
 
     open(&env, &relay, &r, &[&p1]).unwrap();
     let e = verify(&env, &relay, &[&p2]).unwrap_err();
-    assert!(matches!(e, Error::ChainBroken { sequence: 2, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::ChainBroken { sequence: 2, .. })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -488,7 +524,13 @@ fn first_batch_needs_start_at() {
     let b5 = relay.batch_at(5, Some(format::Digest::of(b"lost")), &[s]);
     let p5 = b5.write(&env.path("b5.tar"));
     let e = verify(&env, &relay, &[&p5]).unwrap_err();
-    assert!(matches!(e, Error::NotFirst { sequence: 5, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::NotFirst { sequence: 5, .. })
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("--start-at 5"));
 
     let start = |n: &str| {
@@ -504,7 +546,12 @@ fn first_batch_needs_start_at() {
         ])
     };
     start("5").unwrap();
-    assert!(matches!(start("4"), Err(Error::StartAtMismatch { .. })));
+    assert!(matches!(
+        start("4"),
+        Err(Error::Verify(
+            reviewer::verify::VerifyError::StartAtMismatch { .. }
+        ))
+    ));
 }
 
 #[test]
@@ -515,7 +562,10 @@ fn same_batch_twice() {
     let b = batch.write(&env.path("b.tar"));
     let e = verify(&env, &relay, &[&a, &b]).unwrap_err();
     assert!(
-        matches!(e, Error::DuplicateSequence { sequence: 1, .. }),
+        matches!(
+            e,
+            Error::Verify(reviewer::verify::VerifyError::DuplicateSequence { sequence: 1, .. })
+        ),
         "{e}"
     );
 }

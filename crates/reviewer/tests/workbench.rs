@@ -416,7 +416,7 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
     );
     assert_eq!(photo.metadata.scrub, ScrubOutcome::Scrubbed);
     let copy = env.out.join(photo.scrubbed.as_ref().unwrap());
-    assert_eq!(copy, dir.join("shared/photo.jpg"));
+    assert_eq!(copy, dir.join("shared/01-photo.jpg"));
     let copy_bytes = std::fs::read(&copy).unwrap();
     assert_ne!(copy_bytes, jpeg);
     assert!(!copy_bytes.windows(13).any(|w| w == b"Jane Reporter"));
@@ -434,7 +434,7 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
         ScrubOutcome::Unsupported { .. }
     ));
     assert_eq!(notes.scrubbed, None);
-    assert!(!dir.join("shared/notes.txt").exists());
+    assert!(!dir.join("shared/03-notes.txt").exists());
 
     // `show` says what was found and what not to share.
     let o = bin(&[&"show", &env.out, &s.id.to_string()]);
@@ -449,7 +449,7 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
     );
     assert!(
         shown.contains(&format!(
-            "scrubbed copy for sharing: {}/shared/photo.jpg",
+            "scrubbed copy for sharing: {}/shared/01-photo.jpg",
             s.id
         )),
         "{shown}"
@@ -484,7 +484,7 @@ fn the_same_id_with_another_ciphertext_is_refused() {
     let pb1 = b.batch(&[s2, forged]).write(&env.path("b1.tar"));
     let e = open(&env, &b, &r, &[&pb1]).unwrap_err();
     assert!(
-        matches!(&e, Error::SubmissionConflict { id, archived_sequence: 1, .. } if *id == s1.id),
+        matches!(&e, Error::Archive(reviewer::archive::ArchiveError::SubmissionConflict { id, archived_sequence: 1, .. }) if *id == s1.id),
         "{e}"
     );
     let msg = e.to_string();
@@ -500,7 +500,13 @@ fn the_same_id_with_another_ciphertext_is_refused() {
     again.id = s1.id;
     let pa2 = a.batch(&[again]).write(&env.path("a2.tar"));
     let e = open(&env, &a, &r, &[&pa2]).unwrap_err();
-    assert!(matches!(e, Error::SubmissionConflict { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::SubmissionConflict { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(tree(&env.out), out_before);
     assert_eq!(state_seq(&env.state, &a), Some(1));
 }
@@ -761,16 +767,37 @@ fn ids_may_be_unique_prefixes() {
     );
     let e = run(&[&"status", dir, &&full[..6], &"new"]).unwrap_err();
     assert!(
-        matches!(e, Error::AmbiguousSubmission { matches: 5, .. }),
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::AmbiguousSubmission { matches: 5, .. })
+        ),
         "{e}"
     );
     let e = run(&[&"show", dir, &&full[..5]]).unwrap_err();
-    assert!(matches!(e, Error::BadSubmissionId { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::BadSubmissionId { .. })
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("at least 6"), "{e}");
     let e = run(&[&"show", dir, &"ffffffffffff"]).unwrap_err();
-    assert!(matches!(e, Error::UnknownSubmission { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::UnknownSubmission { .. })
+        ),
+        "{e}"
+    );
     let e = run(&[&"show", dir, &"not-hex!"]).unwrap_err();
-    assert!(matches!(e, Error::BadSubmissionId { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::BadSubmissionId { .. })
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -784,14 +811,32 @@ fn bad_status_and_tags_are_refused_and_change_nothing() {
     assert!(e.to_string().contains("reviewing"), "{e}");
     for bad in ["Urgent", "two words", "a_b", "é", "a.b", &"x".repeat(41)] {
         let e = run(&[&"tag", dir, &id, &"fine", &bad]).unwrap_err();
-        assert!(matches!(e, Error::BadTag { .. }), "{bad}: {e}");
+        assert!(
+            matches!(
+                e,
+                Error::Archive(reviewer::archive::ArchiveError::BadTag { .. })
+            ),
+            "{bad}: {e}"
+        );
     }
     let e = run(&[&"list", dir, &"--tag", &"Bad"]).unwrap_err();
-    assert!(matches!(e, Error::BadTag { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::BadTag { .. })
+        ),
+        "{e}"
+    );
     assert_eq!(std::fs::read(dir.join("triage.json")).unwrap(), before);
     // A directory that is no archive.
     let e = run(&[&"list", &t.env.path("nowhere")]).unwrap_err();
-    assert!(matches!(e, Error::NotAnArchive { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Archive(reviewer::archive::ArchiveError::NotAnArchive { .. })
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("reviewer open"), "{e}");
 }
 

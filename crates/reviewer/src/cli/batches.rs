@@ -177,10 +177,12 @@ pub(super) fn unlock_identities(
         1 => vec![PassphraseSource::File(files[0].clone()); paths.len()],
         n if n == paths.len() => files.iter().cloned().map(PassphraseSource::File).collect(),
         n => {
-            return Err(Error::PassphraseFiles {
-                identities: paths.len(),
-                files: n,
-            });
+            return Err(Error::Identity(
+                crate::identity::IdentityError::PassphraseFiles {
+                    identities: paths.len(),
+                    files: n,
+                },
+            ));
         }
     };
     // Unlocked once each, then used for every submission of every batch.
@@ -301,7 +303,10 @@ pub(super) fn retry_cmd(a: RetryArgs, helper: Option<&Path>) -> Result<(), Error
     let archive = Archive::open(&a.out)?;
     let id = archive.resolve(&a.id)?;
     if archive.quarantined_submission(&id).is_none() {
-        return Err(Error::NotQuarantined { id, dir: a.out });
+        return Err(Error::Open(crate::open::OpenError::NotQuarantined {
+            id,
+            dir: a.out,
+        }));
     }
     let scrubber = a.scrub.scrubber(helper)?;
     let identities = unlock_identities(&a.identity, &a.passphrase_file)?;

@@ -91,7 +91,7 @@ pub(super) fn threads_cmd(a: ThreadsArgs) -> Result<(), Error> {
 pub(super) fn reply_cmd(a: ReplyArgs) -> Result<(), Error> {
     // Cheap refusals first; write_reply checks both again.
     if a.recipients.is_empty() && a.recipients_file.is_empty() {
-        return Err(Error::NoReviewerRecipient);
+        return Err(Error::Reply(crate::reply::ReplyError::NoReviewerRecipient));
     }
     if exists_no_follow(&a.out)? {
         return Err(Error::AlreadyExists { path: a.out });

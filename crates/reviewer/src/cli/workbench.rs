@@ -428,9 +428,11 @@ pub(super) fn show_cmd(a: ShowArgs) -> Result<(), Error> {
 
 pub(super) fn tag_cmd(a: TagArgs) -> Result<(), Error> {
     for t in &a.tags {
-        archive::check_tag(t).map_err(|reason| Error::BadTag {
-            tag: t.chars().take(50).collect(),
-            reason,
+        archive::check_tag(t).map_err(|reason| {
+            Error::Archive(crate::archive::ArchiveError::BadTag {
+                tag: t.chars().take(50).collect(),
+                reason,
+            })
         })?;
     }
     let archive = Archive::open(&a.archive)?;
@@ -597,9 +599,11 @@ pub(super) fn verify_archive_cmd(a: VerifyArchiveArgs) -> Result<(), Error> {
     if report.problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::ArchiveProblems {
-            dir: a.archive,
-            problems: report.problems.len(),
-        })
+        Err(Error::Archive(
+            crate::archive::ArchiveError::ArchiveProblems {
+                dir: a.archive,
+                problems: report.problems.len(),
+            },
+        ))
     }
 }

@@ -140,7 +140,7 @@ impl RelayClient {
         format!("{}{path}", self.base)
     }
 
-    /// Sends an authenticated request; a 401 becomes [`Error::Fetch(FetchError::TokenRefused)`].
+    /// Sends an authenticated request; a 401 becomes [`FetchError::TokenRefused`].
     fn send(&self, request: RequestBuilder, url: &str) -> Result<Response, Error> {
         let response = request
             .bearer_auth(self.token.expose_secret())

@@ -43,18 +43,18 @@
 //! [`open_batch`] runs four stages, each consuming what the one before
 //! produced, so that none can be skipped or run out of order:
 //!
-//! 1. **preflight** ([`Plan`]): the chain state still holds, the threads
+//! 1. **preflight** (`Plan`): the chain state still holds, the threads
 //!    agree with the thread index, the archive does not hold the batch or
 //!    another ciphertext for one of its ids, nothing is in the way; a
 //!    staging directory left by an interrupted open of this batch is rolled
 //!    back.
-//! 2. **stage** ([`Staged`]): everything is written into
+//! 2. **stage** (`Staged`): everything is written into
 //!    `DIR/.staging-<batch id>/`, streamed (memory stays bounded whatever
 //!    the attachment sizes): each ciphertext copied verbatim for the chain
 //!    of custody and hashed again, each submission decrypted and unpacked
 //!    or quarantined, every attachment scrubbed, the receipt; then flushed
 //!    to disk.
-//! 3. **commit files** ([`Committed`]): a journal of the moves is written
+//! 3. **commit files** (`Committed`): a journal of the moves is written
 //!    and flushed, then submission folders, custody copies and the receipt
 //!    are renamed into place.
 //! 4. **commit indexes**: the archive index, then the thread index, then
@@ -193,7 +193,7 @@ fn is_plain_relative(p: &Path) -> bool {
 /// directory goes. Returns whether there was one.
 ///
 /// A directory of that name that is not a plain directory (a symlink, a
-/// file) is not ours to remove: [`Error::Open(OpenError::StagingExists)`].
+/// file) is not ours to remove: [`OpenError::StagingExists`].
 pub(crate) fn roll_back(out: &Path, dir: &Path) -> Result<bool, Error> {
     let meta = match fs::symlink_metadata(dir) {
         Ok(m) => m,
@@ -274,7 +274,7 @@ impl Drop for Staging {
 /// e.g. one of a retired epoch, a thread that contradicts the thread index,
 /// a ciphertext changed since verification) nothing from the batch stays in
 /// `out` and the chain state and thread index are unchanged. A batch the
-/// archive already holds is refused with [`Error::Archive(crate::archive::ArchiveError::AlreadyArchived)`].
+/// archive already holds is refused with [`ArchiveError::AlreadyArchived`](crate::archive::ArchiveError::AlreadyArchived).
 pub fn open_batch(
     batch: VerifiedBatch,
     identities: &[Identity],
@@ -838,7 +838,7 @@ pub struct Retried {
 /// checking it against the SHA-256 the signed manifest gave): with a newer
 /// reviewer, or higher scrubbing limits. On success it moves into the
 /// archive; otherwise it stays quarantined with the new reason
-/// ([`Error::Open(OpenError::StillQuarantined)`]).
+/// ([`OpenError::StillQuarantined`]).
 pub fn retry(
     out: &Path,
     id: &SubmissionId,

@@ -75,9 +75,9 @@ const PDF_STREAM_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The most all Flate streams of one PDF may decompress to, together.
 ///
-/// lopdf bounds each stream ([`PDF_STREAM_LIMIT`]) but not their sum: a
+/// lopdf bounds each stream (`PDF_STREAM_LIMIT`, 64 MiB) but not their sum: a
 /// 3.6 MB file of sixty object streams of 60 MiB each loads as 3.6 GiB of
-/// objects. [`pdf_inflate_budget`] counts every stream before lopdf sees
+/// objects. `pdf_inflate_budget` counts every stream before lopdf sees
 /// the file; a quarter of the scrubbing child's default address space
 /// (`crate::sandbox`) leaves room for lopdf's object tree over it.
 pub const PDF_TOTAL_INFLATE_LIMIT: u64 = 256 * 1024 * 1024;

@@ -866,6 +866,7 @@ fn leftover_staging_directory_is_rolled_back() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn a_staging_symlink_is_not_followed_or_removed() {
     let env = Env::new();

@@ -1081,7 +1081,10 @@ fn decrypt_all(
     let mut unpacked: Vec<Option<Result<Unpack, Error>>> = Vec::new();
     unpacked.resize_with(entries.len(), || None);
     let results = std::sync::Mutex::new(unpacked);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(2 * workers);
+    // A job: the entry's place, its ciphertext, and where its custody copy
+    // goes (none if an earlier batch of this relay kept it).
+    type Job = (usize, Vec<u8>, Option<PathBuf>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2 * workers);
     let rx = std::sync::Mutex::new(rx);
     let read_result = std::thread::scope(|scope| -> Result<(), Error> {
         // Owned here: when reading ends (or fails), the queue closes and
@@ -1096,9 +1099,13 @@ fn decrypt_all(
                         Ok(rx) => rx.recv(),
                         Err(_) => break,
                     };
-                    let Ok((i, ciphertext)) = job else { break };
-                    let r =
-                        open_submission(&ciphertext[..], &entries[i], identities, staging, path);
+                    let Ok((i, ciphertext, copy)) = job else { break };
+                    // The custody copy first: it is kept whatever the
+                    // content turns out to be.
+                    let kept = copy.map_or(Ok(()), |p| write_file(&p, &ciphertext));
+                    let r = kept.and_then(|()| {
+                        open_submission(&ciphertext[..], &entries[i], identities, staging, path)
+                    });
                     if let Ok(mut all) = results.lock() {
                         all[i] = Some(r);
                     }
@@ -1115,12 +1122,34 @@ fn decrypt_all(
             }
             // This relay's custody copy, unless an earlier batch of the same
             // relay already left it (the same id and ciphertext again).
-            let copy = if exists_no_follow(&custody_ciphertext(out, batch.relay_key(), &entry.id))?
-            {
+            let copy_path = if exists_no_follow(&custody_ciphertext(
+                out,
+                batch.relay_key(),
+                &entry.id,
+            ))? {
                 None
             } else {
-                let p = custody.join(format!("{}.age", entry.id));
-                Some((create_private_file(&p)?, p))
+                Some(custody.join(format!("{}.age", entry.id)))
+            };
+            let parallel = !known.contains(&entry.id) && entry.size <= SMALL_CIPHERTEXT;
+            if parallel {
+                // Read here in order; copied to custody by the worker.
+                let mut ciphertext = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
+                let read = tar.data().read_to_end(&mut ciphertext);
+                match read {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed()),
+                    Err(e) => return Err(Error::io("read", path, e)),
+                }
+                progress(ciphertext.len() as u64);
+                // A worker that stopped (it cannot, but then) drops the job:
+                // the missing result below refuses the batch.
+                let _ = tx.send((i, ciphertext, copy_path));
+                continue;
+            }
+            let copy = match copy_path {
+                Some(p) => Some((create_private_file(&p)?, p)),
+                None => None,
             };
             let mut reader = Custody {
                 inner: tar.data(),
@@ -1128,21 +1157,6 @@ fn decrypt_all(
                 write_error: None,
                 progress: &mut *progress,
             };
-            let parallel = !known.contains(&entry.id) && entry.size <= SMALL_CIPHERTEXT;
-            if parallel {
-                let mut ciphertext = Vec::with_capacity(usize::try_from(entry.size).unwrap_or(0));
-                let read = reader.read_to_end(&mut ciphertext);
-                reader.finish()?;
-                match read {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed()),
-                    Err(e) => return Err(Error::io("read", path, e)),
-                }
-                // A worker that stopped (it cannot, but then) drops the job:
-                // the missing result below refuses the batch.
-                let _ = tx.send((i, ciphertext));
-                continue;
-            }
             let result = if known.contains(&entry.id) {
                 check_ciphertext(&mut reader, entry, path).map(|()| Unpack::Known)
             } else {

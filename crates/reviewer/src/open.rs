@@ -556,13 +556,15 @@ fn commit_files(staged: Staged) -> Result<Committed, Error> {
     drop(f);
     sync_dir(&staging)?;
 
+    // A handful of parents (the archive, the custody directories, the
+    // receipts): each made and flushed once, not once per move.
     let mut parents: Vec<PathBuf> = Vec::new();
     for (from, to) in &moves {
-        if let Some(parent) = to.parent() {
+        if let Some(parent) = to.parent()
+            && !parents.iter().any(|p| p == parent)
+        {
             ensure_dir(parent)?;
-            if !parents.iter().any(|p| p == parent) {
-                parents.push(parent.to_path_buf());
-            }
+            parents.push(parent.to_path_buf());
         }
         rename_new(from, to)?;
         plan.staging.committed.push(to.clone());

@@ -1101,7 +1101,9 @@ fn decrypt_all(
                         Ok(rx) => rx.recv(),
                         Err(_) => break,
                     };
-                    let Ok((i, ciphertext, copy)) = job else { break };
+                    let Ok((i, ciphertext, copy)) = job else {
+                        break;
+                    };
                     // The custody copy first: it is kept whatever the
                     // content turns out to be.
                     let kept = copy.map_or(Ok(()), |p| write_file(&p, &ciphertext));
@@ -1124,15 +1126,12 @@ fn decrypt_all(
             }
             // This relay's custody copy, unless an earlier batch of the same
             // relay already left it (the same id and ciphertext again).
-            let copy_path = if exists_no_follow(&custody_ciphertext(
-                out,
-                batch.relay_key(),
-                &entry.id,
-            ))? {
-                None
-            } else {
-                Some(custody.join(format!("{}.age", entry.id)))
-            };
+            let copy_path =
+                if exists_no_follow(&custody_ciphertext(out, batch.relay_key(), &entry.id))? {
+                    None
+                } else {
+                    Some(custody.join(format!("{}.age", entry.id)))
+                };
             let parallel = !known.contains(&entry.id) && entry.size <= SMALL_CIPHERTEXT;
             if parallel {
                 // Read here in order; copied to custody by the worker.

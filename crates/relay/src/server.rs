@@ -197,6 +197,7 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
+    reporter: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -223,9 +224,13 @@ impl Running {
                 result = Err(Error::Tls(format!("a listener stopped: {e}")));
             }
         }
-        for t in [self.watcher.take(), self.sweeper.take()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.watcher.take(),
+            self.sweeper.take(),
+            self.reporter.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             t.abort();
             // Wait until it is gone: the store must be free to reopen once
@@ -465,6 +470,7 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         tasks: Vec::new(),
         watcher: None,
         sweeper: None,
+        reporter: None,
     };
 
     if let Some(addr) = listen.https {
@@ -533,6 +539,19 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
             }
         }));
     }
+    // The tally of refusals and failures, written once a day (and when the
+    // state goes, at shutdown). A weak reference, like the sweeper's.
+    let weak = Arc::downgrade(&state);
+    running.reporter = Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(web::tally::REPORT_EVERY);
+        // The first tick is immediate: nothing to say yet.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            state.tally.report("daily");
+        }
+    }));
     running.tasks = tasks;
     Ok(running)
 }

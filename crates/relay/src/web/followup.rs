@@ -457,7 +457,7 @@ pub(super) async fn submit(
         Ok(_) => see_other(format!("/followup/{}/?done=added", lang.code())),
         Err(Failure::Early(response)) => response,
         Err(Failure::Refused(reject)) => {
-            let (status, errors) = submit::refusal("/followup/{lang}/submit", reject);
+            let (status, errors) = submit::refusal(&state, reject);
             match errors {
                 Some(errors) => {
                     let tr = super::i18n::Tr { lang };

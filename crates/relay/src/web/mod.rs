@@ -10,6 +10,7 @@ mod followup;
 pub mod i18n;
 mod pages;
 mod submit;
+pub mod tally;
 mod upload;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub(crate) batch_lock: BatchLock,
     /// Codenames and follow-up sessions (`None` when `[followup]` is off).
     pub followup: Option<crate::followup::Followup>,
+    /// Refusals, failures and missing codenames, counted, not logged one by
+    /// one ([`tally`]).
+    pub tally: tally::Tally,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
             uploads,
             batch_lock: BatchLock::default(),
             followup: None,
+            tally: tally::Tally::default(),
         }
     }
 

@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 use super::AppState;
 use super::i18n::{Lang, Tr};
 use super::pages::{self, FormError, Prefill};
+use super::tally::Kind;
 use super::upload::{BodyReader, Stop};
 use crate::Error;
 use crate::followup::{self, Codename, DeriveError};
@@ -180,7 +181,7 @@ pub(super) async fn submit(
         Ok(outcome) => pages::received(lang, &outcome),
         Err(Failure::Early(response)) => response,
         Err(Failure::Refused(reject)) => {
-            let (status, errors) = refusal("/{lang}/submit", reject);
+            let (status, errors) = refusal(&state, reject);
             match errors {
                 Some(errors) => {
                     pages::render_form(&state, lang, status, &errors, &answers.prefill())
@@ -193,9 +194,10 @@ pub(super) async fn submit(
 }
 
 /// The status of a refusal and, for the source's own mistakes, what to
-/// show next to the fields. Logs what the operator must know (never
-/// anything the source sent).
-pub(super) fn refusal(route: &'static str, reject: Reject) -> (StatusCode, Option<Vec<FormError>>) {
+/// show next to the fields. Counts what the operator must know (never
+/// anything the source sent) in the state's tally, which reports it at
+/// most once a day: a log line per refusal would date the request.
+pub(super) fn refusal(state: &AppState, reject: Reject) -> (StatusCode, Option<Vec<FormError>>) {
     match reject {
         Reject::BadRequest(errors) => (StatusCode::BAD_REQUEST, Some(errors)),
         Reject::TooLarge(error) => (StatusCode::PAYLOAD_TOO_LARGE, Some(vec![error])),
@@ -207,15 +209,15 @@ pub(super) fn refusal(route: &'static str, reject: Reject) -> (StatusCode, Optio
         ),
         Reject::Full(e) => {
             // Nothing was stored: the source may try again later. The
-            // operator learns why from this line (it holds nothing the
-            // source sent).
-            tracing::warn!(route, status = 503, error = %e, "submission refused");
+            // operator learns why from the daily report (the reason holds
+            // nothing the source sent).
+            state.tally.count(Kind::Refused, &e);
             (StatusCode::SERVICE_UNAVAILABLE, None)
         }
         Reject::Internal(e) => {
             // The error names the failing step only; it holds nothing the
             // source sent.
-            tracing::warn!(route, status = 500, error = %e, "submission failed");
+            state.tally.count(Kind::Failed, &e);
             (StatusCode::INTERNAL_SERVER_ERROR, None)
         }
     }
@@ -306,7 +308,7 @@ async fn receive(
             Err(e) => {
                 // The testimony is stored all the same; the source is told
                 // there is no codename this time.
-                tracing::warn!(route = "/{lang}/submit", error = %e, "no codename for a submission");
+                state.tally.count(Kind::NoCodename, &e);
                 outcome.codename_failed = true;
             }
         }

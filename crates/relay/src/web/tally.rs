@@ -12,7 +12,7 @@
 //!
 //! The reasons are the errors' own messages, which name the failing step
 //! (a quota, a full disk, a busy derivation) and never anything the source
-//! sent. At most [`MAX_REASONS`] distinct reasons are kept per kind; more
+//! sent. At most `MAX_REASONS` (16) distinct reasons are kept per kind; more
 //! are counted as "other".
 
 use std::collections::BTreeMap;

@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use format::{Day, SubmissionId};
 use relay::export::{self, BatchLock};
 use relay::keys::SigningKey;
-use relay::seal::{self, Recipients, Spool, Submission};
+use relay::seal::{self, Recipients, Spool, Spools, Submission};
 use relay::store::Store;
 use reviewer::state::ChainAnchor;
 use reviewer::verify::{self, PinnedKey};
@@ -66,15 +66,32 @@ fn id(n: u64) -> SubmissionId {
 }
 
 /// Seals `n` 4 KiB submissions into `store`, ids from `first`.
-fn seal_many(store: &Store, spool: &Path, recipients: &Recipients, first: u64, n: u64) {
+fn spools(dir: &Path) -> Spools {
+    Spools::open(&dir.join("tmp"), 2).unwrap_or_else(|e| fail("open the spools", e))
+}
+
+fn seal_many(store: &Store, spools: &Spools, recipients: &Recipients, first: u64, n: u64) {
     let text = "x".repeat(4096);
     for i in first..first + n {
         let pending = store
             .begin(id(i))
             .unwrap_or_else(|e| fail("begin a submission", e));
-        let spool = Spool::new(spool).unwrap_or_else(|e| fail("create a spool", e));
-        seal::seal(submission(&text), spool, recipients, 1, pending)
+        let spool = Spool::new(spools).unwrap_or_else(|e| fail("create a spool", e));
+        let (pending, sealed) = seal::seal(submission(&text), spool, recipients, 1, pending)
             .unwrap_or_else(|e| fail("seal", e));
+        pending
+            .finish(
+                sealed.received_day,
+                sealed.epoch,
+                sealed.key_set,
+                sealed.thread,
+            )
+            .unwrap_or_else(|e| fail("finish", e));
+        // Sealed ciphertexts wait in memory for a commit round; commit now
+        // and then, as the relay's rounds would (one sync per 256 here).
+        if (i - first) % 256 == 255 {
+            store.sync_blocking().unwrap_or_else(|e| fail("commit", e));
+        }
     }
 }
 
@@ -88,8 +105,9 @@ fn seal_4k(c: &mut Criterion) {
             let dir = scratch();
             let store = Store::open(&dir.path().join("store"), 16 << 20)
                 .unwrap_or_else(|e| fail("open the store", e));
+            let spools = spools(dir.path());
             let start = Instant::now();
-            seal_many(&store, dir.path(), &recipients, 0, iters);
+            seal_many(&store, &spools, &recipients, 0, iters);
             let spent = start.elapsed();
             drop(store);
             spent
@@ -103,7 +121,7 @@ fn batch_verify(c: &mut Criterion) {
     let dir = scratch();
     let store = Store::open(&dir.path().join("store"), 16 << 20)
         .unwrap_or_else(|e| fail("open the store", e));
-    seal_many(&store, dir.path(), &recipients(), 0, SUBMISSIONS);
+    seal_many(&store, &spools(dir.path()), &recipients(), 0, SUBMISSIONS);
     store.sync_blocking().unwrap_or_else(|e| fail("commit", e));
     let (signer, _) =
         SigningKey::load_or_create(dir.path()).unwrap_or_else(|e| fail("signing key", e));

@@ -139,11 +139,45 @@ pub struct StoreSettings {
     /// sled's page cache in MiB (default 16). sled's own default (1 GiB)
     /// would defeat the relay's memory bound.
     pub cache_mib: u64,
+    /// How often a commit round runs, in milliseconds (default 1,000; 0:
+    /// whenever a submission waits). Each round commits what arrived since
+    /// the last and sets every store file's times to now, whether or not
+    /// anything arrived, so that file times never date a submission. A
+    /// source waits for the next round before "stored": half an interval on
+    /// average, a whole one at most. With 0, rounds run at once (lowest
+    /// latency), and a relay seized less than a second after a submission
+    /// shows its time on the store's files.
+    pub commit_interval_ms: u64,
+    /// How often, in minutes, every segment holding acknowledged
+    /// ciphertext is rewritten without it (default 60). Segments that are
+    /// mostly acknowledged are rewritten at once; this bounds how long any
+    /// acknowledged ciphertext stays on disk.
+    pub compact_interval_minutes: u64,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        Self { cache_mib: 16 }
+        Self {
+            cache_mib: 16,
+            commit_interval_ms: 1000,
+            compact_interval_minutes: 60,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The store's options, with `uploads` uploads at once.
+    pub fn options(&self, uploads: usize) -> crate::store::Options {
+        crate::store::Options {
+            cache_bytes: self.cache_mib << 20,
+            commit_interval: std::time::Duration::from_millis(self.commit_interval_ms),
+            compact_interval: std::time::Duration::from_secs(self.compact_interval_minutes * 60),
+            // Large ciphertexts wait in these until their round; an upload
+            // whose client went away may still hold one while a new upload
+            // runs, hence twice as many.
+            scratch_files: uploads.saturating_mul(2).max(2),
+            segment_bytes: crate::store::SEGMENT_BYTES,
+        }
     }
 }
 
@@ -377,6 +411,20 @@ impl Config {
         )?;
         check_range(&bad, "limits.min_free_bytes", l.min_free_bytes, 0, 1 << 40)?;
         check_range(&bad, "store.cache_mib", raw.store.cache_mib, 1, 65_536)?;
+        check_range(
+            &bad,
+            "store.commit_interval_ms",
+            raw.store.commit_interval_ms,
+            0,
+            10_000,
+        )?;
+        check_range(
+            &bad,
+            "store.compact_interval_minutes",
+            raw.store.compact_interval_minutes,
+            1,
+            7 * 24 * 60,
+        )?;
         let f = &raw.followup;
         // Argon2's own floor is 8 KiB per lane; below 8 MiB a codename would
         // be cheap to guess from a seized disk.

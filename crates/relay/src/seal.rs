@@ -9,11 +9,14 @@
 //! and they can be far larger than memory. They are therefore *spooled*: as
 //! they arrive they are encrypted under a random key that exists only in
 //! this process's memory (`spool.rs`: AES-256-GCM, STREAM chunks),
-//! into an unnamed temporary file (`O_TMPFILE` where the OS has it, so a
-//! crash leaves no name behind). When the form is complete the spool is
+//! into one of a fixed pool of spool files made at start ([`Spools`]: a
+//! file per upload would date it). When the form is complete the spool is
 //! decrypted as a stream straight into the real seal. Plaintext never
 //! reaches the disk, and memory per upload stays at a few 64 KiB chunks
 //! whatever the upload's size.
+//!
+//! [`seal`] writes the age file to any writer and returns what the store
+//! records with it; it knows nothing of the store.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Seek, Write};
@@ -28,9 +31,9 @@ use zeroize::Zeroize;
 use zeroize::Zeroizing;
 
 use crate::Error;
+use crate::fsutil::{FilePool, PooledFile};
 use crate::pipeline::ThreadedWriter;
 use crate::spool::{SpoolReader, SpoolWriter};
-use crate::store::{PendingSubmission, SubmissionMeta};
 
 /// Buffer in front of every age output. age turns an error while writing its
 /// header into a bare "failed to write header", dropping the operating
@@ -119,6 +122,49 @@ pub fn check_header(reader: &mut dyn Read) -> Result<(), Error> {
         })
 }
 
+/// The age identity of a raw X25519 secret (a source's, derived from a
+/// codename), built for one use: `AGE-SECRET-KEY-1…` in zeroizing memory.
+fn x25519_identity(secret: &[u8; 32]) -> Result<age::x25519::Identity, Error> {
+    let hrp = bech32::Hrp::parse_unchecked("AGE-SECRET-KEY-");
+    let mut encoded = Zeroizing::new(
+        bech32::encode::<bech32::Bech32>(hrp, &secret[..])
+            .map_err(|e| Error::Followup(format!("encode an identity: {e}")))?,
+    );
+    encoded.make_ascii_uppercase();
+    encoded
+        .parse::<age::x25519::Identity>()
+        .map_err(|e| Error::Followup(format!("build an identity: {e}")))
+}
+
+/// The `age1…` recipient of a raw X25519 secret.
+pub fn x25519_recipient(secret: &[u8; 32]) -> Result<String, Error> {
+    Ok(x25519_identity(secret)?.to_public().to_string())
+}
+
+/// Decrypts a small age file (a reply) with a raw X25519 secret; more than
+/// `limit` bytes of plaintext is an error.
+pub fn open_with_x25519(
+    ciphertext: &[u8],
+    secret: &[u8; 32],
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let identity = x25519_identity(secret)?;
+    let failed = |e: &dyn std::fmt::Display| Error::Followup(format!("open a reply: {e}"));
+    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| failed(&e))?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map_err(|e| failed(&e))?;
+    let mut plain = Zeroizing::new(Vec::new());
+    (&mut reader)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| failed(&e))?;
+    if plain.len() > limit {
+        return Err(failed(&"longer than a reply may be"));
+    }
+    Ok(plain)
+}
+
 /// A new reviewer identity for demo mode: the identity file's text
 /// (zeroized on drop) and its `age1…` recipient.
 pub fn generate_identity(created: Day, comment: &str) -> (Zeroizing<String>, String) {
@@ -144,8 +190,8 @@ struct Spooled {
 /// a text-only submission (most of them) costs neither a temporary file
 /// nor a key.
 pub struct Spool {
-    dir: std::path::PathBuf,
-    writer: Option<SpoolWriter>,
+    pool: Spools,
+    writer: Option<(SpoolWriter, PooledFile)>,
     files: Vec<Spooled>,
     current: Option<(String, sha2::Sha256, u64)>,
     total: u64,
@@ -160,12 +206,36 @@ impl std::fmt::Debug for Spool {
     }
 }
 
+/// The spool files: a fixed pool, made at start in the spool directory and
+/// reused with a fresh key for each upload, so that no file is created or
+/// deleted per upload (a new inode would date it; `crate::store`, "Why
+/// segments").
+#[derive(Clone, Debug)]
+pub struct Spools(std::sync::Arc<FilePool>);
+
+/// How long an upload waits for a spool file when all are lent out (they
+/// are as many as the uploads that may run at once, so only briefly, while
+/// a finished upload gives its file back).
+const SPOOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Spools {
+    /// Makes (or empties) `count` spool files in `dir`.
+    pub fn open(dir: &Path, count: usize) -> Result<Self, Error> {
+        FilePool::open(dir, "spool", count).map(Self)
+    }
+
+    /// The files, for the store's cover writes.
+    pub fn paths(&self) -> Vec<std::path::PathBuf> {
+        self.0.paths().to_vec()
+    }
+}
+
 impl Spool {
-    /// A new, empty spool; its unnamed temporary file in `dir` is created
-    /// with the first attachment.
-    pub fn new(dir: &Path) -> Result<Self, Error> {
+    /// A new, empty spool; it takes a file from `pool` with the first
+    /// attachment.
+    pub fn new(pool: &Spools) -> Result<Self, Error> {
         Ok(Self {
-            dir: dir.to_owned(),
+            pool: pool.clone(),
             writer: None,
             files: Vec::new(),
             current: None,
@@ -178,9 +248,15 @@ impl Spool {
         if self.writer.is_some() {
             return Ok(());
         }
-        let file = tempfile::tempfile_in(&self.dir)
-            .map_err(Error::io("create a spool file in", &self.dir))?;
-        self.writer = Some(SpoolWriter::new(file).map_err(seal_err("start the spool"))?);
+        let loan = self.pool.0.take(SPOOL_WAIT).ok_or(Error::StoreFull(
+            "every spool file is in use (limits.max_concurrent_uploads uploads at once)",
+        ))?;
+        let file = loan
+            .file()
+            .try_clone()
+            .map_err(seal_err("open a spool file"))?;
+        let writer = SpoolWriter::new(file).map_err(seal_err("start the spool"))?;
+        self.writer = Some((writer, loan));
         Ok(())
     }
 
@@ -209,6 +285,7 @@ impl Spool {
                 stage: "spool an attachment",
                 source: "spool already closed".into(),
             })?
+            .0
             .write_all(data)
             .map_err(seal_err("write the spool"))
     }
@@ -238,14 +315,30 @@ impl Spool {
     /// attachments' descriptions.
     fn into_reader(mut self) -> Result<(Box<dyn Read>, Vec<Spooled>), Error> {
         self.end_file();
-        let Some(writer) = self.writer.take() else {
+        let Some((writer, loan)) = self.writer.take() else {
             // No attachment was ever begun: nothing was spooled.
             return Ok((Box::new(io::empty()), std::mem::take(&mut self.files)));
         };
         let (mut file, key, len) = writer.finish().map_err(seal_err("close the spool"))?;
         file.rewind().map_err(seal_err("rewind the spool"))?;
-        let reader = SpoolReader::new(file, key, len);
+        // The loan goes back to the pool (emptied) when the reader drops.
+        let reader = Loaned {
+            reader: SpoolReader::new(file, key, len),
+            _loan: loan,
+        };
         Ok((Box::new(reader), std::mem::take(&mut self.files)))
+    }
+}
+
+/// A spool reader that keeps its file on loan until it is done.
+struct Loaned {
+    reader: SpoolReader,
+    _loan: PooledFile,
+}
+
+impl Read for Loaned {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
     }
 }
 
@@ -305,13 +398,13 @@ const THREADED_WRITE_BYTES: u64 = 1024 * 1024;
 
 /// Where the ciphertext goes: straight into the store, or through a
 /// writer thread.
-enum Output {
-    Direct(PendingSubmission),
-    Threaded(ThreadedWriter<PendingSubmission>),
+enum Output<W: Write + Send + 'static> {
+    Direct(W),
+    Threaded(ThreadedWriter<W>),
 }
 
-impl Output {
-    fn finish(self) -> io::Result<PendingSubmission> {
+impl<W: Write + Send + 'static> Output<W> {
+    fn finish(self) -> io::Result<W> {
         match self {
             Self::Direct(out) => Ok(out),
             Self::Threaded(out) => out.finish(),
@@ -319,7 +412,7 @@ impl Output {
     }
 }
 
-impl Write for Output {
+impl<W: Write + Send + 'static> Write for Output<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Self::Direct(out) => out.write(data),
@@ -341,19 +434,33 @@ fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
     crate::archive::header(path, size, 0o600).map_err(seal_err("name a tar entry"))
 }
 
+/// What the store records of a sealed submission, besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// UTC day it was received.
+    pub received_day: Day,
+    /// The key epoch it was sealed to.
+    pub epoch: u32,
+    /// The fingerprint of the recipients that sealed it.
+    pub key_set: String,
+    /// The follow-up thread it joins.
+    pub thread: Option<format::ThreadId>,
+}
+
 /// Seals one submission to `recipients`, the reviewer recipients of key
-/// epoch `epoch` (the current one), into the store.
+/// epoch `epoch` (the current one), writing the age file to `out`.
 ///
-/// Returns the stored metadata, which records the epoch so batches can name
-/// it; the caller makes it durable with [`crate::store::Store::sync`]
-/// before telling the source.
-pub fn seal(
+/// Returns `out` (everything written and flushed through it) and what the
+/// store records with it, which includes the epoch so batches can name it.
+/// The caller stores both (`PendingSubmission::finish`) and makes them
+/// durable with [`crate::store::Store::sync`] before telling the source.
+pub fn seal<W: Write + Send + 'static>(
     mut submission: Submission,
     spool: Spool,
     recipients: &Recipients,
     epoch: u32,
-    out: PendingSubmission,
-) -> Result<SubmissionMeta, Error> {
+    out: W,
+) -> Result<(W, Sealed), Error> {
     let thread = submission.thread;
     let (mut attachments, files) = spool.into_reader()?;
     let names = format::unique_names(files.iter().map(|f| f.name.as_str()));
@@ -434,18 +541,22 @@ pub fn seal(
             source: format!("plaintext is {} bytes, expected {padded}", counting.count).into(),
         });
     }
-    let pending = counting
+    let mut out = counting
         .inner
         .finish()
         .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
         .and_then(Output::finish)
         .map_err(seal_err("finish encryption"))?;
-    pending.finish(
-        testimony.received_day,
-        epoch,
-        recipients.key_set.clone(),
-        thread,
-    )
+    out.flush().map_err(seal_err("finish encryption"))?;
+    Ok((
+        out,
+        Sealed {
+            received_day: testimony.received_day,
+            epoch,
+            key_set: recipients.key_set.clone(),
+            thread,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -469,6 +580,27 @@ mod tests {
         pt
     }
 
+    fn pool(dir: &Path) -> Spools {
+        Spools::open(&dir.join("spool"), 2).unwrap()
+    }
+
+    /// Seals into the store, as the intake does.
+    fn seal_into(
+        submission: Submission,
+        spool: Spool,
+        recipients: &Recipients,
+        epoch: u32,
+        out: crate::store::PendingSubmission,
+    ) -> Result<crate::store::SubmissionMeta, Error> {
+        let (pending, sealed) = seal(submission, spool, recipients, epoch, out)?;
+        pending.finish(
+            sealed.received_day,
+            sealed.epoch,
+            sealed.key_set,
+            sealed.thread,
+        )
+    }
+
     fn submission(text: &str) -> Submission {
         Submission {
             form_version: 1,
@@ -484,9 +616,12 @@ mod tests {
     #[test]
     fn a_text_only_submission_makes_no_spool_file_and_no_key() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::new(dir.path()).unwrap();
+        let mut spool = Spool::new(&pool(dir.path())).unwrap();
         assert!(spool.writer.is_none());
-        let (mut reader, files) = Spool::new(dir.path()).unwrap().into_reader().unwrap();
+        let (mut reader, files) = Spool::new(&pool(dir.path()))
+            .unwrap()
+            .into_reader()
+            .unwrap();
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty() && files.is_empty());
@@ -507,7 +642,7 @@ mod tests {
         ])
         .unwrap();
 
-        let mut spool = Spool::new(dir.path()).unwrap();
+        let mut spool = Spool::new(&pool(dir.path())).unwrap();
         spool.begin_file("../../evil").unwrap();
         spool.write(b"first ").unwrap();
         spool.write(b"file").unwrap();
@@ -515,7 +650,7 @@ mod tests {
         spool.write(&vec![9u8; 200_000]).unwrap();
         spool.end_file();
         let id = SubmissionId::from_bytes([1; 16]);
-        let meta = seal(
+        let meta = seal_into(
             submission("hello"),
             spool,
             &recipients,
@@ -556,7 +691,15 @@ mod tests {
         }
         assert_eq!(meta.key_set, recipients.key_set());
         assert_eq!(meta.epoch, 3);
-        assert_eq!(store.meta(&id).unwrap(), Some(meta));
+        let stored = store.meta(&id).unwrap().unwrap();
+        assert!(stored.at.is_some());
+        assert_eq!(
+            stored,
+            crate::store::SubmissionMeta {
+                at: stored.at,
+                ..meta
+            }
+        );
     }
 
     #[test]
@@ -566,13 +709,13 @@ mod tests {
         let reviewer = age::x25519::Identity::generate();
         let recipients = Recipients::parse(&[reviewer.to_public().to_string()]).unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut spool = Spool::new(dir.path()).unwrap();
+        let mut spool = Spool::new(&pool(dir.path())).unwrap();
         spool.begin_file("video.mp4").unwrap();
         for part in data.chunks(70_001) {
             spool.write(part).unwrap();
         }
         let id = SubmissionId::from_bytes([9; 16]);
-        let meta = seal(
+        let meta = seal_into(
             submission("big"),
             spool,
             &recipients,
@@ -604,9 +747,9 @@ mod tests {
         let mut plain = Vec::new();
         let mut sealed = Vec::new();
         for (n, text) in ["a", &"b".repeat(5000)].iter().enumerate() {
-            let spool = Spool::new(dir.path()).unwrap();
+            let spool = Spool::new(&pool(dir.path())).unwrap();
             let id = SubmissionId::from_bytes([n as u8; 16]);
-            let meta = seal(
+            let meta = seal_into(
                 submission(text),
                 spool,
                 &recipients,
@@ -634,9 +777,9 @@ mod tests {
         // Refused in age's header, then in the middle of the payload.
         for (n, quota) in [(1u8, 100), (2, 10_000)] {
             store.set_limits(quota, 0);
-            let e = seal(
+            let e = seal_into(
                 submission("x"),
-                Spool::new(dir.path()).unwrap(),
+                Spool::new(&pool(dir.path())).unwrap(),
                 &recipients,
                 1,
                 store.begin(SubmissionId::from_bytes([n; 16])).unwrap(),
@@ -644,14 +787,18 @@ mod tests {
             .unwrap_err();
             assert!(e.is_out_of_space(), "{quota}: {e}");
             assert_eq!(store.held_bytes(), 0);
-            assert_eq!(store.stats().unwrap(), crate::store::Stats::default());
+            let stats = store.stats().unwrap();
+            assert_eq!(
+                (stats.submissions, stats.pending, stats.segment_bytes),
+                (0, 0, 0)
+            );
         }
         // A large one, written through the writer thread: refused half-way.
         store.set_limits(3 << 20, 0);
-        let mut spool = Spool::new(dir.path()).unwrap();
+        let mut spool = Spool::new(&pool(dir.path())).unwrap();
         spool.begin_file("big").unwrap();
         spool.write(&vec![5u8; 5 << 20]).unwrap();
-        let e = seal(
+        let e = seal_into(
             submission("x"),
             spool,
             &recipients,
@@ -661,19 +808,24 @@ mod tests {
         .unwrap_err();
         assert!(e.is_out_of_space(), "{e}");
         assert_eq!(store.held_bytes(), 0);
-        assert_eq!(store.stats().unwrap(), crate::store::Stats::default());
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            (stats.submissions, stats.pending, stats.segment_bytes),
+            (0, 0, 0)
+        );
     }
 
     #[test]
     fn spool_file_holds_no_plaintext() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::new(dir.path()).unwrap();
+        let mut spool = Spool::new(&pool(dir.path())).unwrap();
         spool.begin_file("x").unwrap();
         let canary = b"CANARY-spool-7f3a9c";
         for _ in 0..1000 {
             spool.write(canary).unwrap();
         }
-        let (mut file, _, _) = spool.writer.take().unwrap().finish().unwrap();
+        let (writer, _loan) = spool.writer.take().unwrap();
+        let (mut file, _, _) = writer.finish().unwrap();
         file.rewind().unwrap();
         let mut raw = Vec::new();
         file.read_to_end(&mut raw).unwrap();

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, Limits, TlsVersion};
 use crate::keys::SigningKey;
-use crate::seal::Recipients;
+use crate::seal::{Recipients, Spools};
 use crate::store::Store;
 use crate::web::{self, AppState};
 use crate::{Error, fsutil};
@@ -59,11 +59,16 @@ pub fn open(data_dir: &Path, config: Config) -> Result<Arc<AppState>, Error> {
         );
     }
     let spool_dir = data_dir.join(SPOOL_DIR);
-    prepare_spool_dir(&spool_dir)?;
-    let store = Store::open(
+    let spools = prepare_spool_dir(&spool_dir, config.limits.max_concurrent_uploads)?;
+    let store = Store::open_with(
         &data_dir.join(STORE_DIR),
-        config.store.cache_mib * 1024 * 1024,
+        config.store.options(config.limits.max_concurrent_uploads),
     )?;
+    // The spool's files get the same cover as the store's.
+    let mut covered = spools.paths();
+    covered.push(spool_dir.clone());
+    covered.push(data_dir.to_owned());
+    store.cover_also(covered);
     let followup = if config.followup.enabled {
         let (salt, created) = crate::followup::Salt::load_or_create(data_dir)?;
         if created {
@@ -76,19 +81,24 @@ pub fn open(data_dir: &Path, config: Config) -> Result<Arc<AppState>, Error> {
     } else {
         None
     };
-    let mut state = AppState::new(config, Arc::new(store), recipients, signer, spool_dir);
+    let mut state = AppState::new(config, Arc::new(store), recipients, signer, spools);
     state.followup = followup;
     Ok(Arc::new(state))
 }
 
-/// Creates the spool directory and removes anything left in it. Spools are
-/// unnamed files, so normally there is nothing; a named file here could only
-/// be left by a crash on a system without `O_TMPFILE`.
-fn prepare_spool_dir(dir: &PathBuf) -> Result<(), Error> {
+/// Creates the spool directory with its pool of `count` spool files
+/// (emptied: a crash may have left encrypted bytes whose key is gone), and
+/// removes anything else in it (spools of older versions).
+fn prepare_spool_dir(dir: &Path, count: usize) -> Result<Spools, Error> {
     fsutil::create_private_dir(dir)?;
+    let pool: std::collections::BTreeSet<String> =
+        (0..count).map(|i| format!("spool-{i:02}")).collect();
     for entry in std::fs::read_dir(dir).map_err(Error::io("read", dir))? {
         let entry = entry.map_err(Error::io("read", dir))?;
         let path = entry.path();
+        if pool.contains(&*entry.file_name().to_string_lossy()) && path.is_file() {
+            continue;
+        }
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
@@ -96,7 +106,7 @@ fn prepare_spool_dir(dir: &PathBuf) -> Result<(), Error> {
         };
         removed.map_err(Error::io("remove leftover spool", &path))?;
     }
-    Ok(())
+    Spools::open(dir, count)
 }
 
 /// Builds the TLS server configuration from PEM files.

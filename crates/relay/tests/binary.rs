@@ -197,9 +197,16 @@ fn kill_during_upload_leaves_nothing_and_the_relay_serves_again() {
 
     let line = status_line(&data);
     assert!(line.contains("submissions: 1 "), "{line}");
-    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
 
+    // The killed upload's spool (bytes under a key that died with the
+    // process) is emptied at start-up; no file was created for it.
     let served = Served::start(&data);
+    assert_eq!(util::busy_pool_files(&data), Vec::<PathBuf>::new());
+    let spools = std::fs::read_dir(data.join("tmp")).unwrap().count();
+    assert_eq!(
+        spools, 16,
+        "the pool of limits.max_concurrent_uploads spool files"
+    );
     assert_eq!(submit(&data, &served.url(), "after restart"), 200);
     served.kill();
     assert!(status_line(&data).contains("submissions: 2 "));

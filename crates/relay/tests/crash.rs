@@ -10,9 +10,9 @@
 //! fourth cycle it is also killed while it is still starting (during its
 //! start-up recovery). After each restart:
 //! - it must serve (`GET /` answers 200) within [`MAX_RESTART`];
-//! - `store/pending/` is empty: start-up recovery rolled every pending file
-//!   forward or back, before any new upload was allowed in;
-//! - `tmp/` (upload spools) is empty.
+//! - no spool or scratch file holds bytes: start-up emptied what the kill
+//!   left, before any new upload was allowed in (torn segment tails are cut
+//!   off then too; how many bytes is counted).
 //!
 //! Every [`VERIFY_EVERY`] cycles, and at the end, the relay is stopped and
 //! everything it holds is exported (`relay export`). Each batch is opened
@@ -24,8 +24,12 @@
 //! be present exactly once, with the exact attachment bytes sent.
 //! Submissions in flight at a kill may or may not be kept (a complete one
 //! whose client lost the connection is allowed to be kept); each is at most
-//! once. And no ciphertext is orphaned: `store/objects/` holds exactly the
-//! submissions the index lists.
+//! once. And `relay check` finds nothing wrong: no unindexed bytes, no
+//! entry past a segment's end, no half-done compaction.
+//!
+//! Every other exported batch is then acknowledged (`relay ack`), so that
+//! the next start's commit rounds compact segments that are mostly dead:
+//! kills also land during compaction.
 //!
 //! The test prints cycles run, acknowledgements checked and restart times.
 //!
@@ -188,15 +192,15 @@ fn start(data: &Path) -> (Served, Duration) {
     (served, took)
 }
 
-/// What the relay's start-up recovery reported: pending files rolled
-/// forward (their index entry was durable: a kill between the index flush
-/// and the rename, or after sled's own timed flush) and removed (a kill
-/// during an upload or a seal).
+/// What the relay's start-up recovery reported: torn tail bytes cut off
+/// (a kill during a commit round, after its append and before its index
+/// entry) and segment files removed (a kill during a compaction, or while
+/// a round made a new segment).
 fn recovered(served: &Served) -> (u64, u64) {
     let log = served.log();
     let Some(line) = log
         .lines()
-        .find(|l| l.contains("recovered submissions a crash interrupted"))
+        .find(|l| l.contains("recovered from an interrupted commit round or compaction"))
     else {
         return (0, 0);
     };
@@ -205,7 +209,7 @@ fn recovered(served: &Served) -> (u64, u64) {
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
             .unwrap_or(0)
     };
-    (field("rolled_forward"), field("removed"))
+    (field("torn_tail_bytes"), field("segment_files_removed"))
 }
 
 /// Spawns the relay and SIGKILLs it after `after`, whatever it is doing
@@ -226,16 +230,6 @@ fn kill_during_start_up(data: &Path, after: Duration) {
     std::thread::sleep(after);
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The demo reviewer identity (a plain age identity file).
@@ -341,7 +335,7 @@ fn open_submission(
 
 /// Opens one batch tar: manifest first, then the signature, then exactly
 /// the submissions the manifest lists, each matching its size and hash.
-fn open_batch(identity: &age::x25519::Identity, path: &Path) -> Vec<Opened> {
+fn open_batch(identity: &age::x25519::Identity, path: &Path) -> (Vec<Opened>, format::Receipt) {
     let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     for entry in archive.entries().unwrap() {
@@ -369,7 +363,14 @@ fn open_batch(identity: &age::x25519::Identity, path: &Path) -> Vec<Opened> {
             Err(e) => panic!("a half-written or damaged submission is visible: {e}"),
         }
     }
-    opened
+    let receipt = format::Receipt {
+        format: format::RECEIPT_FORMAT.into(),
+        relay_key: manifest.relay_key.clone(),
+        batch_id: manifest.batch_id,
+        sequence: manifest.sequence,
+        manifest_sha256: format::Digest::of(&members[0].1),
+    };
+    (opened, receipt)
 }
 
 /// Everything found in the batches exported so far.
@@ -379,6 +380,8 @@ struct Found {
     by_canary: BTreeMap<String, Vec<Option<Vec<u8>>>>,
     batches: usize,
     submissions: usize,
+    /// Of those, deleted by an acknowledgement.
+    deleted: usize,
 }
 
 /// With the relay stopped: exports every submission not yet in a batch
@@ -399,9 +402,23 @@ fn export_all(data: &Path, out_dir: &Path, identity: &age::x25519::Identity, fou
         }
         assert!(out.exists(), "export wrote nothing: {}", stderr(&o));
         found.batches += 1;
-        let opened = open_batch(identity, &out);
+        let (opened, receipt) = open_batch(identity, &out);
         // Verified; only its contents matter from here on.
         std::fs::remove_file(&out).unwrap();
+        if found.batches % 2 == 1 {
+            // A reviewer acknowledges it: its submissions leave the index
+            // and their bytes are compacted away by the next start.
+            let path = out_dir.join("receipt.json");
+            std::fs::write(&path, receipt.to_json()).unwrap();
+            let o = relay(&[
+                "ack",
+                "--data",
+                data.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "ack failed: {}", stderr(&o));
+            found.deleted += opened.len();
+        }
         for s in opened {
             found.submissions += 1;
             found
@@ -415,8 +432,8 @@ fn export_all(data: &Path, out_dir: &Path, identity: &age::x25519::Identity, fou
 }
 
 /// Checks every acknowledged submission is stored exactly once with the
-/// bytes sent, nothing is stored twice, and `store/objects/` holds exactly
-/// the submissions the index lists. Returns how many acks were checked.
+/// bytes sent, nothing is stored twice, and `relay check` finds nothing
+/// wrong. Returns how many acks were checked.
 fn verify(data: &Path, found: &Found, acked: &[Sent]) -> usize {
     for s in acked {
         let copies = found.by_canary.get(&s.canary).map_or(0, Vec::len);
@@ -434,8 +451,8 @@ fn verify(data: &Path, found: &Found, acked: &[Sent]) -> usize {
     for (canary, copies) in &found.by_canary {
         assert_eq!(copies.len(), 1, "{canary} is stored {} times", copies.len());
     }
-    // Nothing is acknowledged by a reviewer here, so the store still holds
-    // every submission ever exported, and each has exactly one file.
+    // The store holds every submission ever exported but those a reviewer
+    // acknowledged.
     let status = status_line(data);
     let held: Option<usize> = status
         .strip_prefix("submissions: ")
@@ -443,17 +460,18 @@ fn verify(data: &Path, found: &Found, acked: &[Sent]) -> usize {
         .and_then(|n| n.parse().ok());
     assert_eq!(
         held,
-        Some(found.submissions),
-        "`relay status` says {status:?}; exported {}",
-        found.submissions
-    );
-    let store = data.join("store");
-    assert_eq!(
-        names(&store.join("objects")).len(),
+        Some(found.submissions - found.deleted),
+        "`relay status` says {status:?}; exported {}, acknowledged {}",
         found.submissions,
-        "orphaned or missing ciphertext files"
+        found.deleted
     );
-    assert!(names(&store.join("pending")).is_empty());
+    let o = relay(&["check", "--data", data.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "relay check: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
     acked.len()
 }
 
@@ -477,8 +495,6 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
     let batches = root.path().join("batches");
     std::fs::create_dir(&batches).unwrap();
     let identity = reviewer_identity(&data);
-    let pending_dir = data.join("store").join("pending");
-    let spool_dir = data.join("tmp");
 
     let shared = Arc::new(Shared::default());
     let _stop = StopOnDrop(shared.clone());
@@ -512,23 +528,18 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
             start_up_kills += 1;
         }
 
-        // Nobody has the new URL yet: whatever is in pending/ now was left
-        // by the kill and not rolled forward or back by start-up.
+        // Nobody has the new URL yet: whatever a pool file holds now was
+        // left by the kill and not emptied by start-up.
         let (next, took) = start(&data);
         served = next;
         restarts.push(took);
         let (forward, back) = recovered(&served);
         rolled_forward += forward;
         removed += back;
-        let left = names(&pending_dir);
+        let left = util::busy_pool_files(&data);
         assert!(
             left.is_empty(),
-            "cycle {cycle}: start-up recovery left pending files {left:?}"
-        );
-        let spools = names(&spool_dir);
-        assert!(
-            spools.is_empty(),
-            "cycle {cycle}: spool files left: {spools:?}"
+            "cycle {cycle}: start-up left bytes in pool files {left:?}"
         );
 
         if cycle == cycles {
@@ -580,13 +591,14 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
         "crash test: {cycles} kill cycles ({start_up_kills} more kills during start-up), \
          {} submissions sent, {acks_checked} acks verified present exactly once with their bytes, \
          {} unacknowledged ({kept} of them kept, complete), refused by status {:?}, \
-         {} stored in {} batches; start-up recovery rolled {rolled_forward} pending files \
-         forward and removed {removed}; restarts: {}, mean {mean:?}, max {max:?}; run {:?}",
+         {} stored in {} batches ({} deleted by acknowledgements, so compacted); start-up \
+         recovery cut {rolled_forward} torn tail bytes and removed {removed} segment files; restarts: {}, mean {mean:?}, max {max:?}; run {:?}",
         shared.sent.load(Ordering::SeqCst),
         unacked.len(),
         shared.refused.lock().unwrap(),
         found.submissions,
         found.batches,
+        found.deleted,
         restarts.len(),
         began.elapsed(),
     );

@@ -6,14 +6,16 @@
 
 mod util;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
 use reqwest::blocking::multipart::{Form, Part};
-use util::{Served, client, demo_data, relay, status_line, stderr};
+use util::{
+    Served, client, demo_data, relay, settle_pools, status_line, stderr, stored_ciphertexts,
+};
 
 /// What a submission got back.
 #[derive(Debug)]
@@ -97,15 +99,10 @@ fn store(data: &Path) -> PathBuf {
     data.join("store")
 }
 
-fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
-}
-
-/// Nothing half-stored: no upload in progress has left a file behind.
-fn assert_nothing_half_stored(data: &Path, objects: usize) {
-    assert_eq!(count(&store(data).join("pending")), 0, "pending/");
-    assert_eq!(count(&data.join("tmp")), 0, "spool directory");
-    assert_eq!(count(&store(data).join("objects")), objects, "objects/");
+/// Nothing half-stored: no upload in progress has left bytes in a spool
+/// or scratch file. (How many are stored is checked once the relay stops.)
+fn assert_nothing_half_stored(data: &Path) {
+    settle_pools(data).unwrap();
 }
 
 /// `relay check --data DATA`.
@@ -163,7 +160,7 @@ fn over_the_quota_sources_are_told_busy_and_intake_resumes_after_an_ack() {
     assert_eq!(send(&data, &url, "first", 400 << 10).status, 200);
     assert_eq!(send(&data, &url, "second", 400 << 10).status, 200);
     send(&data, &url, "third, too big", 400 << 10).assert_busy(&served);
-    assert_nothing_half_stored(&data, 2);
+    assert_nothing_half_stored(&data);
     // The quota is in bytes: a short text-only testimony still fits, until
     // it too does not.
     assert_eq!(send(&data, &url, "short", 0).status, 200);
@@ -179,7 +176,7 @@ fn over_the_quota_sources_are_told_busy_and_intake_resumes_after_an_ack() {
         assert!(shorts < 100, "the quota never applied");
     }
     let held = 2 + shorts;
-    assert_nothing_half_stored(&data, held);
+    assert_nothing_half_stored(&data);
 
     // A reviewer pulls and acknowledges everything through the API; the
     // running relay takes submissions again at once.
@@ -213,7 +210,6 @@ fn over_the_quota_sources_are_told_busy_and_intake_resumes_after_an_ack() {
         .send()
         .unwrap();
     assert_eq!(ack.status(), 200);
-    assert_eq!(count(&store(&data).join("objects")), 0);
     assert_eq!(send(&data, &url, "third, again", 400 << 10).status, 200);
     assert_no_line_per_submission(&served.log());
     let log = served.stop();
@@ -332,9 +328,8 @@ fn demo_identity(data: &Path) -> age::x25519::Identity {
 fn decrypt_all(data: &Path) -> BTreeMap<String, u64> {
     let identity = demo_identity(data);
     let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(store(data).join("objects")).unwrap() {
-        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
-        let decryptor = age::Decryptor::new(std::io::BufReader::new(file)).unwrap();
+    for (_, ciphertext) in stored_ciphertexts(data) {
+        let decryptor = age::Decryptor::new(&ciphertext[..]).unwrap();
         let plain = decryptor
             .decrypt(std::iter::once(&identity as &dyn age::Identity))
             .unwrap();
@@ -384,13 +379,13 @@ fn a_full_disk_fails_submissions_cleanly_and_the_relay_recovers_without_a_restar
     let filler = disk.fill(0);
     send(&data, &url, "while the disk was full", 0).assert_busy(&served);
     send(&data, &url, "with a file, disk full", 1 << 20).assert_busy(&served);
-    assert_nothing_half_stored(&data, 1);
+    assert_nothing_half_stored(&data);
     drop(filler);
     ok(&data, &url, "after space returned", 0);
     // Room for part of an upload only: it fails as it is spooled.
     let filler = disk.fill(2 << 20);
     send(&data, &url, "bigger than the space left", 6 << 20).assert_busy(&served);
-    assert_nothing_half_stored(&data, 2);
+    assert_nothing_half_stored(&data);
     drop(filler);
     ok(&data, &url, "after the big one failed", 1 << 20);
     assert_no_line_per_submission(&served.log());
@@ -428,7 +423,7 @@ fn a_full_disk_fails_submissions_cleanly_and_the_relay_recovers_without_a_restar
         "{line}"
     );
     assert_eq!(decrypt_all(&data), acked);
-    assert_nothing_half_stored(&data, acked.len());
+    assert_nothing_half_stored(&data);
     assert_check_passes(&data);
     eprintln!(
         "full disk: {} acknowledged submissions decrypted after 3 runs; {:.1} s",
@@ -439,28 +434,30 @@ fn a_full_disk_fails_submissions_cleanly_and_the_relay_recovers_without_a_restar
 
 // --- relay check ------------------------------------------------------------------
 
-/// Every file under `dir`, with its bytes.
+/// Every segment file and the index's files, with their bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for sub in ["objects", "pending"] {
+    for sub in ["segments", "index"] {
         for e in std::fs::read_dir(dir.join(sub)).unwrap() {
             let p = e.unwrap().path();
-            out.insert(p.clone(), std::fs::read(&p).unwrap());
+            if p.is_file() {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
         }
     }
     out
 }
 
-/// Runs `relay check`, expecting failure with a problem line about `id`
-/// containing `what`.
-fn assert_reported(data: &Path, id: &str, what: &str) {
+/// Runs `relay check`, expecting failure with a problem line containing
+/// `what` (and `about`).
+fn assert_problem(data: &Path, about: &str, what: &str) {
     let o = check(data);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
     assert!(
         out.lines()
-            .any(|l| l.starts_with(&format!("problem: submission {id}: ")) && l.contains(what)),
-        "no line about {id} saying {what:?}:\n{out}"
+            .any(|l| l.starts_with("problem: ") && l.contains(about) && l.contains(what)),
+        "no problem line about {about:?} saying {what:?}:\n{out}"
     );
     assert!(stderr(&o).contains("problem(s)"), "{}", stderr(&o));
 }
@@ -501,77 +498,68 @@ fn relay_check_passes_a_healthy_store_and_reports_each_kind_of_damage() {
         "{healthy}"
     );
     let before = snapshot(&store(&data));
-    let objects = store(&data).join("objects");
-    let files: Vec<PathBuf> = before.keys().cloned().collect();
-    let id_of = |p: &Path| {
-        p.file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches(".age")
-            .to_owned()
-    };
-    let restore = |p: &Path| std::fs::write(p, &before[p]).unwrap();
+    let segments: Vec<PathBuf> = before
+        .keys()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .cloned()
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let segment = &segments[0];
+    let bytes = &before[segment];
+    let restore = || std::fs::write(segment, bytes).unwrap();
 
-    // Deleted.
-    let victim = &files[0];
-    std::fs::remove_file(victim).unwrap();
-    assert_reported(&data, &id_of(victim), "is missing");
-    restore(victim);
+    // Truncated segment data.
+    std::fs::write(segment, &bytes[..bytes.len() / 2]).unwrap();
+    assert_problem(&data, "segment", "truncated segment data");
+    restore();
 
-    // Truncated.
-    let victim = &files[1];
-    let len = before[victim].len();
-    std::fs::write(victim, &before[victim][..len / 2]).unwrap();
-    assert_reported(
-        &data,
-        &id_of(victim),
-        &format!("is {} bytes, the index records {len}", len / 2),
-    );
-    restore(victim);
+    // One bit flipped near the end (a payload) and at the start (an age
+    // header): corrupt bytes.
+    let mut flipped = bytes.clone();
+    let end = flipped.len() - 100;
+    flipped[end] ^= 0x10;
+    std::fs::write(segment, &flipped).unwrap();
+    assert_problem(&data, "submission ", "corrupt bytes");
+    let mut flipped = bytes.clone();
+    flipped[3] ^= 0x01;
+    std::fs::write(segment, &flipped).unwrap();
+    assert_problem(&data, "submission ", "age header does not parse");
+    restore();
 
-    // One bit flipped in the payload.
-    let victim = &files[2];
-    let mut bytes = before[victim].clone();
-    let middle = bytes.len() - 100;
-    bytes[middle] ^= 0x10;
-    std::fs::write(victim, &bytes).unwrap();
-    assert_reported(&data, &id_of(victim), "SHA-256 does not match");
-    restore(victim);
-
-    // One bit flipped in the age header.
-    let victim = &files[3];
-    let mut bytes = before[victim].clone();
-    bytes[3] ^= 0x01;
-    std::fs::write(victim, &bytes).unwrap();
-    assert_reported(&data, &id_of(victim), "age header does not parse");
-    restore(victim);
-
-    // An orphan: a ciphertext file the index does not know.
-    let orphan_id = "0123456789abcdef0123456789abcdef";
-    let orphan = objects.join(format!("{orphan_id}.age"));
-    std::fs::write(&orphan, &before[&files[0]]).unwrap();
-    assert_reported(&data, orphan_id, "has no index entry (an orphan)");
-    std::fs::remove_file(&orphan).unwrap();
-
-    // An unfinished upload a crash left in pending/: start-up deletes it,
-    // so it is a note, not a problem, and the check leaves it there.
-    let stray = store(&data)
-        .join("pending")
-        .join(format!("{orphan_id}.age"));
-    std::fs::write(&stray, b"half an upload").unwrap();
+    // A torn tail (a round that appended but never indexed): start-up cuts
+    // it off, so it is a note, and the check leaves it there.
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(b"appended, never indexed");
+    std::fs::write(segment, &longer).unwrap();
     let out = assert_check_passes(&data);
-    assert!(out.contains("note: file pending/") && out.contains("start-up will delete it"));
+    assert!(
+        out.contains("note: segment") && out.contains("torn tail"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(segment).unwrap(),
+        longer,
+        "relay check must not repair"
+    );
+    restore();
+
+    // A segment file no record names (left by an interrupted compaction).
+    let stray = store(&data).join("segments").join("00000099.seg");
+    std::fs::write(&stray, b"left by a compaction").unwrap();
+    let out = assert_check_passes(&data);
+    assert!(out.contains("note: file segments/00000099.seg"), "{out}");
     assert!(stray.exists(), "relay check must not recover anything");
     std::fs::remove_file(&stray).unwrap();
 
     // Checking changed nothing.
     assert_check_passes(&data);
-    assert_eq!(snapshot(&store(&data)), before);
-    let ids: BTreeSet<String> = files.iter().map(|p| id_of(p)).collect();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(
+        snapshot(&store(&data)).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(std::fs::read(segment).unwrap(), *bytes);
     eprintln!(
-        "relay check: healthy store passed; deleted, truncated, bit-flipped (payload and header) and orphan files each reported; {:.1} s",
+        "relay check: healthy store passed; truncated, bit-flipped (payload and header) segment reported; torn tail and stray segment noted; {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

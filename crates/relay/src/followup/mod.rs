@@ -23,7 +23,6 @@
 
 pub mod sessions;
 
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,22 +223,15 @@ impl std::fmt::Debug for LookupId {
 pub struct SourceSecret(Zeroizing<[u8; 32]>);
 
 impl SourceSecret {
-    /// The age identity (`AGE-SECRET-KEY-1…`), built for one use.
-    pub fn identity(&self) -> Result<age::x25519::Identity, Error> {
-        let hrp = bech32::Hrp::parse_unchecked("AGE-SECRET-KEY-");
-        let mut encoded = Zeroizing::new(
-            bech32::encode::<bech32::Bech32>(hrp, &self.0[..])
-                .map_err(|e| Error::Followup(format!("encode an identity: {e}")))?,
-        );
-        encoded.make_ascii_uppercase();
-        encoded
-            .parse::<age::x25519::Identity>()
-            .map_err(|e| Error::Followup(format!("build an identity: {e}")))
-    }
-
     /// The public recipient (`age1…`) the store keeps.
     pub fn recipient(&self) -> Result<String, Error> {
-        Ok(self.identity()?.to_public().to_string())
+        crate::seal::x25519_recipient(&self.0)
+    }
+
+    /// Decrypts an age file sealed to this source (at most `limit`
+    /// plaintext bytes; more is an error).
+    pub fn open(&self, ciphertext: &[u8], limit: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+        crate::seal::open_with_x25519(ciphertext, &self.0, limit)
     }
 
     /// A copy for a session (the secret stays zeroizing in both places).
@@ -424,18 +416,8 @@ redacted_debug!(ShownReply);
 
 /// Decrypts one reply's age file with the source's identity.
 pub fn open_reply(ciphertext: &[u8], secret: &SourceSecret) -> Result<ReplyMessage, Error> {
-    let identity = secret.identity()?;
-    let failed = |e: &dyn std::fmt::Display| Error::Followup(format!("open a reply: {e}"));
-    let decryptor = age::Decryptor::new_buffered(ciphertext).map_err(|e| failed(&e))?;
-    let mut reader = decryptor
-        .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .map_err(|e| failed(&e))?;
-    let mut plain = Zeroizing::new(Vec::new());
-    (&mut reader)
-        .take(format::MAX_REPLY_JSON_BYTES as u64 + 1)
-        .read_to_end(&mut plain)
-        .map_err(|e| failed(&e))?;
-    ReplyMessage::from_json(&plain).map_err(|e| failed(&e))
+    let plain = secret.open(ciphertext, format::MAX_REPLY_JSON_BYTES)?;
+    ReplyMessage::from_json(&plain).map_err(|e| Error::Followup(format!("open a reply: {e}")))
 }
 
 /// A thread's replies, decrypted for this request only.

@@ -13,7 +13,6 @@ mod submit;
 pub mod tally;
 mod upload;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -35,7 +34,7 @@ pub struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) recipients: Recipients,
     pub(crate) signer: SigningKey,
-    pub(crate) spool_dir: PathBuf,
+    pub(crate) spools: crate::seal::Spools,
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) batch_lock: BatchLock,
     /// Codenames and follow-up sessions (`None` when `[followup]` is off).
@@ -72,7 +71,7 @@ impl AppState {
         store: Arc<Store>,
         recipients: Recipients,
         signer: SigningKey,
-        spool_dir: PathBuf,
+        spools: crate::seal::Spools,
     ) -> Self {
         let uploads = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
         store.set_limits(config.limits.max_store_bytes, config.limits.min_free_bytes);
@@ -81,7 +80,7 @@ impl AppState {
             store,
             recipients,
             signer,
-            spool_dir,
+            spools,
             uploads,
             batch_lock: BatchLock::default(),
             followup: None,

@@ -710,7 +710,7 @@ fn ingest(
     mut rx: mpsc::Receiver<Command>,
     state: &AppState,
 ) -> Result<crate::store::SubmissionMeta, Reject> {
-    let mut spool = Spool::new(&state.spool_dir)?;
+    let mut spool = Spool::new(&state.spools)?;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
             Command::BeginFile(name) => spool.begin_file(&name)?,
@@ -723,12 +723,18 @@ fn ingest(
                 let pending = state.store.begin(id)?;
                 // Sealed to the current key epoch only: `recipients` were
                 // built from the config's current epoch.
-                return Ok(seal::seal(
+                let (pending, sealed) = seal::seal(
                     submission,
                     spool,
                     &state.recipients,
                     state.config.epoch,
                     pending,
+                )?;
+                return Ok(pending.finish(
+                    sealed.received_day,
+                    sealed.epoch,
+                    sealed.key_set,
+                    sealed.thread,
                 )?);
             }
         }

@@ -165,7 +165,62 @@ pub fn status_line(data: &Path) -> String {
 pub fn demo_data(root: &Path, edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
     let data = root.join("relay-data");
     let config = relay::demo::init(&data, "127.0.0.1:8443".parse().unwrap()).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, edit(text)).unwrap();
+    let mut text = edit(std::fs::read_to_string(&config).unwrap());
+    if !text.contains("[store]") {
+        // Commit rounds every 50 ms rather than every second: the tests
+        // make many submissions one after the other.
+        text.push_str("\n[store]\ncommit_interval_ms = 50\n");
+    }
+    std::fs::write(&config, text).unwrap();
     data
+}
+
+/// The spool and scratch files that hold bytes. Once every upload is
+/// answered, none should: a refused or cut-off upload leaves nothing.
+pub fn busy_pool_files(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in [data.join("tmp"), data.join("store/scratch")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            if e.metadata().map(|m| m.len() > 0).unwrap_or(true) {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Waits (up to 5 s) until no pool file holds bytes.
+pub fn settle_pools(data: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let busy = busy_pool_files(data);
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("pool files still hold bytes: {busy:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Every stored submission's id and ciphertext (the relay must be stopped).
+pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
+    use std::io::Read as _;
+    let store = relay::store::Store::open(&data.join("store"), 1 << 20).unwrap();
+    let mut out = Vec::new();
+    for (id, _) in store.submissions().unwrap() {
+        let mut bytes = Vec::new();
+        store
+            .ciphertext(&id)
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        out.push((id, bytes));
+    }
+    out
 }

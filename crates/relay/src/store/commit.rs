@@ -1,0 +1,540 @@
+//! Commit rounds: how finished ciphertexts become durable and indexed, and
+//! the cover that makes every round look alike on disk.
+//!
+//! A writer ([`PendingSubmission`]) holds its ciphertext in memory up to
+//! [`INLINE_BYTES`](super::INLINE_BYTES), or in a scratch file from the
+//! fixed pool; finished, it queues itself. The one commit thread runs a
+//! round every `commit_interval` (or, with an interval of zero, as soon as
+//! someone waits): it takes the queue, appends every ciphertext to the
+//! active segment in random order, `fdatasync`s, indexes them with the
+//! segment's new committed length in one sled batch, flushes sled, wakes
+//! the waiters, and then sets the times of every file and directory in the
+//! store (and of the spool) to now. Rounds with nothing to commit do the
+//! last step too, so a file's times say when the last round ran, which
+//! they do every interval whether or not anyone submitted.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Seek, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use format::{Day, Digest, SubmissionId, ThreadId};
+use rand::seq::SliceRandom;
+use sha2::Digest as _;
+
+use super::segments::{self, SegmentRecord};
+
+use super::{
+    INLINE_BUDGET, INLINE_BYTES, IO_BUFFER, Inner, Location, META, Space, Store, SubmissionMeta,
+    encode, io_err, key, lock, store_err,
+};
+use crate::{Error, fsutil};
+
+/// How long a writer waits for a free scratch file before giving up.
+const SCRATCH_WAIT: Duration = Duration::from_secs(30);
+/// With `commit_interval` zero: how often an idle round still runs.
+const IDLE_ROUND: Duration = Duration::from_secs(1);
+
+/// Where a finished ciphertext waits.
+enum Body {
+    Inline(Vec<u8>),
+    Scratch(fsutil::PooledFile),
+}
+
+/// A finished submission waiting for its round.
+pub(super) struct Queued {
+    id: SubmissionId,
+    meta: SubmissionMeta,
+    body: Body,
+    inner: Arc<Inner>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // Committed or failed, its bytes no longer wait in memory. (Its
+        // scratch file goes back to the pool as the body drops.)
+        if let Body::Inline(v) = &self.body {
+            Space::release(&self.inner.space.inline, v.len() as u64);
+        }
+    }
+}
+
+/// A submission being written. It becomes visible only through
+/// [`PendingSubmission::finish`] and the next commit round; dropped
+/// unfinished, it leaves nothing.
+pub struct PendingSubmission {
+    inner: Arc<Inner>,
+    id: SubmissionId,
+    /// In memory until it passes `INLINE_BYTES`, then in a scratch file.
+    inline: Vec<u8>,
+    scratch: Option<(BufWriter<File>, fsutil::PooledFile)>,
+    hasher: sha2::Sha256,
+    size: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for PendingSubmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSubmission")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Starts writing a new submission under a fresh id.
+    pub fn begin(&self, id: SubmissionId) -> Result<PendingSubmission, Error> {
+        if self.inner.meta(&id)?.is_some() {
+            // 128 random bits never collide in practice; refuse rather than
+            // overwrite if they ever do.
+            return Err(Error::Corrupt("submission id already in use".into()));
+        }
+        Ok(PendingSubmission {
+            inner: self.inner.clone(),
+            id,
+            inline: Vec::new(),
+            scratch: None,
+            hasher: sha2::Sha256::new(),
+            size: 0,
+            done: false,
+        })
+    }
+
+    /// Waits until everything written so far is durable and visible: until
+    /// the end of the next commit round. Concurrent callers share it.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.flusher.request(tx)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(Error::Store {
+                action: "commit",
+                source: match failure.kind {
+                    Some(kind) => Box::new(io::Error::new(kind, failure.message)),
+                    None => failure.message.into(),
+                },
+            }),
+            Err(_) => Err(Error::Store {
+                action: "commit",
+                source: "the commit thread stopped".into(),
+            }),
+        }
+    }
+
+    /// Commits now, on this thread (for the offline commands and tests).
+    pub fn sync_blocking(&self) -> Result<(), Error> {
+        self.inner.commit_round()
+    }
+}
+
+impl PendingSubmission {
+    /// Queues the finished ciphertext for the next commit round and
+    /// returns its metadata. Not durable nor visible to a restarted relay
+    /// until [`Store::sync`] returns.
+    pub fn finish(
+        mut self,
+        received_day: Day,
+        epoch: u32,
+        key_set: String,
+        thread: Option<ThreadId>,
+    ) -> Result<SubmissionMeta, Error> {
+        let body = match self.scratch.take() {
+            Some((writer, pooled)) => {
+                writer
+                    .into_inner()
+                    .map_err(|e| io_err("write a scratch file")(e.into_error()))?;
+                Body::Scratch(pooled)
+            }
+            None => {
+                let bytes = std::mem::take(&mut self.inline);
+                // Counted against the in-memory budget by `write`.
+                Body::Inline(bytes)
+            }
+        };
+        let meta = SubmissionMeta {
+            received_day,
+            size: self.size,
+            sha256: Digest::from_hasher(std::mem::take(&mut self.hasher)),
+            epoch,
+            key_set,
+            batch: None,
+            thread,
+            at: None,
+        };
+        lock(&self.inner.to_publish).push(Queued {
+            id: self.id,
+            meta: meta.clone(),
+            body,
+            inner: self.inner.clone(),
+        });
+        self.done = true;
+        Ok(meta)
+    }
+
+    /// The id being written.
+    pub fn id(&self) -> SubmissionId {
+        self.id
+    }
+
+    /// Keeps `data` in memory if it and the budget allow, else in the
+    /// scratch file.
+    fn put(&mut self, data: &[u8]) -> io::Result<()> {
+        let wanted = data.len() as u64;
+        if self.scratch.is_none() {
+            let fits = self.size + wanted <= INLINE_BYTES
+                && Space::reserve(&self.inner.space.inline, wanted, INLINE_BUDGET);
+            if fits {
+                self.inline.extend_from_slice(data);
+                return Ok(());
+            }
+            self.spill()?;
+        }
+        match self.scratch.as_mut() {
+            Some((w, _)) => w.write_all(data),
+            None => Err(io::Error::other("no scratch file")),
+        }
+    }
+
+    /// Moves what is in memory to a scratch file, from now on.
+    fn spill(&mut self) -> io::Result<()> {
+        let pooled = self.inner.scratch.take(SCRATCH_WAIT).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "every scratch file is in use (too many large submissions at once)",
+            )
+        })?;
+        let mut file = pooled.file().try_clone()?;
+        file.set_len(0)?;
+        file.rewind()?;
+        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
+        writer.write_all(&self.inline)?;
+        Space::release(&self.inner.space.inline, self.inline.len() as u64);
+        self.inline = Vec::new();
+        self.scratch = Some((writer, pooled));
+        Ok(())
+    }
+}
+
+impl Write for PendingSubmission {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.done {
+            return Err(io::Error::other("submission already finished"));
+        }
+        // Counted before it is written, so concurrent writers cannot pass
+        // the quota together; `size` is what this submission has counted.
+        let wanted = data.len() as u64;
+        let inner = self.inner.clone();
+        let space = &inner.space;
+        if !Space::reserve(&space.used, wanted, space.max.load(Ordering::Acquire)) {
+            return Err(io::Error::new(
+                io::ErrorKind::QuotaExceeded,
+                "the store holds its quota of ciphertext (limits.max_store_bytes)",
+            ));
+        }
+        if let Err(e) = self.put(data) {
+            Space::release(&space.used, wanted);
+            return Err(e);
+        }
+        self.hasher.update(data);
+        self.size += wanted;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.scratch.as_mut() {
+            Some((w, _)) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingSubmission {
+    fn drop(&mut self) {
+        if !self.done {
+            // Unfinished: give back what it counted. Its scratch file, if
+            // any, goes back to the pool (truncated) as it drops.
+            Space::release(&self.inner.space.used, self.size);
+            Space::release(&self.inner.space.inline, self.inline.len() as u64);
+            self.inline.clear();
+        }
+    }
+}
+
+/// Why a round failed, as its waiters hear it.
+#[derive(Clone, Debug)]
+pub(super) struct RoundFailure {
+    pub(super) message: String,
+    /// The operating system's error kind, if one caused it (so that a
+    /// full disk is still recognised as one: [`Error::is_out_of_space`]).
+    pub(super) kind: Option<io::ErrorKind>,
+}
+
+impl RoundFailure {
+    fn of(e: &Error) -> Self {
+        let mut kind = None;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                kind = Some(io.kind());
+                break;
+            }
+            source = err.source();
+        }
+        Self {
+            message: e.to_string(),
+            kind,
+        }
+    }
+}
+
+impl Inner {
+    /// One commit round: makes every queued submission durable and
+    /// visible, then covers the store's times.
+    pub(super) fn commit_round(&self) -> Result<(), Error> {
+        let mut queued = std::mem::take(&mut *lock(&self.to_publish));
+        let result = if queued.is_empty() {
+            // Anything else a caller of `sync` waits for: threads, replies.
+            self.db
+                .flush()
+                .map(drop)
+                .map_err(store_err("flush the index"))
+        } else {
+            // Random order within the round: byte offsets then give the
+            // order of arrival only across rounds.
+            queued.shuffle(&mut rand::rngs::OsRng);
+            self.append_and_index(&mut queued)
+        };
+        if result.is_err() {
+            // Not stored: their writers hear the error. What they had
+            // counted is given back.
+            for q in &queued {
+                Space::release(&self.space.used, q.meta.size);
+            }
+        }
+        drop(queued);
+        self.cover();
+        result
+    }
+
+    fn append_and_index(&self, queued: &mut [Queued]) -> Result<(), Error> {
+        let mut table = lock(&self.table);
+        // The lengths as this round extends them; the table changes only
+        // once the index says so.
+        let mut lengths: std::collections::BTreeMap<u32, SegmentRecord> = Default::default();
+        let result = (|| -> Result<(), Error> {
+            for q in queued.iter_mut() {
+                let (n, mut record) = self.room(&mut table, &lengths, q.meta.size)?;
+                let file = self
+                    .segment_file(n)
+                    .ok_or_else(|| Error::Corrupt(format!("segment {n} has no open file")))?;
+                let offset = record.len;
+                match &q.body {
+                    Body::Inline(bytes) => segments::write_at(&file, bytes, offset),
+                    Body::Scratch(pooled) => {
+                        segments::copy_range(pooled.file(), 0, &file, offset, q.meta.size)
+                    }
+                }
+                .map_err(io_err("append to a segment"))?;
+                q.meta.at = Some(Location { segment: n, offset });
+                record.len += q.meta.size;
+                lengths.insert(n, record);
+            }
+            for n in lengths.keys() {
+                if let Some(file) = self.segment_file(*n) {
+                    file.sync_data().map_err(io_err("sync a segment"))?;
+                }
+            }
+            let mut batch = sled::Batch::default();
+            for q in queued.iter() {
+                batch.insert(key(META, q.id.as_bytes()), encode(&q.meta));
+            }
+            for (n, record) in &lengths {
+                batch.insert(segments::record_key(*n), encode(record));
+            }
+            self.db
+                .apply_batch(batch)
+                .map_err(store_err("index submissions"))?;
+            self.db.flush().map_err(store_err("flush the index"))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                for (n, record) in lengths {
+                    table.records.insert(n, record);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever was appended lies past the committed length: the
+                // next round writes over it, and a start-up cuts it off.
+                // Put the lengths back on disk too, best effort.
+                for n in lengths.keys() {
+                    if let (Some(file), Some(r)) = (self.segment_file(*n), table.records.get(n)) {
+                        let _ = file.set_len(r.len);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets the access and modification times of every file and directory
+    /// of the store (and of the paths in `also_cover`) to now. Best effort:
+    /// a file that vanished meanwhile is skipped.
+    pub(super) fn cover(&self) {
+        let now = SystemTime::now();
+        let times = std::fs::FileTimes::new()
+            .set_accessed(now)
+            .set_modified(now);
+        let mut seen = BTreeSet::new();
+        let mut touch = |path: &Path| {
+            if seen.insert(path.to_owned())
+                && let Ok(f) = File::open(path)
+            {
+                let _ = f.set_times(times);
+            }
+        };
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        dirs.push(path);
+                    } else {
+                        touch(&path);
+                    }
+                }
+            }
+            // A directory last, after its entries (setting their times does
+            // not change the directory's, but listing may).
+            touch(&dir);
+        }
+        for path in lock(&self.also_cover).iter() {
+            touch(path);
+        }
+    }
+}
+
+/// The commit thread.
+pub(super) struct Flusher {
+    tx: Option<mpsc::Sender<FlushWaiter>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+type FlushWaiter = tokio::sync::oneshot::Sender<Result<(), RoundFailure>>;
+
+impl Flusher {
+    pub(super) fn start(inner: Arc<Inner>) -> Self {
+        let (tx, rx) = mpsc::channel::<FlushWaiter>();
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || commit_loop(&inner, &rx))
+            .ok();
+        Flusher {
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    /// No commit thread: [`Store::sync`] fails.
+    pub(super) fn none() -> Self {
+        Flusher {
+            tx: None,
+            thread: None,
+        }
+    }
+
+    pub(super) fn request(&self, waiter: FlushWaiter) -> Result<(), Error> {
+        let stopped = || Error::Store {
+            action: "commit",
+            source: "the commit thread is not running".into(),
+        };
+        if self.thread.is_none() {
+            return Err(stopped());
+        }
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(waiter)
+            .map_err(|_| stopped())
+    }
+}
+
+/// Each round: wait for the next tick (or, with no interval, for the first
+/// waiter), take everyone who is waiting by then, commit once, wake them
+/// all. A waiter registers only after its submission was queued, so the
+/// round that answers it covers it. Submissions queued with nobody waiting
+/// (a client that went away after its upload was received) are committed
+/// by the same rounds.
+fn commit_loop(inner: &Inner, rx: &mpsc::Receiver<FlushWaiter>) {
+    let interval = inner.options.commit_interval;
+    let mut next_tick = Instant::now() + interval;
+    let mut next_cycle = Instant::now() + inner.options.compact_interval;
+    let mut waiters: Vec<FlushWaiter> = Vec::new();
+    loop {
+        let wait = if interval.is_zero() {
+            IDLE_ROUND
+        } else {
+            next_tick.saturating_duration_since(Instant::now())
+        };
+        match rx.recv_timeout(wait) {
+            Ok(w) => {
+                waiters.push(w);
+                if !interval.is_zero() {
+                    // Keep the cadence: wait for the tick.
+                    continue;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // The store is closing: commit what is queued, answer
+                // whoever still waits.
+                let result = inner.commit_round().map_err(|e| RoundFailure::of(&e));
+                for w in waiters.drain(..) {
+                    let _ = w.send(result.clone());
+                }
+                break;
+            }
+        }
+        if !interval.is_zero() {
+            if Instant::now() < next_tick {
+                continue;
+            }
+            // Ticks stay on their grid, even after a slow round.
+            while next_tick <= Instant::now() {
+                next_tick += interval;
+            }
+        }
+        waiters.extend(rx.try_iter());
+        let result = inner.commit_round().map_err(|e| RoundFailure::of(&e));
+        if let Err(e) = &result {
+            tracing::error!(error = %e.message, "commit round failed");
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(result.clone());
+        }
+        let all = Instant::now() >= next_cycle;
+        if all {
+            next_cycle = Instant::now() + inner.options.compact_interval;
+        }
+        if let Err(e) = inner.compact(all) {
+            tracing::error!(error = %e, "compaction failed; it is retried after the next round");
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop; joining it makes sure
+        // its handle on the index is gone before anyone reopens it.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

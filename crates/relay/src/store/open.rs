@@ -1,0 +1,256 @@
+//! Opening the store, and the recovery a crash may call for.
+//!
+//! Start-up, in order:
+//! 1. an interrupted compaction (`C`) is undone: its target file deleted;
+//! 2. every segment file with no record is deleted (an interrupted
+//!    compaction's source, or a new segment nothing was indexed into);
+//! 3. every segment longer than its committed length has the torn tail
+//!    cut off (bytes a round appended but never indexed);
+//! 4. a store of the old layout is migrated (`migrate.rs`).
+//!
+//! Steps 1–3 read only the segment records and the file lengths, so
+//! recovery takes time in the number of segments, not of submissions.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::segments::{self, CompactionRecord, SegmentRecord, Table};
+use super::{
+    COMPACTION, Inner, Options, SEGMENT, Space, Store, commit, decode, fsync_dir, io_err, lock,
+    store_err,
+};
+use crate::{Error, fsutil};
+
+/// Name prefix of the scratch files.
+const SCRATCH_PREFIX: &str = "scratch";
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with the default options,
+    /// finishing or undoing whatever a crash interrupted.
+    ///
+    /// Fails with [`Error::StoreLocked`] if another process (a running
+    /// relay) has it open.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
+        Self::open_with(dir, Options::new(cache_bytes))
+    }
+
+    /// [`Store::open`] with `options`.
+    pub fn open_with(dir: &Path, options: Options) -> Result<Self, Error> {
+        Self::open_migrating(dir, options, super::migrate::STEP_FILES, usize::MAX)
+    }
+
+    /// [`Store::open_with`], migrating an old layout `step_files` files at
+    /// a time for at most `max_steps` steps (tests stop it part way).
+    pub(super) fn open_migrating(
+        dir: &Path,
+        options: Options,
+        step_files: usize,
+        max_steps: usize,
+    ) -> Result<Self, Error> {
+        for d in [dir, &dir.join("index"), &dir.join("segments")] {
+            fsutil::create_private_dir(d)?;
+        }
+        let store = Self::open_index(dir, options, true)?;
+        store.recover()?;
+        super::migrate::migrate(&store.inner, step_files, max_steps)?;
+        let table = lock(&store.inner.table);
+        let held: u64 = table
+            .records
+            .values()
+            .map(|r| r.len.saturating_sub(r.dead))
+            .sum();
+        drop(table);
+        store.inner.space.used.store(held, Ordering::Release);
+        // The first segment exists from the first start on, so that the
+        // first submission creates no file.
+        store.inner.ensure_segment()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for [`Store::check`]: creates nothing and
+    /// runs no recovery, so torn tails and interrupted compactions stay as
+    /// a crash left them. (sled may rewrite its own metadata as it opens.)
+    pub fn open_for_check(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
+        let index = dir.join("index");
+        if !index.is_dir() {
+            return Err(Error::Io {
+                action: "find a store (its index/ directory) in",
+                path: dir.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        Self::open_index(dir, Options::new(cache_bytes), false)
+    }
+
+    /// Opens the index, reads the segment table, opens the segment files
+    /// and starts the commit thread; nothing else. `writable`: also makes
+    /// the scratch pool.
+    fn open_index(dir: &Path, options: Options, writable: bool) -> Result<Self, Error> {
+        let db = sled::Config::new()
+            .path(dir.join("index"))
+            .cache_capacity(options.cache_bytes)
+            // Written only by commit rounds (and the calls that flush
+            // themselves), so that its times are the rounds'.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    Error::StoreLocked(dir.to_owned())
+                }
+                other => Error::Store {
+                    action: "open the index",
+                    source: Box::new(other),
+                },
+            })?;
+        let mut table = Table::default();
+        for item in db.scan_prefix([SEGMENT]) {
+            let (k, v) = item.map_err(store_err("read the segment records"))?;
+            let n = k
+                .get(1..5)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| Error::Corrupt("a segment record's key is malformed".into()))?;
+            table
+                .records
+                .insert(n, decode::<SegmentRecord>("segment record", &v)?);
+        }
+        let scratch_dir = dir.join("scratch");
+        let scratch = if writable {
+            fsutil::FilePool::open(&scratch_dir, SCRATCH_PREFIX, options.scratch_files)?
+        } else {
+            fsutil::FilePool::empty()
+        };
+        let segments_dir = dir.join("segments");
+        let mut files = std::collections::BTreeMap::new();
+        for n in table.records.keys() {
+            // A missing file is reported by `check`; readers then get
+            // "missing" for its entries. Start-up does not stop for it.
+            if let Ok(f) = segments::open_file(&segments_dir.join(segments::file_name(*n))) {
+                files.insert(*n, Arc::new(f));
+            }
+        }
+        let inner = Arc::new(Inner {
+            db,
+            dir: dir.to_owned(),
+            segments_dir,
+            table: Mutex::new(table),
+            files: RwLock::new(files),
+            to_publish: Mutex::new(Vec::new()),
+            scratch,
+            also_cover: Mutex::new(Vec::new()),
+            space: Space::new(),
+            options,
+        });
+        // A store opened for checking runs no rounds: they would write.
+        let flusher = if writable {
+            commit::Flusher::start(inner.clone())
+        } else {
+            commit::Flusher::none()
+        };
+        Ok(Store { flusher, inner })
+    }
+
+    /// Steps 1–3 of the module notes.
+    fn recover(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        let table = lock(&inner.table);
+        // 1.
+        if let Some(v) = inner
+            .db
+            .get([COMPACTION])
+            .map_err(store_err("read the compaction record"))?
+        {
+            let c: CompactionRecord = decode("compaction record", &v)?;
+            if !table.records.contains_key(&c.to) {
+                remove_if_there(&inner.segment_path(c.to))?;
+            }
+            inner
+                .db
+                .remove([COMPACTION])
+                .map_err(store_err("undo a compaction"))?;
+            inner.db.flush().map_err(store_err("flush the index"))?;
+            tracing::info!("undid a compaction a crash interrupted");
+        }
+        // 2.
+        let (numbers, _) =
+            segments::list_dir(&inner.segments_dir).map_err(io_err("list the segments"))?;
+        let mut removed = 0u64;
+        for n in numbers {
+            if !table.records.contains_key(&n) {
+                remove_if_there(&inner.segment_path(n))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            fsync_dir(&inner.segments_dir).map_err(io_err("sync the segments directory"))?;
+        }
+        // 3.
+        let mut cut = 0u64;
+        for (n, record) in &table.records {
+            let Some(file) = inner.segment_file(*n) else {
+                tracing::error!(
+                    segment = n,
+                    "a segment file is missing; run `relay check` to see which submissions are lost"
+                );
+                continue;
+            };
+            let len = file.metadata().map_err(io_err("measure a segment"))?.len();
+            if len > record.len {
+                file.set_len(record.len)
+                    .map_err(io_err("cut a torn tail off a segment"))?;
+                file.sync_all().map_err(io_err("sync a segment"))?;
+                cut += len - record.len;
+            } else if len < record.len {
+                tracing::error!(
+                    segment = n,
+                    "a segment is shorter than the index records; run `relay check`"
+                );
+            }
+        }
+        drop(table);
+        if cut > 0 || removed > 0 {
+            tracing::info!(
+                torn_tail_bytes = cut,
+                segment_files_removed = removed,
+                "recovered from an interrupted commit round or compaction"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Makes the first segment if there is none.
+    fn ensure_segment(&self) -> Result<(), Error> {
+        let mut table = lock(&self.table);
+        if table.active().is_some() {
+            return Ok(());
+        }
+        let n = table.next_number();
+        let file = segments::create_file(&self.segments_dir, n)?;
+        let record = SegmentRecord {
+            created_day: format::Day::today(),
+            len: 0,
+            dead: 0,
+        };
+        self.db
+            .insert(segments::record_key(n), super::encode(&record))
+            .map_err(store_err("record a segment"))?;
+        self.db.flush().map_err(store_err("flush the index"))?;
+        table.records.insert(n, record);
+        self.add_file(n, file);
+        Ok(())
+    }
+}
+
+fn remove_if_there(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove a segment file no record names")(e)),
+    }
+}

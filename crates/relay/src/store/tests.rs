@@ -1,0 +1,854 @@
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use format::{BatchId, Day, Digest, SubmissionId};
+
+use super::segments::{self, CompactionRecord};
+use super::*;
+
+fn id(n: u8) -> SubmissionId {
+    SubmissionId::from_bytes([n; 16])
+}
+
+fn day() -> Day {
+    "2026-11-28".parse().unwrap()
+}
+
+/// Options for tests: rounds only when asked (an interval far away), small
+/// segments.
+fn options() -> Options {
+    Options {
+        commit_interval: Duration::from_secs(3600),
+        segment_bytes: 64 << 10,
+        scratch_files: 4,
+        ..Options::new(1 << 20)
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    // sled's thread pool may hold the index's lock file for a moment after
+    // the previous handle is dropped: retry briefly.
+    for _ in 0..100 {
+        match Store::open_with(dir, options()) {
+            Err(Error::StoreLocked(_)) => std::thread::sleep(Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
+fn open_for_check(dir: &Path) -> Store {
+    for _ in 0..100 {
+        match Store::open_for_check(dir, 1 << 20) {
+            Err(Error::StoreLocked(_)) => std::thread::sleep(Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
+fn put(store: &Store, n: u8, bytes: &[u8]) -> SubmissionMeta {
+    put_in(store, n, bytes, 1)
+}
+
+fn put_in(store: &Store, n: u8, bytes: &[u8], epoch: u32) -> SubmissionMeta {
+    let mut p = store.begin(id(n)).unwrap();
+    p.write_all(bytes).unwrap();
+    p.finish(day(), epoch, "ks".into(), None).unwrap()
+}
+
+fn read(store: &Store, n: u8) -> Vec<u8> {
+    let mut back = Vec::new();
+    store
+        .ciphertext(&id(n))
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    back
+}
+
+/// Every file and directory under `dir`, with its inode number.
+fn inodes(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(e.path());
+            }
+            out.insert(e.path(), meta.ino());
+        }
+    }
+    out
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[test]
+fn round_trip_small_and_large_without_a_file_per_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            segment_bytes: 16 << 20,
+            ..options()
+        },
+    )
+    .unwrap();
+    // Warm up: the first round of a store creates nothing either, but the
+    // sled log may.
+    put(&store, 200, b"warm-up");
+    store.sync_blocking().unwrap();
+    let before = inodes(dir.path());
+
+    let small = bytes(10_007, 1);
+    let large = bytes(INLINE_BYTES as usize + 100_003, 2);
+    assert_eq!(put(&store, 1, &small).sha256, Digest::of(&small));
+    let meta = put(&store, 2, &large);
+    assert_eq!(meta.size, large.len() as u64);
+    // Not in the index before its commit round (its ciphertext may not be
+    // durable yet), readable after it.
+    assert!(store.meta(&id(1)).unwrap().is_none());
+    assert!(store.ciphertext(&id(1)).is_err());
+    assert_eq!(store.stats().unwrap().pending, 2);
+    store.sync_blocking().unwrap();
+    assert_eq!(read(&store, 1), small);
+    assert_eq!(read(&store, 2), large);
+    // The large one waited in a scratch file, which went back to the pool
+    // emptied.
+    assert_eq!(store.inner.scratch.available(), 4);
+    // No file or directory came or went (a new segment would: this one
+    // has room), and none was replaced.
+    assert_eq!(inodes(dir.path()), before);
+}
+
+#[test]
+fn within_a_round_entries_are_appended_in_random_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for n in 0..40 {
+        put(&store, n, &[n; 100]);
+    }
+    store.sync_blocking().unwrap();
+    let offsets: Vec<u64> = (0..40)
+        .map(|n| store.meta(&id(n)).unwrap().unwrap().at.unwrap().offset)
+        .collect();
+    let mut sorted = offsets.clone();
+    sorted.sort_unstable();
+    // In arrival order the offsets would be sorted; 40! orders make the
+    // chance of that by accident nil.
+    assert_ne!(offsets, sorted);
+    for n in 0..40 {
+        assert_eq!(read(&store, n), [n; 100]);
+    }
+}
+
+#[test]
+fn a_full_segment_makes_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for n in 0..5 {
+        put(&store, n, &bytes(30_000, n));
+        store.sync_blocking().unwrap();
+    }
+    let stats = store.stats().unwrap();
+    // 64 KiB segments hold two of these each.
+    assert_eq!(stats.segments, 3);
+    assert_eq!(stats.segment_bytes, 150_000);
+    for n in 0..5 {
+        assert_eq!(read(&store, n), bytes(30_000, n));
+    }
+    // A ciphertext larger than a segment gets one of its own.
+    put(&store, 9, &bytes(100_000, 9));
+    store.sync_blocking().unwrap();
+    assert_eq!(read(&store, 9), bytes(100_000, 9));
+}
+
+#[test]
+fn batches_take_the_oldest_days_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("s"));
+    let put_on = |n: u8, day: &str| {
+        let mut w = store.begin(id(n)).unwrap();
+        w.write_all(b"ct").unwrap();
+        w.finish(day.parse().unwrap(), 1, "k".into(), None).unwrap();
+    };
+    // High ids on the older days, low ids on the newest one.
+    put_on(200, "2026-11-01");
+    put_on(100, "2026-11-02");
+    put_on(150, "2026-11-02");
+    for n in 1..=5 {
+        put_on(n, "2026-11-03");
+    }
+    store.sync_blocking().unwrap();
+    let ids =
+        |v: Vec<(SubmissionId, SubmissionMeta)>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+    assert_eq!(ids(store.unexported(1).unwrap()), [id(200)]);
+    assert_eq!(
+        ids(store.unexported(3).unwrap()),
+        [id(100), id(150), id(200)]
+    );
+    assert_eq!(
+        ids(store.unexported(5).unwrap()),
+        [id(1), id(2), id(100), id(150), id(200)]
+    );
+    assert_eq!(store.unexported(100).unwrap().len(), 8);
+}
+
+#[test]
+fn the_key_epoch_is_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        assert_eq!(put_in(&store, 1, b"old", 1).epoch, 1);
+        assert_eq!(put_in(&store, 2, b"new", 7).epoch, 7);
+        store.sync_blocking().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.meta(&id(1)).unwrap().unwrap().epoch, 1);
+    assert_eq!(store.meta(&id(2)).unwrap().unwrap().epoch, 7);
+    assert_eq!(read(&store, 2), b"new");
+}
+
+#[test]
+fn records_from_before_epochs_and_segments_still_parse() {
+    let old = format!(
+        r#"{{"received_day":"2026-11-28","size":3,"sha256":"{}","key_set":"ks","batch":null}}"#,
+        Digest::of(b"x")
+    );
+    let meta: SubmissionMeta = decode("submission metadata", old.as_bytes()).unwrap();
+    assert_eq!((meta.epoch, meta.at), (1, None));
+    assert!(
+        decode::<SubmissionMeta>("m", old.replace("\"ks\"", "\"ks\",\"epoch\":2").as_bytes())
+            .is_ok_and(|m| m.epoch == 2)
+    );
+}
+
+#[test]
+fn unfinished_submissions_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut small = store.begin(id(2)).unwrap();
+    small.write_all(&[7u8; 1000]).unwrap();
+    let mut large = store.begin(id(3)).unwrap();
+    large
+        .write_all(&vec![7u8; INLINE_BYTES as usize + 1])
+        .unwrap();
+    assert_eq!(store.inner.scratch.available(), 3);
+    drop((small, large));
+    assert_eq!(store.held_bytes(), 0);
+    assert_eq!(store.inner.scratch.available(), 4);
+    store.sync_blocking().unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.submissions, stats.segment_bytes), (0, 0));
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        put(&store, 1, b"committed");
+        store.sync_blocking().unwrap();
+        // A round that appended but crashed before indexing.
+        let n = lock(&store.inner.table).active().unwrap();
+        let file = store.inner.segment_file(n).unwrap();
+        segments::write_at(&file, b"torn bytes nobody indexed", 9).unwrap();
+        let report = store.check(starts_with_anything).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(
+            report
+                .repairs
+                .iter()
+                .any(|r| r.contains("25 unindexed bytes at its end")),
+            "{:?}",
+            report.repairs
+        );
+    }
+    let store = open(dir.path());
+    let n = lock(&store.inner.table).active().unwrap();
+    assert_eq!(
+        std::fs::metadata(store.inner.segment_path(n))
+            .unwrap()
+            .len(),
+        9
+    );
+    assert_eq!(read(&store, 1), b"committed");
+    // The next append goes where the tail was.
+    put(&store, 2, b"next");
+    store.sync_blocking().unwrap();
+    assert_eq!(read(&store, 2), b"next");
+    assert!(
+        store
+            .check(starts_with_anything)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}
+
+fn record(n: u8, manifest: &[u8], count: u64) -> BatchRecord {
+    BatchRecord {
+        batch_id: BatchId::from_bytes([n; 16]),
+        sequence: u64::from(n),
+        manifest_sha256: Digest::of(manifest),
+        submissions: count,
+        acked: false,
+    }
+}
+
+#[test]
+fn ack_needs_the_right_hash_removes_entries_at_once_and_compaction_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    put(&store, 1, &bytes(20_000, 1));
+    put(&store, 2, &bytes(10_000, 2));
+    store.sync_blocking().unwrap();
+    let record = record(1, b"manifest", 1);
+    store
+        .record_batch(&record, b"manifest", b"sig", &[id(1)])
+        .unwrap();
+    assert_eq!(store.unexported(10).unwrap().len(), 1);
+
+    let wrong = store.ack(&record.batch_id, &Digest::of(b"other"));
+    assert!(matches!(wrong, Err(Error::AckMismatch(_))));
+    assert_eq!(store.stats().unwrap().submissions, 2);
+    let unknown = store.ack(&BatchId::from_bytes([9; 16]), &record.manifest_sha256);
+    assert!(matches!(unknown, Err(Error::UnknownBatch(_))));
+
+    let done = store
+        .ack(&record.batch_id, &record.manifest_sha256)
+        .unwrap();
+    assert_eq!(done, AckOutcome::Deleted(1));
+    assert!(store.meta(&id(1)).unwrap().is_none());
+    assert!(store.ciphertext(&id(1)).is_err());
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.segment_bytes, stats.dead_bytes), (30_000, 20_000));
+    assert_eq!(store.held_bytes(), 10_000);
+    assert!(store.batch_documents(1).unwrap().is_none());
+    assert!(store.unacked_batches().unwrap().is_empty());
+    assert_eq!(
+        store
+            .ack(&record.batch_id, &record.manifest_sha256)
+            .unwrap(),
+        AckOutcome::AlreadyAcked
+    );
+
+    // Two thirds dead: the next compaction rewrites the segment.
+    let old: Vec<u32> = lock(&store.inner.table).records.keys().copied().collect();
+    store.compact_now(false).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.segment_bytes, stats.dead_bytes), (10_000, 0));
+    for n in old {
+        assert!(!store.inner.segment_path(n).exists());
+    }
+    assert_eq!(read(&store, 2), bytes(10_000, 2));
+    assert!(
+        store
+            .check(starts_with_anything)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_compaction_cycle_removes_every_dead_byte_and_empty_segments_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for n in 0..4 {
+        put(&store, n, &bytes(30_000, n));
+        store.sync_blocking().unwrap();
+    }
+    // Segments: [0, 1], [2, 3] (the active one). Acknowledge 0 and 2:
+    // half of each is dead, which a prompt compaction rewrites one at a
+    // time and the cycle all at once.
+    let r = record(1, b"m", 2);
+    store.record_batch(&r, b"m", b"s", &[id(0), id(2)]).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    store.compact_now(false).unwrap();
+    assert_eq!(store.stats().unwrap().dead_bytes, 30_000, "one at a time");
+    store.compact_now(true).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.dead_bytes, 0);
+    assert_eq!(stats.segment_bytes, 60_000);
+    assert_eq!(read(&store, 1), bytes(30_000, 1));
+    assert_eq!(read(&store, 3), bytes(30_000, 3));
+    // Everything acknowledged: no segment keeps dead bytes.
+    let r = record(2, b"m2", 2);
+    store
+        .record_batch(&r, b"m2", b"s", &[id(1), id(3)])
+        .unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    store.compact_now(false).unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.segment_bytes, stats.dead_bytes), (0, 0));
+    assert_eq!(stats.segments, 1, "the active segment stays, empty");
+    assert!(
+        store
+            .check(starts_with_anything)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}
+
+/// Stops a compaction after its step `stop` (1: marker; 2: copy), as a
+/// crash would, by doing those steps by hand.
+fn crash_during_compaction(dir: &Path, stop: u8) {
+    let store = open(dir);
+    put(&store, 1, &bytes(20_000, 1));
+    put(&store, 2, &bytes(20_000, 2));
+    store.sync_blocking().unwrap();
+    let from = lock(&store.inner.table).active().unwrap();
+    let to = from + 1;
+    store
+        .inner
+        .db
+        .insert([COMPACTION], encode(&CompactionRecord { from, to }))
+        .unwrap();
+    if stop >= 2 {
+        let f = segments::create_file(&store.inner.segments_dir, to).unwrap();
+        segments::write_at(&f, &bytes(20_000, 2), 0).unwrap();
+    }
+    store.inner.db.flush().unwrap();
+}
+
+#[test]
+fn an_interrupted_compaction_is_undone_at_start_up() {
+    for stop in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        crash_during_compaction(dir.path(), stop);
+        {
+            let store = open_for_check(dir.path());
+            let report = store.check(starts_with_anything).unwrap();
+            assert!(report.problems.is_empty(), "{:?}", report.problems);
+            assert!(
+                report
+                    .repairs
+                    .iter()
+                    .any(|r| r.contains("broken compaction")),
+                "{:?}",
+                report.repairs
+            );
+        }
+        let store = open(dir.path());
+        assert!(store.inner.db.get([COMPACTION]).unwrap().is_none());
+        assert_eq!(read(&store, 1), bytes(20_000, 1));
+        assert_eq!(read(&store, 2), bytes(20_000, 2));
+        let report = store.check(starts_with_anything).unwrap();
+        assert!(report.problems.is_empty() && report.repairs.is_empty());
+        assert_eq!(store.stats().unwrap().segments, 1);
+    }
+}
+
+#[test]
+fn a_compacted_segment_left_behind_is_deleted_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let leftover;
+    {
+        let store = open(dir.path());
+        put(&store, 1, &bytes(20_000, 1));
+        put(&store, 2, &bytes(20_000, 2));
+        store.sync_blocking().unwrap();
+        let from = lock(&store.inner.table).active().unwrap();
+        leftover = store.inner.segment_path(from);
+        // Keep a copy of the file the compaction is about to delete, and
+        // put it back afterwards: a crash between steps 3 and 4.
+        let copy = std::fs::read(&leftover).unwrap();
+        let r = record(1, b"m", 1);
+        store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
+        store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+        store.compact_now(false).unwrap();
+        assert!(!leftover.exists());
+        std::fs::write(&leftover, copy).unwrap();
+    }
+    let store = open(dir.path());
+    assert!(!leftover.exists());
+    assert_eq!(read(&store, 2), bytes(20_000, 2));
+    assert!(
+        store
+            .check(starts_with_anything)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}
+
+#[test]
+fn submissions_nobody_waits_for_are_committed_on_the_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            commit_interval: Duration::from_millis(50),
+            ..options()
+        },
+    )
+    .unwrap();
+    put(&store, 5, b"its client went away");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.meta(&id(5)).unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read(&store, 5), b"its client went away");
+}
+
+#[test]
+fn every_round_sets_every_store_file_s_times_to_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    put(&store, 1, b"x");
+    store.sync_blocking().unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    // An idle round: nothing to commit, the times move all the same.
+    let start = std::time::SystemTime::now();
+    store.sync_blocking().unwrap();
+    for path in inodes(dir.path()).keys() {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        assert!(
+            modified + Duration::from_millis(5) >= start,
+            "{} was not covered",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_quota_counts_what_is_held_and_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store.set_limits(50_000, 0);
+        put(&store, 1, &[1; 20_000]);
+        store.sync_blocking().unwrap();
+        assert_eq!(store.held_bytes(), 20_000);
+        store.admit(30_000).unwrap();
+        assert!(matches!(store.admit(30_001), Err(Error::StoreFull(_))));
+
+        // A write that would cross the quota fails, and the unfinished
+        // submission gives back what it had counted and leaves nothing.
+        let mut p = store.begin(id(2)).unwrap();
+        p.write_all(&[2; 25_000]).unwrap();
+        assert_eq!(store.held_bytes(), 45_000);
+        let e = p.write_all(&[2; 10_000]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+        drop(p);
+        assert_eq!(store.held_bytes(), 20_000);
+        put(&store, 3, &[3; 30_000]);
+        store.sync_blocking().unwrap();
+        assert!(store.admit(1).is_err());
+
+        // Acknowledging a batch frees its bytes at once.
+        let r = record(1, b"m", 1);
+        store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
+        store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+        assert_eq!(store.held_bytes(), 30_000);
+        store.admit(20_000).unwrap();
+    }
+    // Reopened, the total comes from the segment records.
+    let store = open(dir.path());
+    assert_eq!(store.held_bytes(), 30_000);
+}
+
+#[test]
+fn the_free_space_reserve_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.set_limits(u64::MAX, 1);
+    store.admit(0).unwrap();
+    // No file system has an exabyte free.
+    store.set_limits(u64::MAX, 1 << 60);
+    assert!(matches!(store.admit(0), Err(Error::StoreFull(_))));
+}
+
+/// A stand-in for `seal::check_header` that accepts anything.
+fn starts_with_anything(_: &mut dyn Read) -> Result<(), Error> {
+    Ok(())
+}
+
+/// A stand-in for `seal::check_header`: the bytes start with "age".
+fn starts_with_age(r: &mut dyn Read) -> Result<(), Error> {
+    let mut magic = [0u8; 3];
+    r.read_exact(&mut magic).map_err(io_err("read a header"))?;
+    if &magic == b"age" {
+        Ok(())
+    } else {
+        Err(Error::Corrupt("not age".into()))
+    }
+}
+
+#[test]
+fn check_reports_each_kind_of_damage_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment;
+    {
+        let store = open(dir.path());
+        let mut metas = Vec::new();
+        for n in 1..=5 {
+            metas.push(put(&store, n, format!("age ciphertext {n}").as_bytes()));
+        }
+        store.sync_blocking().unwrap();
+        segment = store
+            .inner
+            .segment_path(lock(&store.inner.table).active().unwrap());
+        let meta = &metas[4];
+        let manifest = format::Manifest {
+            format: format::MANIFEST_FORMAT.into(),
+            relay_key: "key".into(),
+            batch_id: BatchId::from_bytes([1; 16]),
+            sequence: 1,
+            previous_manifest_sha256: None,
+            created_day: day(),
+            submissions: vec![format::ManifestEntry {
+                id: id(5),
+                received_day: day(),
+                epoch: 1,
+                size: meta.size,
+                sha256: meta.sha256,
+                thread: None,
+            }],
+            threads: Vec::new(),
+        }
+        .to_json();
+        let r = record(1, &manifest, 1);
+        store.record_batch(&r, &manifest, b"s", &[id(5)]).unwrap();
+        store.sync_blocking().unwrap();
+    }
+    let check = || open_for_check(dir.path()).check(starts_with_age).unwrap();
+    let healthy = check();
+    assert_eq!(healthy.problems, Vec::<String>::new());
+    assert_eq!((healthy.submissions, healthy.unacked_batches), (5, 1));
+
+    let store = open_for_check(dir.path());
+    let at = |n: u8| store.meta(&id(n)).unwrap().unwrap().at.unwrap();
+    let (a1, a3, a4) = (at(1), at(3), at(4));
+    drop(store);
+    let mut seg = std::fs::read(&segment).unwrap();
+    // Corrupt bytes in 3; a broken header in 4.
+    seg[a3.offset as usize + 3] ^= 1;
+    seg[a4.offset as usize] = b'x';
+    std::fs::write(&segment, &seg).unwrap();
+    // An index entry past the end (1), and bytes no entry accounts for (2
+    // forgotten), by editing the index as damage would.
+    {
+        let store = open_for_check(dir.path());
+        let mut m1 = store.meta(&id(1)).unwrap().unwrap();
+        m1.at = Some(Location {
+            segment: a1.segment,
+            offset: 1_000_000,
+        });
+        store
+            .inner
+            .db
+            .insert(key(META, id(1).as_bytes()), encode(&m1))
+            .unwrap();
+        store.inner.db.remove(key(META, id(2).as_bytes())).unwrap();
+        store.inner.db.flush().unwrap();
+    }
+    let report = check();
+    let want = [
+        (Some(1), "an index entry past the end"),
+        (Some(3), "corrupt bytes"),
+        (Some(4), "corrupt bytes"),
+        (Some(4), "age header does not parse"),
+        (None, "unindexed bytes"),
+    ];
+    assert_eq!(report.problems.len(), want.len(), "{:#?}", report.problems);
+    for (n, what) in want {
+        let prefix = n.map(|n| format!("submission {}: ", id(n)));
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains(what) && prefix.as_ref().is_none_or(|pre| p.starts_with(pre))),
+            "{n:?}: {what:?} not in {:#?}",
+            report.problems
+        );
+    }
+    // Truncated segment data.
+    std::fs::write(&segment, &seg[..a4.offset as usize]).unwrap();
+    let report = check();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("truncated segment data")),
+        "{:#?}",
+        report.problems
+    );
+    // Nothing was repaired by checking.
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        a4.offset,
+        "check changed the segment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_syncs_share_rounds_and_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::open_with(
+            dir.path(),
+            Options {
+                commit_interval: Duration::from_millis(100),
+                ..options()
+            },
+        )
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for n in 0..32u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s2 = store.clone();
+            tokio::task::spawn_blocking(move || put(&s2, n, &[n; 100]))
+                .await
+                .unwrap();
+            store.sync().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(store.stats().unwrap().submissions, 32);
+    assert_eq!(store.stats().unwrap().pending, 0);
+}
+
+/// The fixture: a store written by the one-file-per-submission layout
+/// (commit 8356946's relay, demo mode: 9 submissions, 6 of them in batch 1,
+/// 3 with follow-up threads), then given what a crash leaves: one indexed
+/// ciphertext still in `pending/`, and an unfinished upload there.
+fn legacy_store(into: &Path) -> std::collections::BTreeMap<SubmissionId, Vec<u8>> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/legacy-store-v1.tar.gz");
+    let out = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut files = std::collections::BTreeMap::new();
+    for sub in ["objects", "pending"] {
+        for e in std::fs::read_dir(into.join("store").join(sub)).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let id: SubmissionId = name.strip_suffix(".age").unwrap().parse().unwrap();
+            files.insert(id, std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+fn assert_migrated(store: &Store, files: &std::collections::BTreeMap<SubmissionId, Vec<u8>>) {
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.submissions, stats.unexported), (9, 3));
+    assert_eq!(stats.threads, 3);
+    let mut seen = 0;
+    for (id, bytes) in files {
+        let Some(meta) = store.meta(id).unwrap() else {
+            // The unfinished upload: never indexed, gone.
+            assert_eq!(bytes, b"half\n");
+            continue;
+        };
+        let mut back = Vec::new();
+        store
+            .ciphertext(id)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(&back, bytes);
+        assert_eq!(Digest::of(&back), meta.sha256);
+        seen += 1;
+    }
+    assert_eq!(seen, 9);
+    assert_eq!(store.unacked_batches().unwrap().len(), 1);
+    let report = store.check(starts_with_age).unwrap();
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert!(report.repairs.is_empty(), "{:#?}", report.repairs);
+}
+
+#[test]
+fn a_store_of_the_old_layout_is_migrated_without_losing_a_submission() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = legacy_store(dir.path());
+    assert_eq!(files.len(), 10);
+    let store = open(&dir.path().join("store"));
+    assert_migrated(&store, &files);
+    assert!(!dir.path().join("store/objects").exists());
+    assert!(!dir.path().join("store/pending").exists());
+    drop(store);
+    // And again: nothing left to do, nothing changes.
+    let store = open(&dir.path().join("store"));
+    assert_migrated(&store, &files);
+}
+
+#[test]
+fn a_migration_cut_short_carries_on_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = legacy_store(dir.path());
+    let path = dir.path().join("store");
+    {
+        // Before: `relay check` says what start-up will do.
+        let store = open_for_check(&path);
+        let report = store.check(starts_with_age).unwrap();
+        assert!(report.problems.is_empty(), "{:#?}", report.problems);
+        assert!(report.repairs.iter().any(|r| r.contains("old layout")));
+    }
+    for _ in 0..3 {
+        // Two files per step, one step per start: a crash after each.
+        let store = Store::open_migrating(&path, options(), 2, 1).unwrap();
+        drop(store);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    {
+        let store = open_for_check(&path);
+        let left = std::fs::read_dir(path.join("objects")).unwrap().count()
+            + std::fs::read_dir(path.join("pending"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+        assert_eq!(left, 9 - 6, "three steps of two files each");
+        drop(store);
+    }
+    let store = open(&path);
+    assert_migrated(&store, &files);
+}
+
+#[test]
+fn an_acknowledgement_the_old_layout_left_half_done_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = legacy_store(dir.path());
+    let path = dir.path().join("store");
+    {
+        // The old layout's crash: the purge marker of batch 1 is durable,
+        // one of its files is already deleted.
+        let db = sled::Config::new().path(path.join("index")).open().unwrap();
+        db.insert(key(PURGE, &1u64.to_be_bytes()), &[]).unwrap();
+        db.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let store = open(&path);
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.submissions, stats.unexported), (3, 3));
+    for (id, bytes) in &files {
+        if store.meta(id).unwrap().is_some() {
+            let mut back = Vec::new();
+            store
+                .ciphertext(id)
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(&back, bytes);
+        }
+    }
+    assert!(store.inner.db.scan_prefix([PURGE]).next().is_none());
+    assert!(!path.join("objects").exists());
+}

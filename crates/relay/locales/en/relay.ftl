@@ -71,7 +71,7 @@ error-choice = Please choose one of the options.
 ## Success page
 received-title = Received and stored safely
 received-body = Your testimony was encrypted for the reviewers and is stored safely. Only the reviewers can read it. This server cannot.
-received-nothing-kept = Nothing about you was recorded: no address, no device details, no exact time.
+received-nothing-kept = This server kept no address and no device details, and of the time only the day. Your internet provider can still see that you connected to this site; the Tor Browser hides that.
 received-close = You can close this page now. If you used a shared device, close the browser too.
 received-more = Send more
 

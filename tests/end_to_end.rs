@@ -369,8 +369,23 @@ fn refused_submissions_store_nothing() {
         .unwrap();
     assert!(res.status().is_client_error(), "{}", res.status());
 
-    assert_eq!(relay.stats(), relay::store::Stats::default());
-    assert!(all_files(&relay.data.join("tmp")).is_empty());
+    let stats = relay.stats();
+    assert_eq!(
+        (stats.submissions, stats.pending, stats.segment_bytes),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    // The spool files (a fixed pool) hold nothing.
+    let spools = all_files(&relay.data.join("tmp"));
+    assert!(!spools.is_empty());
+    for spool in spools {
+        assert_eq!(
+            std::fs::metadata(&spool).unwrap().len(),
+            0,
+            "{}",
+            spool.display()
+        );
+    }
     // And the relay still takes a good submission.
     assert_eq!(relay.submit(CATEGORY, "fine", &[("a", b"1")]).0, 200);
     assert_eq!(relay.stats().submissions, 1);

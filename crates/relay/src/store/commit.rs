@@ -38,6 +38,16 @@ use crate::{Error, fsutil};
 const SCRATCH_WAIT: Duration = Duration::from_secs(30);
 /// With `commit_interval` zero: how often an idle round still runs.
 const IDLE_ROUND: Duration = Duration::from_secs(1);
+/// How often a round covers every file and directory, not only those a
+/// round may change.
+const FULL_COVER_EVERY: Duration = Duration::from_secs(1);
+
+/// Handles the cover rounds keep open (`Inner::cover`).
+#[derive(Default)]
+pub(super) struct Cover {
+    handles: Vec<File>,
+    pub(super) last_full: Option<Instant>,
+}
 
 /// Where a finished ciphertext waits.
 enum Body {
@@ -382,20 +392,60 @@ impl Inner {
         }
     }
 
-    /// Sets the access and modification times of every file and directory
-    /// of the store (and of the paths in `also_cover`) to now. Best effort:
-    /// a file that vanished meanwhile is skipped.
+    /// Sets the access and modification times of what a round may have
+    /// changed to now: every segment, scratch and spool file and the
+    /// index's files, through handles held open (one `futimens` each); and
+    /// at most once a second, of every file and directory of the store and
+    /// the spool, found afresh (which also renews the handles). Best
+    /// effort: a file that vanished meanwhile is skipped.
+    ///
+    /// Directories change only when a segment is made or removed, never
+    /// per submission, so once a second is enough for them; files a
+    /// submission changes are covered every round.
     pub(super) fn cover(&self) {
         let now = SystemTime::now();
         let times = std::fs::FileTimes::new()
             .set_accessed(now)
             .set_modified(now);
+        let mut cover = lock(&self.cover);
+        if cover
+            .last_full
+            .is_none_or(|t| t.elapsed() >= FULL_COVER_EVERY)
+        {
+            cover.handles = self.cover_walk(times);
+            cover.last_full = Some(Instant::now());
+        } else {
+            for f in &cover.handles {
+                let _ = f.set_times(times);
+            }
+        }
+        drop(cover);
+        let segments: Vec<Arc<File>> = self
+            .files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for f in segments {
+            let _ = f.set_times(times);
+        }
+    }
+
+    /// Touches every file and directory of the store and the extra paths,
+    /// and returns handles to the files (not the segments, which have
+    /// their own) for the rounds until the next walk.
+    fn cover_walk(&self, times: std::fs::FileTimes) -> Vec<File> {
+        let mut handles = Vec::new();
         let mut seen = BTreeSet::new();
-        let mut touch = |path: &Path| {
+        let mut touch = |path: &Path, keep: bool| {
             if seen.insert(path.to_owned())
                 && let Ok(f) = File::open(path)
             {
                 let _ = f.set_times(times);
+                if keep {
+                    handles.push(f);
+                }
             }
         };
         let mut dirs = vec![self.dir.clone()];
@@ -406,17 +456,17 @@ impl Inner {
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
                         dirs.push(path);
                     } else {
-                        touch(&path);
+                        let segment = path.starts_with(&self.segments_dir);
+                        touch(&path, !segment);
                     }
                 }
             }
-            // A directory last, after its entries (setting their times does
-            // not change the directory's, but listing may).
-            touch(&dir);
+            touch(&dir, false);
         }
         for path in lock(&self.also_cover).iter() {
-            touch(path);
+            touch(path, path.is_file());
         }
+        handles
     }
 }
 

@@ -375,6 +375,8 @@ struct Inner {
     /// Directories and files the cover touches each round, besides the
     /// store's own (the spool's), set by [`Store::cover_also`].
     also_cover: Mutex<Vec<PathBuf>>,
+    /// What the cover keeps open between full walks.
+    cover: Mutex<commit::Cover>,
     space: Space,
     options: Options,
 }
@@ -455,6 +457,8 @@ impl Store {
     /// in each round: the spool directory and its pool.
     pub fn cover_also(&self, paths: Vec<PathBuf>) {
         *lock(&self.inner.also_cover) = paths;
+        // Covered (and held) from the next round on.
+        lock(&self.inner.cover).last_full = None;
     }
 
     /// Ciphertext bytes held, plus those being written right now.

@@ -142,6 +142,7 @@ impl Store {
             to_publish: Mutex::new(Vec::new()),
             scratch,
             also_cover: Mutex::new(Vec::new()),
+            cover: Mutex::new(commit::Cover::default()),
             space: Space::new(),
             options,
         });

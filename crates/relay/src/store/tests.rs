@@ -521,6 +521,30 @@ fn every_round_sets_every_store_file_s_times_to_its_own() {
 }
 
 #[test]
+fn rounds_between_full_covers_cover_every_file_a_round_may_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.sync_blocking().unwrap(); // a full cover: handles taken
+    std::thread::sleep(Duration::from_millis(30));
+    // A busy round within the second: segment, index and scratch files.
+    put(&store, 1, &bytes(INLINE_BYTES as usize + 1, 1));
+    std::thread::sleep(Duration::from_millis(30));
+    let start = std::time::SystemTime::now();
+    store.sync_blocking().unwrap();
+    for path in inodes(dir.path()).keys() {
+        if path.is_dir() {
+            continue;
+        }
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        assert!(
+            modified + Duration::from_millis(5) >= start,
+            "{} was not covered",
+            path.display()
+        );
+    }
+}
+
+#[test]
 fn the_quota_counts_what_is_held_and_being_written() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -47,7 +47,7 @@
 //!   start and reused (truncated in between); attachments being uploaded
 //!   wait in the same kind of pool (`crate::spool`, the spool directory);
 //! - commit rounds run on a fixed cadence (`store.commit_interval_ms`,
-//!   default 1 s), whether or not anything arrived, and each round sets the
+//!   default 10 ms), whether or not anything arrived, and each round sets the
 //!   times of every file and directory of the store and the spool to now
 //!   (`commit.rs`, "cover"). A seizure then reads, on every file, the time
 //!   of the last round: "the relay was running". Within a round, entries are
@@ -200,7 +200,7 @@ impl Options {
     pub fn new(cache_bytes: u64) -> Self {
         Self {
             cache_bytes,
-            commit_interval: Duration::from_millis(1000),
+            commit_interval: Duration::from_millis(10),
             compact_interval: Duration::from_secs(60 * 60),
             scratch_files: 32,
             segment_bytes: SEGMENT_BYTES,

@@ -165,12 +165,7 @@ pub fn status_line(data: &Path) -> String {
 pub fn demo_data(root: &Path, edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
     let data = root.join("relay-data");
     let config = relay::demo::init(&data, "127.0.0.1:8443".parse().unwrap()).unwrap();
-    let mut text = edit(std::fs::read_to_string(&config).unwrap());
-    if !text.contains("[store]") {
-        // Commit rounds every 50 ms rather than every second: the tests
-        // make many submissions one after the other.
-        text.push_str("\n[store]\ncommit_interval_ms = 50\n");
-    }
+    let text = edit(std::fs::read_to_string(&config).unwrap());
     std::fs::write(&config, text).unwrap();
     data
 }

@@ -196,13 +196,16 @@ where
             let stats = store.stats()?;
             let batches = store.unacked_batches()?;
             println!(
-                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}, follow-up threads: {}, replies held: {}",
+                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}, follow-up threads: {}, replies held: {}, segments: {} ({} bytes, {} of them acknowledged and awaiting compaction)",
                 stats.submissions,
                 stats.unexported,
                 stats.ciphertext_bytes,
                 batches.len(),
                 stats.threads,
-                stats.replies
+                stats.replies,
+                stats.segments,
+                stats.segment_bytes,
+                stats.dead_bytes
             );
         }
     }
@@ -415,6 +418,9 @@ fn ack_cmd(data: &DataArgs, receipt_path: &Path) -> Result<(), Error> {
     let store = Store::open(&data.dir.join(STORE_DIR), 16 << 20)?;
     let outcome = store.ack(&receipt.batch_id, &receipt.manifest_sha256)?;
     store.sync_blocking()?;
+    // The relay is stopped: rewrite the segments now rather than leave the
+    // acknowledged ciphertext to the next start's rounds.
+    store.compact_now(true)?;
     match outcome {
         AckOutcome::Deleted(n) => println!(
             "deleted {n} submissions of batch {} (sequence {})",

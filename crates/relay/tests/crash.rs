@@ -418,6 +418,12 @@ fn export_all(data: &Path, out_dir: &Path, identity: &age::x25519::Identity, fou
             ]);
             assert!(o.status.success(), "ack failed: {}", stderr(&o));
             found.deleted += opened.len();
+            // The offline ack compacts at once: nothing dead is left.
+            let status = status_line(data);
+            assert!(
+                status.contains(" 0 of them acknowledged and awaiting compaction"),
+                "{status}"
+            );
         }
         for s in opened {
             found.submissions += 1;

@@ -27,9 +27,10 @@
 //! once. And `relay check` finds nothing wrong: no unindexed bytes, no
 //! entry past a segment's end, no half-done compaction.
 //!
-//! Every other exported batch is then acknowledged (`relay ack`), so that
-//! the next start's commit rounds compact segments that are mostly dead:
-//! kills also land during compaction.
+//! Every other exported batch is then acknowledged with `relay ack`, which
+//! compacts the segments it made mostly dead; its first run is SIGKILLed at
+//! a random moment (often during the compaction), and the second must
+//! repair and finish what the first left.
 //!
 //! The test prints cycles run, acknowledgements checked and restart times.
 //!
@@ -382,6 +383,10 @@ struct Found {
     submissions: usize,
     /// Of those, deleted by an acknowledgement.
     deleted: usize,
+    /// `relay ack` runs killed before they finished (ack and compaction).
+    ack_kills: usize,
+    /// Of the runs after them, those whose start-up repaired a compaction.
+    compactions_repaired: usize,
 }
 
 /// With the relay stopped: exports every submission not yet in a batch
@@ -407,16 +412,37 @@ fn export_all(data: &Path, out_dir: &Path, identity: &age::x25519::Identity, fou
         std::fs::remove_file(&out).unwrap();
         if found.batches % 2 == 1 {
             // A reviewer acknowledges it: its submissions leave the index
-            // and their bytes are compacted away by the next start.
+            // and `relay ack` compacts their bytes away. The first attempt
+            // is killed at a random moment (often during the compaction);
+            // the second must finish what it left.
             let path = out_dir.join("receipt.json");
             std::fs::write(&path, receipt.to_json()).unwrap();
-            let o = relay(&[
+            let args = [
                 "ack",
                 "--data",
                 data.to_str().unwrap(),
                 path.to_str().unwrap(),
-            ]);
+            ];
+            let mut first = Command::new(RELAY)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..150)));
+            if first.try_wait().unwrap().is_none() {
+                found.ack_kills += 1;
+            }
+            let _ = first.kill();
+            first.wait().unwrap();
+            let o = relay(&args);
             assert!(o.status.success(), "ack failed: {}", stderr(&o));
+            let log = stderr(&o);
+            if log.contains("undid a compaction")
+                || log.contains("recovered from an interrupted commit round or compaction")
+            {
+                found.compactions_repaired += 1;
+            }
             found.deleted += opened.len();
             // The offline ack compacts at once: nothing dead is left.
             let status = status_line(data);
@@ -597,7 +623,8 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
         "crash test: {cycles} kill cycles ({start_up_kills} more kills during start-up), \
          {} submissions sent, {acks_checked} acks verified present exactly once with their bytes, \
          {} unacknowledged ({kept} of them kept, complete), refused by status {:?}, \
-         {} stored in {} batches ({} deleted by acknowledgements, so compacted); start-up \
+         {} stored in {} batches ({} deleted by acknowledgements, so compacted; {} `relay ack` \
+         runs killed, after which {} starts repaired a compaction); start-up \
          recovery cut {rolled_forward} torn tail bytes and removed {removed} segment files; restarts: {}, mean {mean:?}, max {max:?}; run {:?}",
         shared.sent.load(Ordering::SeqCst),
         unacked.len(),
@@ -605,6 +632,8 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
         found.submissions,
         found.batches,
         found.deleted,
+        found.ack_kills,
+        found.compactions_repaired,
         restarts.len(),
         began.elapsed(),
     );

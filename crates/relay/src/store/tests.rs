@@ -500,6 +500,22 @@ fn submissions_nobody_waits_for_are_committed_on_the_cadence() {
     assert_eq!(read(&store, 5), b"its client went away");
 }
 
+/// Every file (and, with `dirs`, every directory) under `dir` has a
+/// modification time no earlier than `start`.
+fn assert_covered_since(dir: &Path, start: std::time::SystemTime, dirs: bool) {
+    for path in inodes(dir).keys() {
+        if path.is_dir() && !dirs {
+            continue;
+        }
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        assert!(
+            modified + Duration::from_millis(5) >= start,
+            "{} was not covered",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn every_round_sets_every_store_file_s_times_to_its_own() {
     let dir = tempfile::tempdir().unwrap();
@@ -510,14 +526,7 @@ fn every_round_sets_every_store_file_s_times_to_its_own() {
     // An idle round: nothing to commit, the times move all the same.
     let start = std::time::SystemTime::now();
     store.sync_blocking().unwrap();
-    for path in inodes(dir.path()).keys() {
-        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
-        assert!(
-            modified + Duration::from_millis(5) >= start,
-            "{} was not covered",
-            path.display()
-        );
-    }
+    assert_covered_since(dir.path(), start, true);
 }
 
 #[test]
@@ -531,17 +540,7 @@ fn rounds_between_full_covers_cover_every_file_a_round_may_change() {
     std::thread::sleep(Duration::from_millis(30));
     let start = std::time::SystemTime::now();
     store.sync_blocking().unwrap();
-    for path in inodes(dir.path()).keys() {
-        if path.is_dir() {
-            continue;
-        }
-        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
-        assert!(
-            modified + Duration::from_millis(5) >= start,
-            "{} was not covered",
-            path.display()
-        );
-    }
+    assert_covered_since(dir.path(), start, false);
 }
 
 #[test]

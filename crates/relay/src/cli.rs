@@ -196,7 +196,7 @@ where
             let stats = store.stats()?;
             let batches = store.unacked_batches()?;
             println!(
-                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}, follow-up threads: {}, replies held: {}, segments: {} ({} bytes, {} of them acknowledged and awaiting compaction)",
+                "submissions: {} ({} not yet in a batch), ciphertext bytes: {}, unacknowledged batches: {}, follow-up threads: {}, replies held: {}, segments: {} ({} of them lanes for large ciphertexts; {} bytes, {} of them acknowledged and awaiting compaction)",
                 stats.submissions,
                 stats.unexported,
                 stats.ciphertext_bytes,
@@ -204,6 +204,7 @@ where
                 stats.threads,
                 stats.replies,
                 stats.segments,
+                stats.lanes,
                 stats.segment_bytes,
                 stats.dead_bytes
             );

@@ -178,7 +178,7 @@ impl StoreSettings {
             // Large ciphertexts wait in these until their round; an upload
             // whose client went away may still hold one while a new upload
             // runs, hence twice as many.
-            scratch_files: uploads.saturating_mul(2).max(2),
+            lanes: uploads.saturating_mul(2).max(2),
             segment_bytes: crate::store::SEGMENT_BYTES,
         }
     }

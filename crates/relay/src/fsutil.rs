@@ -107,15 +107,6 @@ impl FilePool {
         }))
     }
 
-    /// A pool with no files (for a store opened read-only).
-    pub(crate) fn empty() -> Arc<Self> {
-        Arc::new(Self {
-            free: std::sync::Mutex::new(Vec::new()),
-            returned: std::sync::Condvar::new(),
-            paths: Vec::new(),
-        })
-    }
-
     /// The pool's files (for the cover writes).
     pub(crate) fn paths(&self) -> &[std::path::PathBuf] {
         &self.paths

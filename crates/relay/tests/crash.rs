@@ -2,15 +2,15 @@
 //! killed with SIGKILL at random moments, again and again.
 //!
 //! A few client threads post submissions to `/en/submit` without pause,
-//! text only or with one small random attachment, each with a unique
-//! canary in its text. Every one that got `200` (the relay answers it only
+//! text only or with one random attachment (one in eight large enough to
+//! be written into a lane), each with a unique canary in its text. Every one that got `200` (the relay answers it only
 //! once the submission is durable) is recorded with its attachment bytes.
 //! The relay is killed at a random moment 50 ms to 1.5 s after it began
 //! serving, so kills land during uploads, seals and commit rounds; every
 //! fourth cycle it is also killed while it is still starting (during its
 //! start-up recovery). After each restart:
 //! - it must serve (`GET /` answers 200) within [`MAX_RESTART`];
-//! - no spool or scratch file holds bytes: start-up emptied what the kill
+//! - no spool file holds bytes: start-up emptied what the kill
 //!   left, before any new upload was allowed in (torn segment tails are cut
 //!   off then too; how many bytes is counted).
 //!
@@ -70,8 +70,14 @@ const CLIENTS: usize = 3;
 const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 50..=1500;
 /// Longest acceptable time from spawning the relay to its first answer.
 const MAX_RESTART: Duration = Duration::from_secs(30);
-/// Largest random attachment.
+/// Largest random attachment, mostly.
 const MAX_ATTACHMENT: usize = 48 * 1024;
+/// One attachment in this many is large: its ciphertext passes
+/// `store::INLINE_BYTES` and is written into a lane as it is sealed, so
+/// kills land on lanes too.
+const LARGE_EVERY: u32 = 8;
+/// A large attachment's size range.
+const LARGE_ATTACHMENT: std::ops::RangeInclusive<usize> = 300 * 1024..=700 * 1024;
 /// Whole-run bound (the bench mode scales it).
 const SECONDS_PER_CYCLE_BOUND: u64 = 20;
 
@@ -121,7 +127,12 @@ fn client_loop(shared: &Shared, data: &Path, thread: usize, seed: u64) {
         n += 1;
         let canary = format!("canary-{seed:x}-{thread}-{n}-{:08x}", rng.next_u32());
         let attachment = rng.gen_bool(0.5).then(|| {
-            let mut bytes = vec![0u8; rng.gen_range(1..=MAX_ATTACHMENT)];
+            let size = if rng.gen_ratio(1, LARGE_EVERY) {
+                rng.gen_range(LARGE_ATTACHMENT)
+            } else {
+                rng.gen_range(1..=MAX_ATTACHMENT)
+            };
+            let mut bytes = vec![0u8; size];
             rng.fill_bytes(&mut bytes);
             bytes
         });

@@ -966,8 +966,9 @@ fn matches(expect: Expect, got: &Outcome) -> bool {
     }
 }
 
-/// Nothing half-stored: a refused upload leaves no bytes in a spool or
-/// scratch file. (How many were stored is checked once the relay stops.)
+/// Nothing half-stored: a refused upload leaves no bytes in a spool file.
+/// (How many were stored, and that no lane keeps bytes past its committed
+/// length, is checked once the relay stops.)
 fn check_store(data: &Path) -> Result<(), String> {
     settle_pools(data)
 }
@@ -1048,4 +1049,6 @@ fn hostile_requests_are_refused_and_the_relay_keeps_serving() {
         status.contains(&format!("submissions: {objects} ")),
         "{status}"
     );
+    // Refused and cut-off large uploads cut their lanes back.
+    assert_eq!(util::torn_tails(&data), Vec::<String>::new());
 }

@@ -3,7 +3,7 @@
 //! snapshot would find it, with disk encryption unlocked.
 //!
 //! After a warm-up, N submissions (half with an attachment large enough to
-//! be spooled and to wait for its round in a scratch file) are made, and
+//! be spooled and to be written into a lane) are made, and
 //! then, under the data directory and the relay's temp directory:
 //! - no file or directory was born in the window (`statx` birth time);
 //! - the set of paths and their inode numbers are the same before and after;
@@ -30,7 +30,7 @@ use util::{Served, client, demo_data};
 
 /// The commit interval these tests run the relay with (the default).
 const INTERVAL_MS: u64 = 10;
-/// Attachment size: spooled, and its ciphertext goes to a scratch file.
+/// Attachment size: spooled, and its ciphertext is written into a lane.
 const ATTACHMENT: usize = 300 << 10;
 
 fn config(text: String) -> String {

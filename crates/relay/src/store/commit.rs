@@ -2,12 +2,13 @@
 //! the cover that makes every round look alike on disk.
 //!
 //! A writer ([`PendingSubmission`]) holds its ciphertext in memory up to
-//! [`INLINE_BYTES`](super::INLINE_BYTES), or in a scratch file from the
-//! fixed pool; finished, it queues itself. The one commit thread runs a
-//! round every `commit_interval` (or, with an interval of zero, as soon as
-//! someone waits): it takes the queue, appends every ciphertext to the
-//! active segment in random order, `fdatasync`s, indexes them with the
-//! segment's new committed length in one sled batch, flushes sled, wakes
+//! [`INLINE_BYTES`](super::INLINE_BYTES), or writes it into a lane it
+//! borrowed (`lanes.rs`); finished, it queues itself. The one commit thread
+//! runs a round every `commit_interval` (or, with an interval of zero, as
+//! soon as someone waits): it takes the queue, appends every in-memory
+//! ciphertext to the active segment in random order, `fdatasync`s the
+//! segments and lanes written, indexes the entries with their segments' new
+//! committed lengths in one sled batch, flushes sled, wakes
 //! the waiters, and then sets the times of every file and directory in the
 //! store (and of the spool) to now. Rounds with nothing to commit do the
 //! last step too, so a file's times say when the last round ran, which
@@ -15,7 +16,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
@@ -26,16 +27,17 @@ use format::{Day, Digest, SubmissionId, ThreadId};
 use rand::seq::SliceRandom;
 use sha2::Digest as _;
 
+use super::lanes::{LaneWriter, Loan};
 use super::segments::{self, SegmentRecord};
 
 use super::{
     INLINE_BUDGET, INLINE_BYTES, IO_BUFFER, Inner, Location, META, Space, Store, SubmissionMeta,
     encode, io_err, key, lock, store_err,
 };
-use crate::{Error, fsutil};
+use crate::Error;
 
-/// How long a writer waits for a free scratch file before giving up.
-const SCRATCH_WAIT: Duration = Duration::from_secs(30);
+/// How long a writer waits for a free lane before giving up.
+const LANE_WAIT: Duration = Duration::from_secs(30);
 /// With `commit_interval` zero: how often an idle round still runs.
 const IDLE_ROUND: Duration = Duration::from_secs(1);
 /// How often a round covers every file and directory, not only those a
@@ -52,7 +54,8 @@ pub(super) struct Cover {
 /// Where a finished ciphertext waits.
 enum Body {
     Inline(Vec<u8>),
-    Scratch(fsutil::PooledFile),
+    /// Written into this lane already, from its `start`.
+    Lane(Loan),
 }
 
 /// A finished submission waiting for its round.
@@ -66,7 +69,8 @@ pub(super) struct Queued {
 impl Drop for Queued {
     fn drop(&mut self) {
         // Committed or failed, its bytes no longer wait in memory. (Its
-        // scratch file goes back to the pool as the body drops.)
+        // lane goes back to the pool as the body drops: cut back to where
+        // it was unless the round committed it.)
         if let Body::Inline(v) = &self.body {
             Space::release(&self.inner.space.inline, v.len() as u64);
         }
@@ -79,9 +83,9 @@ impl Drop for Queued {
 pub struct PendingSubmission {
     inner: Arc<Inner>,
     id: SubmissionId,
-    /// In memory until it passes `INLINE_BYTES`, then in a scratch file.
+    /// In memory until it passes `INLINE_BYTES`, then in a lane.
     inline: Vec<u8>,
-    scratch: Option<(BufWriter<File>, fsutil::PooledFile)>,
+    lane: Option<(BufWriter<LaneWriter>, Loan)>,
     hasher: sha2::Sha256,
     size: u64,
     done: bool,
@@ -107,7 +111,7 @@ impl Store {
             inner: self.inner.clone(),
             id,
             inline: Vec::new(),
-            scratch: None,
+            lane: None,
             hasher: sha2::Sha256::new(),
             size: 0,
             done: false,
@@ -152,12 +156,12 @@ impl PendingSubmission {
         key_set: String,
         thread: Option<ThreadId>,
     ) -> Result<SubmissionMeta, Error> {
-        let body = match self.scratch.take() {
-            Some((writer, pooled)) => {
+        let body = match self.lane.take() {
+            Some((writer, loan)) => {
                 writer
                     .into_inner()
-                    .map_err(|e| io_err("write a scratch file")(e.into_error()))?;
-                Body::Scratch(pooled)
+                    .map_err(|e| io_err("write to a lane")(e.into_error()))?;
+                Body::Lane(loan)
             }
             None => {
                 let bytes = std::mem::take(&mut self.inline);
@@ -190,11 +194,11 @@ impl PendingSubmission {
         self.id
     }
 
-    /// Keeps `data` in memory if it and the budget allow, else in the
-    /// scratch file.
+    /// Keeps `data` in memory if it and the budget allow, else writes it
+    /// to the lane.
     fn put(&mut self, data: &[u8]) -> io::Result<()> {
         let wanted = data.len() as u64;
-        if self.scratch.is_none() {
+        if self.lane.is_none() {
             let fits = self.size + wanted <= INLINE_BYTES
                 && Space::reserve(&self.inner.space.inline, wanted, INLINE_BUDGET);
             if fits {
@@ -203,28 +207,21 @@ impl PendingSubmission {
             }
             self.spill()?;
         }
-        match self.scratch.as_mut() {
+        match self.lane.as_mut() {
             Some((w, _)) => w.write_all(data),
-            None => Err(io::Error::other("no scratch file")),
+            None => Err(io::Error::other("no lane")),
         }
     }
 
-    /// Moves what is in memory to a scratch file, from now on.
+    /// Moves what is in memory to a lane, and writes there from now on.
     fn spill(&mut self) -> io::Result<()> {
-        let pooled = self.inner.scratch.take(SCRATCH_WAIT).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                "every scratch file is in use (too many large submissions at once)",
-            )
-        })?;
-        let mut file = pooled.file().try_clone()?;
-        file.set_len(0)?;
-        file.rewind()?;
-        let mut writer = BufWriter::with_capacity(IO_BUFFER, file);
+        let loan = Loan::take(&self.inner, LANE_WAIT)?;
+        let mut writer = BufWriter::with_capacity(IO_BUFFER, loan.writer());
+        // Should this fail, the loan cuts the lane back as it drops.
         writer.write_all(&self.inline)?;
         Space::release(&self.inner.space.inline, self.inline.len() as u64);
         self.inline = Vec::new();
-        self.scratch = Some((writer, pooled));
+        self.lane = Some((writer, loan));
         Ok(())
     }
 }
@@ -255,7 +252,7 @@ impl Write for PendingSubmission {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.scratch.as_mut() {
+        match self.lane.as_mut() {
             Some((w, _)) => w.flush(),
             None => Ok(()),
         }
@@ -265,8 +262,8 @@ impl Write for PendingSubmission {
 impl Drop for PendingSubmission {
     fn drop(&mut self) {
         if !self.done {
-            // Unfinished: give back what it counted. Its scratch file, if
-            // any, goes back to the pool (truncated) as it drops.
+            // Unfinished: give back what it counted. Its lane, if any, is
+            // cut back and goes back to the pool as it drops.
             Space::release(&self.inner.space.used, self.size);
             Space::release(&self.inner.space.inline, self.inline.len() as u64);
             self.inline.clear();
@@ -337,18 +334,33 @@ impl Inner {
         let mut lengths: std::collections::BTreeMap<u32, SegmentRecord> = Default::default();
         let result = (|| -> Result<(), Error> {
             for q in queued.iter_mut() {
-                let (n, mut record) = self.room(&mut table, &lengths, q.meta.size)?;
-                let file = self
-                    .segment_file(n)
-                    .ok_or_else(|| Error::Corrupt(format!("segment {n} has no open file")))?;
-                let offset = record.len;
-                match &q.body {
-                    Body::Inline(bytes) => segments::write_at(&file, bytes, offset),
-                    Body::Scratch(pooled) => {
-                        segments::copy_range(pooled.file(), 0, &file, offset, q.meta.size)
+                let (n, mut record, offset) = match &q.body {
+                    Body::Inline(bytes) => {
+                        let (n, record) = self.room(&mut table, &lengths, q.meta.size)?;
+                        let file = self.segment_file(n).ok_or_else(|| {
+                            Error::Corrupt(format!("segment {n} has no open file"))
+                        })?;
+                        segments::write_at(&file, bytes, record.len)
+                            .map_err(io_err("append to a segment"))?;
+                        (n, record, record.len)
                     }
-                }
-                .map_err(io_err("append to a segment"))?;
+                    Body::Lane(loan) => {
+                        // Written already; one writer per lane, so it ends
+                        // where this ciphertext starts.
+                        let record = lengths
+                            .get(&loan.n)
+                            .or_else(|| table.records.get(&loan.n))
+                            .copied()
+                            .filter(|r| r.lane && r.len == loan.start)
+                            .ok_or_else(|| {
+                                Error::Corrupt(format!(
+                                    "lane {} is not where its writer started",
+                                    loan.n
+                                ))
+                            })?;
+                        (loan.n, record, loan.start)
+                    }
+                };
                 q.meta.at = Some(Location { segment: n, offset });
                 record.len += q.meta.size;
                 lengths.insert(n, record);
@@ -373,15 +385,34 @@ impl Inner {
         })();
         match result {
             Ok(()) => {
+                for q in queued.iter_mut() {
+                    if let Body::Lane(loan) = &mut q.body {
+                        loan.committed = lengths.get(&loan.n).map(|r| r.len);
+                    }
+                }
+                let full: Vec<u32> = lengths
+                    .iter()
+                    .filter(|(_, r)| r.lane && r.len >= self.options.segment_bytes)
+                    .map(|(n, _)| *n)
+                    .collect();
                 for (n, record) in lengths {
                     table.records.insert(n, record);
+                }
+                for _ in full {
+                    // Its writer does not give it back; a new lane takes
+                    // its place. Should that fail, the pool is one short
+                    // until the next start.
+                    if let Err(e) = self.add_lanes(&mut table, 1) {
+                        tracing::error!(error = %e, "could not replace a full lane");
+                    }
                 }
                 Ok(())
             }
             Err(e) => {
                 // Whatever was appended lies past the committed length: the
                 // next round writes over it, and a start-up cuts it off.
-                // Put the lengths back on disk too, best effort.
+                // Put the lengths back on disk too, best effort. (Lanes are
+                // cut back by their loans as they drop.)
                 for n in lengths.keys() {
                     if let (Some(file), Some(r)) = (self.segment_file(*n), table.records.get(n)) {
                         let _ = file.set_len(r.len);
@@ -393,7 +424,7 @@ impl Inner {
     }
 
     /// Sets the access and modification times of what a round may have
-    /// changed to now: every segment, scratch and spool file and the
+    /// changed to now: every segment (lanes too), spool file and the
     /// index's files, through handles held open (one `futimens` each); and
     /// at most once a second, of every file and directory of the store and
     /// the spool, found afresh (which also renews the handles). Best

@@ -9,9 +9,9 @@
 //! # Layout
 //! ```text
 //! store/index/                sled: the index (small values only)
-//! store/segments/NNNNNNNN.seg ciphertexts, appended back to back (0600)
-//! store/scratch/NN            a fixed pool of files where large ciphertexts
-//!                             wait for their commit round, reused
+//! store/segments/NNNNNNNN.seg ciphertexts, appended back to back (0600);
+//!                             a few of them are lanes, where large
+//!                             ciphertexts are written as they are sealed
 //! ```
 //! sled keys, prefixed by one byte:
 //!
@@ -43,8 +43,9 @@
 //!   at first start, when the active one passes [`SEGMENT_BYTES`], or when
 //!   compaction rewrites one: `segments.rs`);
 //! - a ciphertext of up to [`INLINE_BYTES`] waits for its commit round in
-//!   memory; a larger one in one of a fixed pool of scratch files made at
-//!   start and reused (truncated in between); attachments being uploaded
+//!   memory; a larger one is written straight into a *lane*, one of a
+//!   fixed pool of segments made at start that one writer at a time
+//!   appends to (`lanes.rs`); attachments being uploaded
 //!   wait in the same kind of pool (`crate::spool`, the spool directory);
 //! - commit rounds run on a fixed cadence (`store.commit_interval_ms`,
 //!   default 10 ms), whether or not anything arrived, and each round sets the
@@ -73,9 +74,10 @@
 //! # Durability and group commit
 //! A source is told "stored" only once both the ciphertext and its index
 //! entry are durable. Each commit round (`commit.rs`) takes every finished
-//! ciphertext, appends them to the active segment in random order,
-//! `fdatasync`s the segment, only then inserts their index entries together
-//! with the segment's new committed length, flushes sled once, and wakes
+//! ciphertext, appends the small ones to the active segment in random
+//! order (the large ones are in their lanes already), `fdatasync`s the
+//! segments it wrote, only then inserts their index entries together with
+//! the segments' new committed lengths, flushes sled once, and wakes
 //! every writer that was waiting. An index entry therefore never points at
 //! bytes that were not durable, and the bytes past a segment's committed
 //! length are a torn tail, cut off at the next start (`open.rs`).
@@ -140,6 +142,7 @@ use crate::{Error, fsutil};
 mod batches;
 mod check;
 mod commit;
+mod lanes;
 mod migrate;
 mod open;
 mod segments;
@@ -153,12 +156,12 @@ pub use commit::PendingSubmission;
 /// ciphertext larger than this gets a segment to itself.)
 pub const SEGMENT_BYTES: u64 = 256 << 20;
 /// Ciphertexts up to this size wait for their commit round in memory;
-/// larger ones in a scratch file.
+/// larger ones are written into a lane.
 pub const INLINE_BYTES: u64 = 256 << 10;
 /// Most bytes of ciphertext waiting in memory at once; past it, even small
-/// ones go to scratch files.
+/// ones go to lanes.
 const INLINE_BUDGET: u64 = 32 << 20;
-/// Buffer between the sealer and a scratch file, and for copies.
+/// Buffer between the sealer and a lane, and for copies.
 const IO_BUFFER: usize = 64 * 1024;
 
 const META: u8 = b'm';
@@ -188,8 +191,9 @@ pub struct Options {
     /// How often every segment holding dead bytes is compacted
     /// (`store.compact_interval_minutes`).
     pub compact_interval: Duration,
-    /// How many scratch files to make (twice the concurrent uploads).
-    pub scratch_files: usize,
+    /// How many lanes to keep (twice the concurrent uploads: a finished
+    /// writer holds its lane until its round).
+    pub lanes: usize,
     /// When a segment takes no more appends ([`SEGMENT_BYTES`]; smaller
     /// in tests).
     pub segment_bytes: u64,
@@ -202,7 +206,7 @@ impl Options {
             cache_bytes,
             commit_interval: Duration::from_millis(10),
             compact_interval: Duration::from_secs(60 * 60),
-            scratch_files: 32,
+            lanes: 32,
             segment_bytes: SEGMENT_BYTES,
         }
     }
@@ -308,8 +312,10 @@ pub struct Stats {
     pub threads: u64,
     /// Replies held for sources.
     pub replies: u64,
-    /// Segment files.
+    /// Segment files, lanes included.
     pub segments: u64,
+    /// Of those, lanes.
+    pub lanes: u64,
     /// Their committed bytes, live and dead.
     pub segment_bytes: u64,
     /// Of those, bytes of acknowledged submissions awaiting compaction.
@@ -370,8 +376,8 @@ struct Inner {
     files: RwLock<std::collections::BTreeMap<u32, Arc<File>>>,
     /// Finished submissions waiting for a commit round.
     to_publish: Mutex<Vec<commit::Queued>>,
-    /// The scratch files.
-    scratch: Arc<fsutil::FilePool>,
+    /// The lanes that are free.
+    lanes: lanes::Lanes,
     /// Directories and files the cover touches each round, besides the
     /// store's own (the spool's), set by [`Store::cover_also`].
     also_cover: Mutex<Vec<PathBuf>>,
@@ -514,6 +520,7 @@ impl Store {
         let table = lock(&self.inner.table);
         for record in table.records.values() {
             s.segments += 1;
+            s.lanes += u64::from(record.lane);
             s.segment_bytes += record.len;
             s.dead_bytes += record.dead;
         }

@@ -6,7 +6,8 @@
 //!    compaction's source, or a new segment nothing was indexed into);
 //! 3. every segment longer than its committed length has the torn tail
 //!    cut off (bytes a round appended but never indexed);
-//! 4. a store of the old layout is migrated (`migrate.rs`).
+//! 4. a store of the old layout is migrated (`migrate.rs`);
+//! 5. the first segment and the lanes are made if missing (`lanes.rs`).
 //!
 //! Steps 1–3 read only the segment records and the file lengths, so
 //! recovery takes time in the number of segments, not of submissions.
@@ -21,9 +22,6 @@ use super::{
     store_err,
 };
 use crate::{Error, fsutil};
-
-/// Name prefix of the scratch files.
-const SCRATCH_PREFIX: &str = "scratch";
 
 impl Store {
     /// Opens (or creates) the store in `dir` with the default options,
@@ -62,9 +60,11 @@ impl Store {
             .sum();
         drop(table);
         store.inner.space.used.store(held, Ordering::Release);
-        // The first segment exists from the first start on, so that the
-        // first submission creates no file.
+        // The first segment and the lanes exist from the first start on, so
+        // that no submission creates a file.
         store.inner.ensure_segment()?;
+        store.inner.ensure_lanes()?;
+        remove_scratch_pool(dir)?;
         Ok(store)
     }
 
@@ -84,8 +84,7 @@ impl Store {
     }
 
     /// Opens the index, reads the segment table, opens the segment files
-    /// and starts the commit thread; nothing else. `writable`: also makes
-    /// the scratch pool.
+    /// and starts the commit thread (`writable`); nothing else.
     fn open_index(dir: &Path, options: Options, writable: bool) -> Result<Self, Error> {
         let db = sled::Config::new()
             .path(dir.join("index"))
@@ -118,12 +117,6 @@ impl Store {
                 .records
                 .insert(n, decode::<SegmentRecord>("segment record", &v)?);
         }
-        let scratch_dir = dir.join("scratch");
-        let scratch = if writable {
-            fsutil::FilePool::open(&scratch_dir, SCRATCH_PREFIX, options.scratch_files)?
-        } else {
-            fsutil::FilePool::empty()
-        };
         let segments_dir = dir.join("segments");
         let mut files = std::collections::BTreeMap::new();
         for n in table.records.keys() {
@@ -140,7 +133,7 @@ impl Store {
             table: Mutex::new(table),
             files: RwLock::new(files),
             to_publish: Mutex::new(Vec::new()),
-            scratch,
+            lanes: super::lanes::Lanes::default(),
             also_cover: Mutex::new(Vec::new()),
             cover: Mutex::new(commit::Cover::default()),
             space: Space::new(),
@@ -233,11 +226,7 @@ impl Inner {
         }
         let n = table.next_number();
         let file = segments::create_file(&self.segments_dir, n)?;
-        let record = SegmentRecord {
-            created_day: format::Day::today(),
-            len: 0,
-            dead: 0,
-        };
+        let record = SegmentRecord::new(false);
         self.db
             .insert(segments::record_key(n), super::encode(&record))
             .map_err(store_err("record a segment"))?;
@@ -254,4 +243,33 @@ fn remove_if_there(path: &Path) -> Result<(), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("remove a segment file no record names")(e)),
     }
+}
+
+/// Deletes the scratch files of the layout before lanes (`store/scratch/`,
+/// made by 1446f14 and before): their inodes are the last this store
+/// removes. Anything else found there is left, and the directory with it.
+fn remove_scratch_pool(dir: &Path) -> Result<(), Error> {
+    let scratch = dir.join("scratch");
+    let Ok(entries) = std::fs::read_dir(&scratch) else {
+        return Ok(());
+    };
+    let mut others = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let pooled = name
+            .strip_prefix("scratch-")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        if pooled {
+            std::fs::remove_file(entry.path())
+                .map_err(Error::io("remove an old scratch file", &entry.path()))?;
+        } else {
+            others = true;
+        }
+    }
+    if !others {
+        std::fs::remove_dir(&scratch)
+            .map_err(Error::io("remove the old scratch directory", &scratch))?;
+    }
+    fsync_dir(dir).map_err(io_err("sync the store directory"))
 }

@@ -45,9 +45,23 @@ pub(super) struct SegmentRecord {
     pub(super) len: u64,
     /// Of those, bytes of acknowledged submissions (no entry points there).
     pub(super) dead: u64,
+    /// A lane (`lanes.rs`): written by one large ciphertext's writer at a
+    /// time, never by a round's appends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) lane: bool,
 }
 
 impl SegmentRecord {
+    /// An empty segment (`lane`: an empty lane) made today.
+    pub(super) fn new(lane: bool) -> Self {
+        Self {
+            created_day: Day::today(),
+            len: 0,
+            dead: 0,
+            lane,
+        }
+    }
+
     fn live(&self) -> u64 {
         self.len.saturating_sub(self.dead)
     }
@@ -68,14 +82,22 @@ pub(super) struct Table {
 }
 
 impl Table {
-    /// The segment new ciphertexts go to: the highest-numbered one.
+    /// The segment a round appends to: the highest-numbered one that is
+    /// not a lane.
     pub(super) fn active(&self) -> Option<u32> {
-        self.records.keys().next_back().copied()
+        self.records
+            .iter()
+            .rev()
+            .find(|(_, r)| !r.lane)
+            .map(|(n, _)| *n)
     }
 
     /// The next unused segment number.
     pub(super) fn next_number(&self) -> u32 {
-        self.active().map_or(1, |n| n.saturating_add(1))
+        self.records
+            .keys()
+            .next_back()
+            .map_or(1, |n| n.saturating_add(1))
     }
 }
 
@@ -222,11 +244,7 @@ impl Inner {
         let n = table.next_number();
         let file = create_file(&self.segments_dir, n)?;
         self.add_file(n, file);
-        let record = SegmentRecord {
-            created_day: Day::today(),
-            len: 0,
-            dead: 0,
-        };
+        let record = SegmentRecord::new(false);
         table.records.insert(n, record);
         Ok((n, record))
     }
@@ -238,10 +256,11 @@ impl Inner {
             .remove(&n);
     }
 
-    /// Compacts what needs it now: a segment with nothing live is removed;
-    /// one whose live bytes fell below two thirds of it is rewritten (at
-    /// most one per call, so a round is not held up long); with `all`,
-    /// every segment holding dead bytes is rewritten (the periodic cycle).
+    /// Compacts what needs it now: a segment with nothing live is removed
+    /// (a lane emptied); one whose live bytes fell below two thirds of it
+    /// is rewritten (at most one per call, so a round is not held up
+    /// long); with `all`, every segment holding dead bytes is rewritten
+    /// (the periodic cycle). A lane being written is left for later.
     pub(super) fn compact(&self, all: bool) -> Result<(), Error> {
         let mut table = lock(&self.table);
         let candidates: Vec<(u32, SegmentRecord)> =
@@ -252,15 +271,60 @@ impl Inner {
             if record.dead == 0 {
                 continue;
             }
-            if record.live() == 0 && Some(n) != active {
-                self.remove_segment(&mut table, n)?;
+            let below = record.live().saturating_mul(3) < record.len.saturating_mul(2);
+            let empty = record.live() == 0 && Some(n) != active;
+            let wanted = empty || all || (below && rewritten == 0);
+            if !wanted {
                 continue;
             }
-            let below = record.live().saturating_mul(3) < record.len.saturating_mul(2);
-            if (below && rewritten == 0) || all {
-                self.rewrite_segment(&mut table, n)?;
-                rewritten += 1;
+            // A lane still in the pool is borrowed for the while, so that
+            // no writer appends to it meanwhile; a full lane is no longer
+            // lent, but its last writer may not have given it back yet.
+            let pooled = record.lane && record.len < self.options.segment_bytes;
+            if pooled {
+                if self.lanes.take_if_free(n).is_none() {
+                    continue;
+                }
+            } else if record.lane && self.lanes.is_out(n) {
+                continue;
             }
+            let result = if empty {
+                if pooled {
+                    self.reset_lane(&mut table, n)
+                } else {
+                    self.remove_segment(&mut table, n)
+                }
+            } else {
+                rewritten += 1;
+                self.rewrite_segment(&mut table, n, pooled)
+            };
+            if pooled {
+                let len = table.records.get(&n).map_or(record.len, |r| r.len);
+                self.lanes.give_back(n, Some(len));
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Empties lane `n`, which holds nothing live: its record first, then
+    /// its file. A crash in between leaves a torn tail start-up cuts.
+    fn reset_lane(&self, table: &mut Table, n: u32) -> Result<(), Error> {
+        let Some(old) = table.records.get(&n).copied() else {
+            return Ok(());
+        };
+        let record = SegmentRecord {
+            len: 0,
+            dead: 0,
+            ..old
+        };
+        self.db
+            .insert(record_key(n), encode(&record))
+            .map_err(store_err("empty a lane"))?;
+        self.db.flush().map_err(store_err("flush the index"))?;
+        table.records.insert(n, record);
+        if let Some(file) = self.segment_file(n) {
+            file.set_len(0).map_err(io_err("empty a lane"))?;
         }
         Ok(())
     }
@@ -282,8 +346,9 @@ impl Inner {
     }
 
     /// Rewrites segment `from`'s live ciphertexts into a new segment
-    /// (module notes, "Compaction").
-    fn rewrite_segment(&self, table: &mut Table, from: u32) -> Result<(), Error> {
+    /// (module notes, "Compaction"); `lane`: `from` is a lane in the pool,
+    /// which is emptied rather than deleted.
+    fn rewrite_segment(&self, table: &mut Table, from: u32, lane: bool) -> Result<(), Error> {
         let to = table.next_number();
         let source = self
             .segment_file(from)
@@ -317,17 +382,39 @@ impl Inner {
             .map_err(io_err("sync a compacted segment"))?;
         // 3.
         let record = SegmentRecord {
-            created_day: Day::today(),
             len,
-            dead: 0,
+            ..SegmentRecord::new(false)
         };
         let mut batch = sled::Batch::default();
         for (id, meta) in &moved {
             batch.insert(key(META, id.as_bytes()), encode(meta));
         }
         batch.insert(record_key(to), encode(&record));
-        batch.remove(record_key(from));
         batch.remove(&[COMPACTION][..]);
+        if lane {
+            // A lane stays, emptied: its record in the same batch, its file
+            // cut once the switch is durable (a crash in between leaves a
+            // torn tail, which start-up cuts).
+            let emptied = SegmentRecord {
+                len: 0,
+                dead: 0,
+                ..table
+                    .records
+                    .get(&from)
+                    .copied()
+                    .unwrap_or(SegmentRecord::new(true))
+            };
+            batch.insert(record_key(from), encode(&emptied));
+            self.db
+                .apply_batch(batch)
+                .map_err(store_err("switch to a compacted segment"))?;
+            self.db.flush().map_err(store_err("flush the index"))?;
+            table.records.insert(from, emptied);
+            table.records.insert(to, record);
+            self.add_file(to, target);
+            return source.set_len(0).map_err(io_err("empty a lane"));
+        }
+        batch.remove(record_key(from));
         self.db
             .apply_batch(batch)
             .map_err(store_err("switch to a compacted segment"))?;

@@ -21,7 +21,7 @@ fn options() -> Options {
     Options {
         commit_interval: Duration::from_secs(3600),
         segment_bytes: 64 << 10,
-        scratch_files: 4,
+        lanes: 4,
         ..Options::new(1 << 20)
     }
 }
@@ -120,9 +120,8 @@ fn round_trip_small_and_large_without_a_file_per_submission() {
     store.sync_blocking().unwrap();
     assert_eq!(read(&store, 1), small);
     assert_eq!(read(&store, 2), large);
-    // The large one waited in a scratch file, which went back to the pool
-    // emptied.
-    assert_eq!(store.inner.scratch.available(), 4);
+    // The large one was written into a lane, which went back to the pool.
+    assert_eq!(store.inner.lanes.available(), 4);
     // No file or directory came or went (a new segment would: this one
     // has room), and none was replaced.
     assert_eq!(inodes(dir.path()), before);
@@ -159,7 +158,7 @@ fn a_full_segment_makes_a_new_one() {
     }
     let stats = store.stats().unwrap();
     // 64 KiB segments hold two of these each.
-    assert_eq!(stats.segments, 3);
+    assert_eq!(stats.segments - stats.lanes, 3);
     assert_eq!(stats.segment_bytes, 150_000);
     for n in 0..5 {
         assert_eq!(read(&store, n), bytes(30_000, n));
@@ -240,13 +239,264 @@ fn unfinished_submissions_leave_nothing() {
     large
         .write_all(&vec![7u8; INLINE_BYTES as usize + 1])
         .unwrap();
-    assert_eq!(store.inner.scratch.available(), 3);
+    assert_eq!(store.inner.lanes.available(), 3);
     drop((small, large));
     assert_eq!(store.held_bytes(), 0);
-    assert_eq!(store.inner.scratch.available(), 4);
+    assert_eq!(store.inner.lanes.available(), 4);
     store.sync_blocking().unwrap();
     let stats = store.stats().unwrap();
     assert_eq!((stats.submissions, stats.segment_bytes), (0, 0));
+}
+
+/// The lanes' numbers, with their committed lengths.
+fn lanes(store: &Store) -> Vec<(u32, u64)> {
+    lock(&store.inner.table)
+        .records
+        .iter()
+        .filter(|(_, r)| r.lane)
+        .map(|(n, r)| (*n, r.len))
+        .collect()
+}
+
+fn file_len(store: &Store, n: u32) -> u64 {
+    std::fs::metadata(store.inner.segment_path(n))
+        .unwrap()
+        .len()
+}
+
+fn lane_options() -> Options {
+    Options {
+        segment_bytes: 2 << 20,
+        lanes: 2,
+        ..options()
+    }
+}
+
+#[test]
+fn large_ciphertexts_are_written_in_place_into_a_lane_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), lane_options()).unwrap();
+    let active = lock(&store.inner.table).active().unwrap();
+    let small = bytes(1_000, 1);
+    let large = bytes(INLINE_BYTES as usize + 50_001, 2);
+    put(&store, 1, &small);
+    let mut p = store.begin(id(2)).unwrap();
+    p.write_all(&large).unwrap();
+    // Before its round, the bytes are in a lane already (past its
+    // committed length, so a crash now leaves a torn tail).
+    let lent: Vec<(u32, u64)> = lanes(&store)
+        .into_iter()
+        .filter(|(n, _)| file_len(&store, *n) > 0)
+        .collect();
+    assert_eq!(lent.len(), 1, "{:?}", lanes(&store));
+    assert_eq!(store.inner.lanes.available(), 1);
+    p.finish(day(), 1, "ks".into(), None).unwrap();
+    store.sync_blocking().unwrap();
+
+    let at = store.meta(&id(2)).unwrap().unwrap().at.unwrap();
+    assert_eq!(
+        at,
+        Location {
+            segment: lent[0].0,
+            offset: 0
+        }
+    );
+    // The round copied nothing: the active segment holds only the small one.
+    assert_eq!(file_len(&store, active), small.len() as u64);
+    assert_eq!(read(&store, 2), large);
+    assert_eq!(store.inner.lanes.available(), 2);
+    // The next large one through that lane starts where this one ends.
+    let report = store.check(starts_with_anything).unwrap();
+    assert!(
+        report.problems.is_empty() && report.repairs.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn an_aborted_large_upload_cuts_its_lane_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            lanes: 1,
+            ..lane_options()
+        },
+    )
+    .unwrap();
+    let first = bytes(INLINE_BYTES as usize + 10, 1);
+    put(&store, 1, &first);
+    store.sync_blocking().unwrap();
+    let (lane, committed) = lanes(&store)[0];
+    assert_eq!(committed, first.len() as u64);
+    let mut p = store.begin(id(2)).unwrap();
+    p.write_all(&bytes(INLINE_BYTES as usize + 99_999, 2))
+        .unwrap();
+    p.flush().unwrap();
+    assert!(file_len(&store, lane) > committed);
+    drop(p);
+    assert_eq!(file_len(&store, lane), committed);
+    assert_eq!(store.held_bytes(), committed);
+    // The lane is free again, and the next writer appends after `first`.
+    let second = bytes(INLINE_BYTES as usize + 7, 3);
+    put(&store, 3, &second);
+    store.sync_blocking().unwrap();
+    assert_eq!(read(&store, 1), first);
+    assert_eq!(read(&store, 3), second);
+    assert_eq!(
+        store.meta(&id(3)).unwrap().unwrap().at.unwrap().offset,
+        committed
+    );
+}
+
+#[test]
+fn a_full_lane_is_replaced_and_compacted_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            segment_bytes: 600 << 10,
+            lanes: 1,
+            ..options()
+        },
+    )
+    .unwrap();
+    let big = |seed| bytes(INLINE_BYTES as usize + 100_000, seed);
+    put(&store, 1, &big(1));
+    store.sync_blocking().unwrap();
+    put(&store, 2, &big(2));
+    store.sync_blocking().unwrap();
+    // Past 600 KiB: retired, and a new lane took its place, so a third
+    // large upload does not wait for a lane that never comes back.
+    let all = lanes(&store);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(store.inner.lanes.available(), 1);
+    put(&store, 3, &big(3));
+    store.sync_blocking().unwrap();
+    let full = all[0].0;
+    assert_eq!(
+        store.meta(&id(3)).unwrap().unwrap().at.unwrap().segment,
+        all[1].0
+    );
+    // Acknowledged, the full lane is removed like any segment.
+    let r = record(1, b"m", 2);
+    store.record_batch(&r, b"m", b"s", &[id(1), id(2)]).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    store.compact_now(false).unwrap();
+    assert!(!store.inner.segment_path(full).exists());
+    assert_eq!(read(&store, 3), big(3));
+    let report = store.check(starts_with_anything).unwrap();
+    assert!(
+        report.problems.is_empty() && report.repairs.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn compaction_empties_a_lane_in_place_and_keeps_what_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            lanes: 1,
+            ..lane_options()
+        },
+    )
+    .unwrap();
+    let (lane, _) = lanes(&store)[0];
+    let ino = |store: &Store| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(store.inner.segment_path(lane))
+            .unwrap()
+            .ino()
+    };
+    let before = ino(&store);
+    let a = bytes(INLINE_BYTES as usize + 300_000, 1);
+    let b = bytes(INLINE_BYTES as usize + 1, 2);
+    put(&store, 1, &a);
+    store.sync_blocking().unwrap();
+    put(&store, 2, &b);
+    store.sync_blocking().unwrap();
+    // Most of the lane dead: its live ciphertext moves to a new segment
+    // and the lane is emptied, the same file.
+    let r = record(1, b"m", 1);
+    store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    store.compact_now(false).unwrap();
+    assert_eq!(lanes(&store), vec![(lane, 0)]);
+    assert_eq!((file_len(&store, lane), ino(&store)), (0, before));
+    assert_eq!(read(&store, 2), b);
+    assert_ne!(
+        store.meta(&id(2)).unwrap().unwrap().at.unwrap().segment,
+        lane
+    );
+    // Used again from its start.
+    put(&store, 3, &a);
+    store.sync_blocking().unwrap();
+    assert_eq!(
+        store.meta(&id(3)).unwrap().unwrap().at.unwrap(),
+        Location {
+            segment: lane,
+            offset: 0
+        }
+    );
+    // Nothing live at all: emptied without a copy.
+    let r = record(2, b"m2", 1);
+    store.record_batch(&r, b"m2", b"s", &[id(3)]).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    store.compact_now(false).unwrap();
+    assert_eq!(lanes(&store), vec![(lane, 0)]);
+    let report = store.check(starts_with_anything).unwrap();
+    assert!(
+        report.problems.is_empty() && report.repairs.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn compaction_leaves_a_lane_that_is_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            lanes: 1,
+            ..lane_options()
+        },
+    )
+    .unwrap();
+    put(&store, 1, &bytes(INLINE_BYTES as usize + 1, 1));
+    store.sync_blocking().unwrap();
+    let r = record(1, b"m", 1);
+    store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    let mut p = store.begin(id(2)).unwrap();
+    let second = bytes(INLINE_BYTES as usize + 5, 2);
+    p.write_all(&second).unwrap();
+    store.compact_now(true).unwrap();
+    assert_eq!(
+        store.stats().unwrap().dead_bytes,
+        INLINE_BYTES + 1,
+        "left for later"
+    );
+    p.finish(day(), 1, "ks".into(), None).unwrap();
+    store.sync_blocking().unwrap();
+    assert_eq!(read(&store, 2), second);
+    store.compact_now(true).unwrap();
+    assert_eq!(store.stats().unwrap().dead_bytes, 0);
+    assert_eq!(read(&store, 2), second);
+}
+
+#[test]
+fn a_store_with_scratch_files_from_before_lanes_opens_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for i in 0..3 {
+        std::fs::write(scratch.join(format!("scratch-{i:02}")), b"old").unwrap();
+    }
+    let store = open(dir.path());
+    assert!(!scratch.exists());
+    assert_eq!(lanes(&store).len(), 4);
 }
 
 #[test]
@@ -341,7 +591,12 @@ fn ack_needs_the_right_hash_removes_entries_at_once_and_compaction_the_bytes() {
     );
 
     // Two thirds dead: the next compaction rewrites the segment.
-    let old: Vec<u32> = lock(&store.inner.table).records.keys().copied().collect();
+    let old: Vec<u32> = lock(&store.inner.table)
+        .records
+        .iter()
+        .filter(|(_, r)| !r.lane)
+        .map(|(n, _)| *n)
+        .collect();
     store.compact_now(false).unwrap();
     let stats = store.stats().unwrap();
     assert_eq!((stats.segment_bytes, stats.dead_bytes), (10_000, 0));
@@ -389,7 +644,11 @@ fn the_compaction_cycle_removes_every_dead_byte_and_empty_segments_go() {
     store.compact_now(false).unwrap();
     let stats = store.stats().unwrap();
     assert_eq!((stats.segment_bytes, stats.dead_bytes), (0, 0));
-    assert_eq!(stats.segments, 1, "the active segment stays, empty");
+    assert_eq!(
+        stats.segments - stats.lanes,
+        1,
+        "the active segment stays, empty"
+    );
     assert!(
         store
             .check(starts_with_anything)
@@ -406,8 +665,10 @@ fn crash_during_compaction(dir: &Path, stop: u8) {
     put(&store, 1, &bytes(20_000, 1));
     put(&store, 2, &bytes(20_000, 2));
     store.sync_blocking().unwrap();
-    let from = lock(&store.inner.table).active().unwrap();
-    let to = from + 1;
+    let (from, to) = {
+        let table = lock(&store.inner.table);
+        (table.active().unwrap(), table.next_number())
+    };
     store
         .inner
         .db
@@ -444,7 +705,8 @@ fn an_interrupted_compaction_is_undone_at_start_up() {
         assert_eq!(read(&store, 2), bytes(20_000, 2));
         let report = store.check(starts_with_anything).unwrap();
         assert!(report.problems.is_empty() && report.repairs.is_empty());
-        assert_eq!(store.stats().unwrap().segments, 1);
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.segments, stats.lanes), (5, 4));
     }
 }
 
@@ -535,7 +797,7 @@ fn rounds_between_full_covers_cover_every_file_a_round_may_change() {
     let store = open(dir.path());
     store.sync_blocking().unwrap(); // a full cover: handles taken
     std::thread::sleep(Duration::from_millis(30));
-    // A busy round within the second: segment, index and scratch files.
+    // A busy round within the second: segment, index and lane files.
     put(&store, 1, &bytes(INLINE_BYTES as usize + 1, 1));
     std::thread::sleep(Duration::from_millis(30));
     let start = std::time::SystemTime::now();

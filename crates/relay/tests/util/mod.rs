@@ -170,11 +170,13 @@ pub fn demo_data(root: &Path, edit: impl FnOnce(String) -> String) -> std::path:
     data
 }
 
-/// The spool and scratch files that hold bytes. Once every upload is
-/// answered, none should: a refused or cut-off upload leaves nothing.
+/// The spool files that hold bytes. Once every upload is answered, none
+/// should: a refused or cut-off upload leaves nothing. (Large ciphertexts
+/// are written into lanes, segments of the store; what an aborted one
+/// leaves there shows as a torn tail to `relay check`: [`torn_tails`].)
 pub fn busy_pool_files(data: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for dir in [data.join("tmp"), data.join("store/scratch")] {
+    for dir in [data.join("tmp")] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -186,6 +188,19 @@ pub fn busy_pool_files(data: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The torn tails `relay check` finds (the relay must be stopped): bytes
+/// past a segment's committed length. After a clean stop there are none,
+/// so an aborted large upload that left its bytes in a lane shows here.
+#[allow(dead_code)]
+pub fn torn_tails(data: &Path) -> Vec<String> {
+    let o = relay(&["check", "--data", data.to_str().unwrap()]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("torn tail"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Waits (up to 5 s) until no pool file holds bytes.

@@ -104,6 +104,8 @@ fn codename_reply_and_follow_up_end_to_end() {
     let bundle = root.join("reply-1.json");
     reviewer(&[
         "reply".to_owned(),
+        "--signing-key".into(),
+        arg(&relay.reply_signing_key()),
         "--thread".into(),
         thread.to_string(),
         "--message".into(),
@@ -117,8 +119,30 @@ fn codename_reply_and_follow_up_end_to_end() {
     ])
     .unwrap();
     std::fs::remove_file(&message).unwrap();
+    // The signature verifies with the stock minisign CLI and the pinned
+    // public key, over the bundle bytes, with the reply-bundle comment.
+    let signed = format::SignedReplyBundle::from_json(&std::fs::read(&bundle).unwrap()).unwrap();
+    let (inner, sig) = (root.join("inner.json"), root.join("inner.json.minisig"));
+    std::fs::write(&inner, signed.bundle_bytes().unwrap()).unwrap();
+    std::fs::write(&sig, &signed.signature).unwrap();
+    let pinned = format!("{}.pub", relay.reply_signing_key().display());
+    let out = std::process::Command::new("minisign")
+        .args(["-V", "-p", &pinned, "-m"])
+        .arg(&inner)
+        .arg("-x")
+        .arg(&sig)
+        .output()
+        .expect("the stock `minisign` CLI (scripts/test installs it)");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        contains(
+            &out.stdout,
+            format!("Trusted comment: {}", format::SIGNED_REPLY_BUNDLE_FORMAT).as_bytes()
+        ),
+        "{out:?}"
+    );
     // The NGO's copy opens with the stock age CLI and the reviewer's key.
-    let parsed = format::ReplyBundle::from_json(&std::fs::read(&bundle).unwrap()).unwrap();
+    let parsed = signed.bundle().unwrap();
     let sealed = root.join("reply.age");
     std::fs::write(&sealed, parsed.replies[0].ciphertext().unwrap()).unwrap();
     let out = std::process::Command::new("age")

@@ -118,6 +118,12 @@ impl TestRelay {
         self.data.join(relay::demo::DEMO_IDENTITY_FILE)
     }
 
+    /// Path of the demo reviewer's reply-signing key (the demo config pins
+    /// its public half).
+    pub fn reply_signing_key(&self) -> PathBuf {
+        self.data.join(relay::demo::DEMO_REPLY_SIGNING_FILE)
+    }
+
     /// Path of the demo API token file.
     pub fn token_file(&self) -> PathBuf {
         self.data.join(relay::demo::DEMO_TOKEN_FILE)

@@ -48,8 +48,9 @@ pub use pad::{
 pub use receipt::{AckRequest, AckResponse, BatchListing, BatchSummary, RECEIPT_FORMAT, Receipt};
 pub use reply::{
     BundledReply, MAX_BUNDLE_BYTES, MAX_BUNDLE_REPLIES, MAX_REPLY_CIPHERTEXT_BYTES,
-    MAX_REPLY_JSON_BYTES, MAX_REPLY_TEXT_CHARS, REPLY_BUNDLE_FORMAT, REPLY_FORMAT, ReplyBundle,
-    ReplyImport, ReplyMessage,
+    MAX_REPLY_JSON_BYTES, MAX_REPLY_SIGNATURE_BYTES, MAX_REPLY_TEXT_CHARS, MAX_SIGNED_BUNDLE_BYTES,
+    REPLY_BUNDLE_FORMAT, REPLY_FORMAT, ReplyBundle, ReplyImport, ReplyMessage,
+    SIGNED_REPLY_BUNDLE_FORMAT, SignedReplyBundle,
 };
 pub use testimony::{
     Attachment, FieldLabel, MAX_TESTIMONY_JSON_BYTES, PADDING_ENTRY, TESTIMONY_ENTRY,

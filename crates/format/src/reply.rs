@@ -29,6 +29,16 @@ pub const MAX_BUNDLE_REPLIES: usize = 200;
 /// base64-encoded (128 KiB each), plus framing. The relay holds a bundle in
 /// memory while importing it, so this stays small.
 pub const MAX_BUNDLE_BYTES: usize = 27 * 1024 * 1024;
+/// The `format` value of a signed reply bundle, and the trusted comment
+/// its minisign signature must carry (so that a signature made by the same
+/// key for anything else is never taken for one over replies).
+pub const SIGNED_REPLY_BUNDLE_FORMAT: &str = "relay-replies/2";
+/// Largest minisign signature file a reader accepts.
+pub const MAX_REPLY_SIGNATURE_BYTES: usize = 4096;
+/// Largest signed bundle a reader accepts: the largest bundle in base64,
+/// the largest signature (escaped in JSON, at most doubled), and framing.
+pub const MAX_SIGNED_BUNDLE_BYTES: usize =
+    MAX_BUNDLE_BYTES.div_ceil(3) * 4 + 2 * MAX_REPLY_SIGNATURE_BYTES + 1024;
 
 /// A reply's plaintext, as JSON inside its age file.
 ///
@@ -236,6 +246,113 @@ impl ReplyBundle {
     }
 }
 
+/// A reply bundle signed by a reviewer's reply-signing key (minisign,
+/// Ed25519): what `reviewer reply` writes, `reviewer push` uploads and the
+/// relay imports. The relay stores its replies only if the signature
+/// verifies with a key its config pins (`[replies] signing_keys`), so the
+/// holder of the relay's API token cannot put words in the NGO's mouth.
+///
+/// `bundle` is standard base64 of a [`ReplyBundle`]'s exact bytes; the
+/// signature is over those bytes, so no canonical form of JSON is needed.
+/// The stock tool checks it: decode `bundle` to a file and run
+/// `minisign -V -m FILE -x SIG -p reply-signing.pub`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReplyBundle {
+    /// Always [`SIGNED_REPLY_BUNDLE_FORMAT`].
+    pub format: String,
+    /// The signed [`ReplyBundle`] bytes, standard base64 with padding.
+    pub bundle: String,
+    /// The minisign signature file (text) over those bytes, whose trusted
+    /// comment is [`SIGNED_REPLY_BUNDLE_FORMAT`].
+    pub signature: String,
+}
+
+impl SignedReplyBundle {
+    /// Wraps a bundle's exact bytes and the signature over them.
+    pub fn new(bundle_bytes: &[u8], signature: String) -> Self {
+        Self {
+            format: SIGNED_REPLY_BUNDLE_FORMAT.into(),
+            bundle: base64::engine::general_purpose::STANDARD.encode(bundle_bytes),
+            signature,
+        }
+    }
+
+    /// The signed bundle's bytes (pretty JSON, trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// Parses a signed bundle: known format, sizes within bounds. An
+    /// unsigned `relay-replies/1` bundle is refused with a reason that says
+    /// so. The signature is *not* checked here (that needs the pinned keys:
+    /// the relay's `followup::import_replies`); [`Self::bundle_bytes`] gives
+    /// what it covers.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        const WHAT: &str = "signed reply bundle";
+        if bytes.len() > MAX_SIGNED_BUNDLE_BYTES {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                size: bytes.len(),
+                max: MAX_SIGNED_BUNDLE_BYTES,
+            });
+        }
+        #[derive(Deserialize)]
+        struct Probe {
+            format: String,
+        }
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        if probe.format == REPLY_BUNDLE_FORMAT {
+            return Err(Error::invalid(
+                WHAT,
+                "it is an unsigned relay-replies/1 bundle; write it again with `reviewer reply --signing-key`",
+            ));
+        }
+        if probe.format != SIGNED_REPLY_BUNDLE_FORMAT {
+            return Err(Error::UnsupportedFormat {
+                what: WHAT,
+                found: probe.format,
+                expected: SIGNED_REPLY_BUNDLE_FORMAT,
+            });
+        }
+        let s: SignedReplyBundle =
+            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        if s.signature.len() > MAX_REPLY_SIGNATURE_BYTES {
+            return Err(Error::invalid(
+                WHAT,
+                format!("its signature is longer than {MAX_REPLY_SIGNATURE_BYTES} bytes"),
+            ));
+        }
+        if s.bundle.len() > MAX_BUNDLE_BYTES.div_ceil(3) * 4 {
+            return Err(Error::invalid(
+                WHAT,
+                format!("its bundle is larger than {MAX_BUNDLE_BYTES} bytes"),
+            ));
+        }
+        s.bundle_bytes()?;
+        Ok(s)
+    }
+
+    /// The bytes the signature covers.
+    pub fn bundle_bytes(&self) -> Result<Vec<u8>, Error> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.bundle)
+            .map_err(|e| Error::invalid("signed reply bundle", format!("bad base64: {e}")))
+    }
+
+    /// The signed bundle, parsed and checked ([`ReplyBundle::from_json`]).
+    /// Only meaningful once the signature over [`Self::bundle_bytes`] has
+    /// been verified.
+    pub fn bundle(&self) -> Result<ReplyBundle, Error> {
+        ReplyBundle::from_json(&self.bundle_bytes()?)
+    }
+}
+
 impl Default for ReplyBundle {
     fn default() -> Self {
         Self::new()
@@ -299,6 +416,36 @@ mod tests {
         version.format = "relay-replies/9".into();
         assert!(refused(&version).contains("unsupported"));
         assert!(ReplyBundle::from_json(b"{\"format\":\"relay-replies/1\"}").is_err());
+    }
+
+    #[test]
+    fn signed_bundles_parse_and_unsigned_ones_are_named() {
+        let mut b = ReplyBundle::new();
+        b.push(t(1), r(1), b"age-encryption.org/v1\n...");
+        let inner = b.to_json();
+        let s = SignedReplyBundle::new(&inner, "untrusted comment: x\nRW...\n".into());
+        let back = SignedReplyBundle::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.bundle_bytes().unwrap(), inner);
+        assert_eq!(back.bundle().unwrap(), b);
+
+        let unsigned = SignedReplyBundle::from_json(&inner)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unsigned.contains("unsigned") && unsigned.contains("--signing-key"),
+            "{unsigned}"
+        );
+        let mut other = s.clone();
+        other.format = "relay-replies/9".into();
+        assert!(SignedReplyBundle::from_json(&other.to_json()).is_err());
+        let mut long = s.clone();
+        long.signature = "x".repeat(MAX_REPLY_SIGNATURE_BYTES + 1);
+        assert!(SignedReplyBundle::from_json(&long.to_json()).is_err());
+        let mut not64 = s;
+        not64.bundle = "%%".into();
+        assert!(SignedReplyBundle::from_json(&not64.to_json()).is_err());
+        assert!(SignedReplyBundle::from_json(b"{\"format\":\"relay-replies/2\"}").is_err());
     }
 
     #[test]

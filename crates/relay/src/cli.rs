@@ -92,11 +92,13 @@ enum Command {
     },
     /// Store reviewers' replies from a bundle `reviewer reply` wrote (the
     /// relay must be stopped; while it runs, use `reviewer push`). All or
-    /// nothing: a reply to an unknown thread refuses the whole bundle.
+    /// nothing: a bundle not signed by a key in `[reviewers]
+    /// reply_signing_keys`, or a reply to an unknown thread, refuses the
+    /// whole bundle.
     ImportReplies {
         #[command(flatten)]
         data: DataArgs,
-        /// The reply bundle (JSON).
+        /// The signed reply bundle (JSON, `reviewer reply` writes it).
         bundle: PathBuf,
     },
     /// Show how many submissions and batches the store holds.
@@ -183,9 +185,12 @@ where
         }
         Command::Check { data } => check_cmd(&data)?,
         Command::ImportReplies { data, bundle } => {
+            // The config pins the reviewers' reply-signing keys.
+            let config = data.load_config()?;
             let bytes = std::fs::read(&bundle).map_err(Error::io("read", &bundle))?;
             let store = Store::open(&data.dir.join(STORE_DIR), 16 << 20)?;
-            let outcome = crate::followup::import_replies(&store, &bytes)?;
+            let outcome =
+                crate::followup::import_replies(&store, &bytes, &config.reply_signing_keys)?;
             println!(
                 "stored {} new replies ({} already held, {} already read and deleted by their source)",
                 outcome.stored, outcome.already_held, outcome.deleted_by_source

@@ -61,6 +61,9 @@ pub enum TlsVersion {
 #[serde(deny_unknown_fields)]
 struct RawReviewers {
     recipients: Option<Vec<String>>,
+    /// The reviewers' reply-signing public keys (minisign, `RW…`).
+    #[serde(default)]
+    reply_signing_keys: Vec<String>,
     // Signed, so that a negative value gets our message naming the key.
     current_epoch: Option<i64>,
     epoch: Option<Vec<RawEpoch>>,
@@ -208,8 +211,8 @@ pub struct FollowupSettings {
     pub max_concurrent_derivations: usize,
     /// A follow-up session ends after this many idle minutes (default 30).
     pub session_idle_minutes: u64,
-    /// Most follow-up sessions held at once (default 1,000); log-ins beyond
-    /// get 503 until sessions expire.
+    /// Most follow-up sessions held at once (default 1,000), at most one
+    /// per thread; when full, the least recently used one ends.
     pub max_sessions: usize,
 }
 
@@ -254,6 +257,11 @@ pub struct Config {
     /// The current epoch's reviewer recipients (`age1…`), already checked
     /// to parse. Older epochs' recipients are never sealed to.
     pub recipients: Vec<String>,
+    /// The reviewers' reply-signing public keys (`[reviewers]
+    /// reply_signing_keys`, minisign base64, already checked to parse): a
+    /// reply bundle is stored only if one of them signed it. Empty: every
+    /// bundle is refused.
+    pub reply_signing_keys: Vec<String>,
     /// SHA-256 of the reviewer API token.
     pub api_token_sha256: Digest,
     /// Limits.
@@ -348,6 +356,23 @@ impl Config {
             }
         }
 
+        let mut reply_signing_keys = Vec::new();
+        for (i, k) in raw.reviewers.reply_signing_keys.iter().enumerate() {
+            let k = k.trim();
+            crate::followup::reply_signing_key(k).map_err(|e| {
+                bad(format!(
+                    "key `reviewers.reply_signing_keys` entry {}: {e}; give the RW… line `reviewer keygen --reply-signing` printed (the second line of its .pub file)",
+                    i + 1
+                ))
+            })?;
+            if reply_signing_keys.iter().any(|o: &String| o == k) {
+                return Err(bad(format!(
+                    "key `reviewers.reply_signing_keys` entry {}: listed twice",
+                    i + 1
+                )));
+            }
+            reply_signing_keys.push(k.to_owned());
+        }
         let (epoch, recipients) = reviewer_epochs(raw.reviewers).map_err(bad)?;
 
         let api_token_sha256: Digest = raw.api.token_sha256.trim().parse().map_err(|_| {
@@ -471,7 +496,9 @@ impl Config {
             "followup.max_sessions",
             f.max_sessions as u64,
             1,
-            1_000_000,
+            // The table is allocated at its full size at start (about
+            // 150 bytes a session), so that it never reallocates.
+            100_000,
         )?;
 
         let form = match raw.form {
@@ -494,6 +521,7 @@ impl Config {
             tls_min_version,
             epoch,
             recipients,
+            reply_signing_keys,
             api_token_sha256,
             limits: raw.limits,
             form,

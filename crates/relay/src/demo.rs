@@ -20,6 +20,10 @@ pub const CONFIG_FILE: &str = "relay.toml";
 pub const DEMO_IDENTITY_FILE: &str = "demo-reviewer.key";
 /// Demo reviewer API token.
 pub const DEMO_TOKEN_FILE: &str = "demo-api.token";
+/// Demo reviewer reply-signing key (minisign secret key, unencrypted), as
+/// `reviewer keygen --reply-signing --no-passphrase` would write it; its
+/// public key is pinned in the demo config.
+pub const DEMO_REPLY_SIGNING_FILE: &str = "demo-reply-signing.key";
 
 /// Creates a demo configuration in `data_dir` listening on `listen`.
 /// Returns the config file's path.
@@ -57,6 +61,7 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
     fsutil::write_new(&data_dir.join(DEMO_TOKEN_FILE), &token_line, 0o600)?;
 
     keys::SigningKey::load_or_create(data_dir)?;
+    let reply_key = demo_reply_signing_key(data_dir)?;
 
     let config = format!(
         "# Demo configuration, written by `relay serve` on first run.\n\
@@ -72,6 +77,8 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
          \n\
          [reviewers]\n\
          recipients = [\"{recipient}\"]\n\
+         # DEMO: its secret half is {DEMO_REPLY_SIGNING_FILE}, in this directory.\n\
+         reply_signing_keys = [\"{reply_key}\"]\n\
          \n\
          [api]\n\
          token_sha256 = \"{token_hash}\"\n"
@@ -80,6 +87,39 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
     // Written last: a directory without it is an unfinished init.
     fsutil::write_new(&path, config.as_bytes(), 0o600)?;
     Ok(path)
+}
+
+/// Writes the demo reviewer's reply-signing key (and its `.pub`), returns
+/// the public key's base64 for the config.
+fn demo_reply_signing_key(data_dir: &Path) -> Result<String, Error> {
+    let bad = |problem: String| Error::SigningKey {
+        path: data_dir.join(DEMO_REPLY_SIGNING_FILE),
+        problem,
+    };
+    let kp = minisign::KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| bad(format!("cannot generate: {e}")))?;
+    let secret = kp
+        .sk
+        .to_box(Some(
+            "DEMO reviewer reply-signing key, created by `relay serve` in demo mode",
+        ))
+        .map_err(|e| bad(format!("cannot encode: {e}")))?;
+    let secret = zeroize::Zeroizing::new(secret.to_string());
+    fsutil::write_new(
+        &data_dir.join(DEMO_REPLY_SIGNING_FILE),
+        secret.as_bytes(),
+        0o600,
+    )?;
+    let public = kp
+        .pk
+        .to_box()
+        .map_err(|e| bad(format!("cannot encode the public key: {e}")))?;
+    fsutil::write_new(
+        &data_dir.join(format!("{DEMO_REPLY_SIGNING_FILE}.pub")),
+        public.to_string().as_bytes(),
+        0o644,
+    )?;
+    Ok(kp.pk.to_base64())
 }
 
 #[cfg(test)]

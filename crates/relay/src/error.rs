@@ -125,6 +125,10 @@ pub enum Error {
     /// A reply bundle could not be parsed; nothing of it was stored.
     #[error("not a reply bundle, nothing stored: {0}")]
     MalformedReplies(String),
+    /// A reply bundle is not signed by a reviewer key this relay pins
+    /// (`[reviewers] reply_signing_keys`); nothing of it was stored.
+    #[error("reply bundle not signed by a pinned reviewer key, nothing stored: {0}")]
+    UnsignedReplies(String),
 }
 
 impl Error {

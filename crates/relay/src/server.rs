@@ -138,7 +138,36 @@ pub fn tls_config(
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(format!("certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No session resumption (issue 15): a TLS 1.3 ticket or a session id
+    // the relay hands out comes back on the source's next visit, which
+    // would let anyone watching the running relay link a clearnet source's
+    // visits for the ticket's lifetime (24 h). Every connection is a full
+    // handshake instead (docs/benchmarks.md measures what that costs).
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.ticketer = Arc::new(NoTickets);
     Ok(Arc::new(config))
+}
+
+/// A ticketer that issues no tickets (so TLS 1.2 clients get none
+/// either). rustls's default is already this; it is spelt out so that a
+/// change of default cannot bring resumption back.
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The relay's TLS material, reloadable while serving.

@@ -259,9 +259,19 @@ fn offline_reply_import_is_all_or_nothing() {
         w.write_all(b"{}").unwrap();
         w.finish().unwrap();
     }
+    let import_bytes = |bytes: &[u8]| {
+        let path = root.path().join("bundle.json");
+        std::fs::write(&path, bytes).unwrap();
+        relay(&[
+            "import-replies",
+            "--data",
+            data.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+    };
     let import = |bundle: &format::ReplyBundle| {
         let path = root.path().join("bundle.json");
-        std::fs::write(&path, bundle.to_json()).unwrap();
+        std::fs::write(&path, util::signed_bundle(&data, bundle)).unwrap();
         relay(&[
             "import-replies",
             "--data",
@@ -285,9 +295,21 @@ fn offline_reply_import_is_all_or_nothing() {
         stderr(&o)
     );
     assert!(status_line(&data).contains("replies held: 0"));
+    // Unsigned (the old format, or what a token holder could build): refused.
+    let mut good = format::ReplyBundle::new();
+    good.push(thread.id, format::ReplyId::from_bytes([1; 16]), &sealed);
+    let o = import_bytes(&good.to_json());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not signed by a pinned reviewer key")
+            && stderr(&o).contains("unsigned"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(status_line(&data).contains("replies held: 0"));
     // Malformed: refused with the parser's reason.
     let path = root.path().join("junk.json");
-    std::fs::write(&path, b"{\"format\": \"relay-replies/1\"}").unwrap();
+    std::fs::write(&path, b"{\"format\": \"relay-replies/2\"}").unwrap();
     let o = relay(&[
         "import-replies",
         "--data",
@@ -297,8 +319,6 @@ fn offline_reply_import_is_all_or_nothing() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not a reply bundle"), "{}", stderr(&o));
     // The good one alone is stored, once.
-    let mut good = format::ReplyBundle::new();
-    good.push(thread.id, format::ReplyId::from_bytes([1; 16]), &sealed);
     let o = import(&good);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("stored 1 new replies"));

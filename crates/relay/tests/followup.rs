@@ -215,14 +215,79 @@ fn encrypt(text: &str, recipients: &[String]) -> Vec<u8> {
     out
 }
 
+/// Posts `bundle`, signed with the demo reviewer's reply-signing key.
 async fn push(r: &Relay, bundle: &ReplyBundle, token: Option<&str>) -> (StatusCode, String) {
+    push_bytes(r, util::signed_bundle(&r.data, bundle), token).await
+}
+
+async fn push_bytes(r: &Relay, bytes: Vec<u8>, token: Option<&str>) -> (StatusCode, String) {
     let mut b = Request::post("/api/v1/replies").header(header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let res = send(r, b.body(Body::from(bundle.to_json())).unwrap()).await;
+    let res = send(r, b.body(Body::from(bytes)).unwrap()).await;
     let status = res.status();
     (status, body_text(res).await)
+}
+
+/// What the holder of the API token (or of the online machine) can build
+/// without a reviewer's reply-signing key: each is refused with 403 and
+/// nothing is stored.
+async fn assert_forged_replies_are_refused(r: &Relay, bundle: &ReplyBundle) {
+    let held = r.state.store().stats().unwrap().replies;
+    let token = Some(r.token.as_str());
+    let refused = |what: &str, (status, body): (StatusCode, String), says: &str| {
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {body}");
+        assert!(body.contains(says), "{what}: {body}");
+    };
+    // Unsigned, as before signatures (built from a batch's public thread
+    // recipient with stock `age -r`: no reviewer secret at all).
+    let unsigned = push_bytes(r, bundle.to_json(), token).await;
+    refused("unsigned", unsigned, "unsigned");
+    // Signed by a key the relay does not pin.
+    let other = r.data.join("other-signing.key");
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    std::fs::write(&other, kp.sk.to_box(None).unwrap().to_string()).unwrap();
+    let inner = bundle.to_json();
+    let stranger = util::sign_bundle_with(&other, &inner, format::SIGNED_REPLY_BUNDLE_FORMAT);
+    refused(
+        "other key",
+        push_bytes(r, stranger, token).await,
+        "not in [reviewers]",
+    );
+    // The pinned key's signature over something else (another purpose).
+    let key = r.data.join(relay::demo::DEMO_REPLY_SIGNING_FILE);
+    let elsewhere = util::sign_bundle_with(&key, &inner, "timestamp:1764000000");
+    refused(
+        "other comment",
+        push_bytes(r, elsewhere, token).await,
+        "not for a reply bundle",
+    );
+    // A signed bundle with its replies swapped afterwards.
+    let good: format::SignedReplyBundle =
+        serde_json::from_slice(&util::signed_bundle(&r.data, bundle)).unwrap();
+    let mut swapped = bundle.clone();
+    swapped.replies[0].age = base64_of(b"age-encryption.org/v1\n-> X25519 forged\n");
+    let tampered = format::SignedReplyBundle {
+        bundle: format::SignedReplyBundle::new(&swapped.to_json(), String::new()).bundle,
+        ..good
+    };
+    refused(
+        "tampered",
+        push_bytes(r, tampered.to_json(), token).await,
+        "does not verify",
+    );
+    assert_eq!(r.state.store().stats().unwrap().replies, held);
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    let mut b = ReplyBundle::new();
+    b.push(
+        ThreadId::from_bytes([0; 16]),
+        ReplyId::from_bytes([0; 16]),
+        bytes,
+    );
+    b.replies.remove(0).age
 }
 
 fn export(r: &Relay) -> Manifest {
@@ -325,6 +390,7 @@ async fn the_whole_follow_up_loop_through_the_router() {
         push(&r, &bundle, Some("wrong")).await.0,
         StatusCode::UNAUTHORIZED
     );
+    assert_forged_replies_are_refused(&r, &bundle).await;
     let (status, body) = push(&r, &bundle, Some(&r.token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("\"stored\":1"), "{body}");
@@ -348,7 +414,7 @@ async fn the_whole_follow_up_loop_through_the_router() {
     assert_eq!(r.state.store().stats().unwrap().replies, 1);
     let malformed = Request::post("/api/v1/replies")
         .header(header::AUTHORIZATION, format!("Bearer {}", r.token))
-        .body(Body::from("{\"format\":\"relay-replies/1\"}"))
+        .body(Body::from("{\"format\":\"relay-replies/2\"}"))
         .unwrap();
     assert_eq!(send(&r, malformed).await.status(), StatusCode::BAD_REQUEST);
 
@@ -648,4 +714,134 @@ fn derivation_vectors_and_the_stock_age_cli() {
         let got = d.secret.open(&sealed, 1024).unwrap();
         assert_eq!(&got[..], b"a reply for the source");
     }
+}
+
+/// A handler that panics gets the translated 500 page with every security
+/// header a normal page has (the catch-panic layer sits inside the header
+/// layer). The panicking route exists only in this test's router.
+#[tokio::test]
+async fn a_panic_answers_500_with_every_security_header() {
+    let r = relay();
+    let extra = axum::Router::new().route(
+        "/test-panic",
+        axum::routing::get(|| async {
+            #[allow(clippy::panic)]
+            if true {
+                panic!("a handler bug");
+            }
+            "unreachable"
+        }),
+    );
+    let normal = send(&r, Request::get("/en/").body(Body::empty()).unwrap()).await;
+    let res = relay::web::app_with(r.state.clone(), Listener::Https, extra)
+        .oneshot(Request::get("/test-panic").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    for name in [
+        header::CONTENT_SECURITY_POLICY,
+        header::CACHE_CONTROL,
+        header::STRICT_TRANSPORT_SECURITY,
+        header::X_FRAME_OPTIONS,
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::REFERRER_POLICY,
+    ] {
+        assert_eq!(
+            res.headers().get(&name),
+            normal.headers().get(&name),
+            "{name} on the panic page"
+        );
+        assert!(res.headers().contains_key(&name), "{name}");
+    }
+    let body = body_text(res).await;
+    assert!(!body.contains("a handler bug"), "{body}");
+}
+
+/// Reloads and history: a GET on a form-result address shows a short
+/// translated page (not a blank 405), `/followup/` redirects like
+/// `/followup`, and `/favicon.ico` is an empty answer, not a 404 page.
+#[tokio::test]
+async fn form_result_addresses_opened_again_say_what_happened() {
+    let r = relay();
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    for (path, says) in [
+        ("/kk/submit", "Бұл бетті қайта ашу мүмкін емес"),
+        ("/ru/submit", "Эту страницу нельзя открыть снова"),
+        ("/followup/en/login", "This page cannot be opened again"),
+        ("/followup/ru/logout", "Эту страницу нельзя открыть снова"),
+        ("/followup/kk/submit", "Бұл бетті қайта ашу мүмкін емес"),
+        (
+            "/followup/en/replies/00000000000000000000000000000000/delete",
+            "This page cannot be opened again",
+        ),
+    ] {
+        let res = send(&r, get(path)).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(res.headers()[header::ALLOW], "POST", "{path}");
+        assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        let body = body_text(res).await;
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    assert_eq!(r.state.store().stats().unwrap().submissions, 0);
+
+    let res = send(&r, get("/followup/")).await;
+    let plain = send(&r, get("/followup")).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        plain.headers()[header::LOCATION]
+    );
+
+    let res = send(&r, get("/favicon.ico")).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    assert!(body_text(res).await.is_empty());
+}
+
+/// Demo mode says so on every page, in the page's language; a relay that
+/// is not a demo shows no banner.
+#[tokio::test]
+async fn a_demo_relay_says_so_on_every_page() {
+    let r = relay();
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    for (path, says) in [
+        ("/en/", "Test relay: not safe for real testimony"),
+        ("/ru/", "Тестовый сервер: не для настоящих показаний"),
+        ("/kk/", "Сынақ сервері: шынайы айғақтар үшін қауіпсіз емес"),
+        ("/followup/en/", "Test relay: not safe for real testimony"),
+        ("/followup/ru/", "Тестовый сервер"),
+        ("/no/such/page", "<p class=\"demo-banner\" role=\"alert\">"),
+        ("/kk/submit", "Сынақ сервері"),
+    ] {
+        let body = body_text(send(&r, get(path)).await).await;
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    let extra = axum::Router::new().route(
+        "/test-panic",
+        axum::routing::get(|| async {
+            #[allow(clippy::panic)]
+            if true {
+                panic!("a handler bug");
+            }
+            "unreachable"
+        }),
+    );
+    let res = relay::web::app_with(r.state.clone(), Listener::Https, extra)
+        .oneshot(get("/test-panic"))
+        .await
+        .unwrap();
+    assert!(body_text(res).await.contains("not safe for real testimony"));
+
+    let root = tempfile::tempdir().unwrap();
+    let data = util::demo_data(root.path(), |t| t.replace("demo = true", "demo = false"));
+    let config = relay::config::Config::load(&data.join("relay.toml")).unwrap();
+    assert!(!config.demo);
+    let state = relay::server::open(&data, config).unwrap();
+    let res = relay::web::app(state, Listener::Https)
+        .oneshot(get("/en/"))
+        .await
+        .unwrap();
+    let body = body_text(res).await;
+    assert!(body.contains("<form"), "{body}");
+    assert!(!body.contains("demo-banner"), "{body}");
 }

@@ -283,6 +283,63 @@ fn tls_1_2_is_refused_by_default() {
     served.kill();
 }
 
+/// No TLS session resumption (issue 15): a ticket or session id from one
+/// visit would link it to the next. The client keeps whatever the relay
+/// hands out (rustls's default client cache) and reconnects; every
+/// connection must be a full handshake, also with TLS 1.2 allowed.
+#[test]
+fn a_returning_visitor_gets_no_resumed_session() {
+    let root = tempfile::tempdir().unwrap();
+    let data = demo_data(root.path(), |t| {
+        t.replace("[tls]\n", "[tls]\nmin_version = \"1.2\"\n")
+    });
+    let served = Served::start(&data);
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let mut tls = util::raw::Tls::new(&data, served.addr);
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(root_store(&data))
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.config = std::sync::Arc::new(config);
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            let mut s = tls.connect();
+            kinds.push(s.conn.handshake_kind());
+            // A ticket comes after the handshake: read a whole response so
+            // the client has taken in anything the relay sent.
+            util::raw::send(
+                &mut s,
+                b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            let _ = util::raw::read_to_close(&mut s);
+        }
+        assert_eq!(
+            kinds,
+            vec![Some(rustls::HandshakeKind::Full); 3],
+            "{versions:?}"
+        );
+    }
+    served.kill();
+}
+
+fn root_store(data: &Path) -> rustls::RootCertStore {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(data.join("tls/cert.pem")).unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
 /// The DER certificate the relay presents.
 fn served_cert(data: &Path, url: &str) -> Vec<u8> {
     // Trust any certificate here: this looks at which one is served.
@@ -417,7 +474,7 @@ fn follow_up_leaves_no_codename_or_plaintext_in_files_or_logs() {
         .post(format!("{url}/api/v1/replies"))
         .bearer_auth(token)
         .header("content-type", "application/json")
-        .body(bundle.to_json())
+        .body(util::signed_bundle(&data, &bundle))
         .send()
         .unwrap();
     assert_eq!(pushed.status(), 200);

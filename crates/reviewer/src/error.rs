@@ -75,6 +75,10 @@ pub enum Error {
     #[error(transparent)]
     Reply(#[from] crate::reply::ReplyError),
 
+    /// A reply-signing key could not be made, read or used.
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+
     /// The archive and its workbench: [`crate::archive::ArchiveError`].
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),

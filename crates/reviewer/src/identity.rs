@@ -363,7 +363,7 @@ pub fn generate(out: &Path, protection: &Protection) -> Result<String, Error> {
 }
 
 /// A passphrase for a new identity: from a file, or typed twice.
-fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString, Error> {
+pub(crate) fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString, Error> {
     let pass = match source {
         PassphraseSource::File(f) => read_passphrase_file(f)?,
         PassphraseSource::Terminal => {
@@ -377,6 +377,21 @@ fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString,
             }
             first
         }
+    };
+    if pass.expose_secret().is_empty() {
+        return Err(Error::Identity(IdentityError::EmptyPassphrase));
+    }
+    Ok(pass)
+}
+
+/// The passphrase of an existing key file: from a file, or typed once.
+pub(crate) fn existing_passphrase(
+    source: &PassphraseSource,
+    key: &Path,
+) -> Result<SecretString, Error> {
+    let pass = match source {
+        PassphraseSource::File(f) => read_passphrase_file(f)?,
+        PassphraseSource::Terminal => prompt(&format!("Passphrase for {}: ", key.display()))?,
     };
     if pass.expose_secret().is_empty() {
         return Err(Error::Identity(IdentityError::EmptyPassphrase));

@@ -91,6 +91,7 @@ pub mod report;
 pub mod retire;
 pub mod sandbox;
 pub mod scrub;
+pub mod signing;
 pub mod state;
 mod text;
 pub mod threads;

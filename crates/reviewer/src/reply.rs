@@ -22,14 +22,15 @@ use std::io::{self, Read, Write as _};
 use std::path::{Path, PathBuf};
 
 use format::{
-    Day, MAX_BUNDLE_BYTES, MAX_REPLY_CIPHERTEXT_BYTES, MAX_REPLY_JSON_BYTES, MAX_REPLY_TEXT_CHARS,
-    ReplyBundle, ReplyId, ReplyMessage, ThreadId,
+    Day, MAX_REPLY_CIPHERTEXT_BYTES, MAX_REPLY_JSON_BYTES, MAX_REPLY_TEXT_CHARS,
+    MAX_SIGNED_BUNDLE_BYTES, ReplyBundle, ReplyId, ReplyMessage, SignedReplyBundle, ThreadId,
 };
 use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::Error;
 use crate::fsutil::{create_private_file, exists_no_follow, read_small, sync_dir};
 use crate::identity::{Recipient, encrypt_to};
+use crate::signing::ReplySigner;
 use crate::state::StateStore;
 use crate::threads::{ThreadIndex, index_path};
 use crate::verify::{PinnedKey, verify_signed};
@@ -267,13 +268,14 @@ pub struct WrittenReply {
 }
 
 /// Encrypts `message` to the source and the reviewers and writes a
-/// one-reply bundle to `out` (created `0600`; an existing file is never
-/// overwritten).
+/// one-reply bundle, signed with `signer`, to `out` (created `0600`; an
+/// existing file is never overwritten).
 pub fn write_reply(
     source: &SourceRecipient,
     reviewers: &[Recipient],
     message: &ReplyMessage,
     id: ReplyId,
+    signer: &ReplySigner,
     out: &Path,
 ) -> Result<WrittenReply, Error> {
     if reviewers.is_empty() {
@@ -300,14 +302,18 @@ pub fn write_reply(
     }
     let mut bundle = ReplyBundle::new();
     bundle.push(source.thread, id, &ciphertext);
-    let json = bundle.to_json();
+    let inner = bundle.to_json();
+    let signature = signer.sign_bundle(&inner)?;
+    let json = SignedReplyBundle::new(&inner, signature).to_json();
     // What `reviewer push` and the relay will read: check it here.
-    ReplyBundle::from_json(&json).map_err(|e| {
-        Error::Reply(ReplyError::BadBundle {
-            path: out.into(),
-            reason: e.to_string(),
-        })
-    })?;
+    SignedReplyBundle::from_json(&json)
+        .and_then(|s| s.bundle())
+        .map_err(|e| {
+            Error::Reply(ReplyError::BadBundle {
+                path: out.into(),
+                reason: e.to_string(),
+            })
+        })?;
 
     let mut file = create_private_file(out)?;
     if let Err(e) = file.write_all(&json).and_then(|()| file.sync_all()) {
@@ -349,14 +355,18 @@ impl std::fmt::Debug for CheckedBundle {
 impl CheckedBundle {
     /// Reads and checks the bundle at `path`; nothing is sent.
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let bytes = read_small(path, MAX_BUNDLE_BYTES as u64)?;
+        let bytes = read_small(path, MAX_SIGNED_BUNDLE_BYTES as u64)?;
         let bad = |reason: String| {
             Error::Reply(ReplyError::BadBundle {
                 path: path.into(),
                 reason,
             })
         };
-        let bundle = ReplyBundle::from_json(&bytes).map_err(|e| bad(e.to_string()))?;
+        // The signature is the relay's to check (it pins the keys); the
+        // shape of what it covers is checked here.
+        let bundle = SignedReplyBundle::from_json(&bytes)
+            .and_then(|s| s.bundle())
+            .map_err(|e| bad(e.to_string()))?;
         if bundle.replies.is_empty() {
             return Err(bad("it holds no reply".into()));
         }

@@ -103,8 +103,11 @@ fn reply(
     out: &Path,
     extra: &[&dyn AsRef<OsStr>],
 ) -> Result<(), Error> {
+    let key = signing_key(env);
     let mut args: Vec<&dyn AsRef<OsStr>> = vec![
         &"reply",
+        &"--signing-key",
+        &key,
         &"--thread",
         thread,
         &"--message",
@@ -129,9 +132,39 @@ fn decrypt(ciphertext: &[u8], identity: &age::x25519::Identity) -> Result<Vec<u8
     Ok(out)
 }
 
-/// The one reply of a bundle file.
+/// The test's reply-signing key (unencrypted), made on first use.
+fn signing_key(env: &Env) -> PathBuf {
+    let p = env.path("reply-signing.key");
+    if !p.exists() {
+        reviewer::signing::generate(&p, &reviewer::identity::Protection::None).unwrap();
+    }
+    p
+}
+
+/// `inner` (a relay-replies/1 bundle's bytes), signed with [`signing_key`].
+fn signed(env: &Env, inner: &[u8]) -> Vec<u8> {
+    let signer = reviewer::signing::ReplySigner::load(
+        &signing_key(env),
+        &reviewer::identity::PassphraseSource::Terminal,
+    )
+    .unwrap();
+    format::SignedReplyBundle::new(inner, signer.sign_bundle(inner).unwrap()).to_json()
+}
+
+/// The one reply of a bundle file, whose signature verifies with the
+/// test's key (checked with minisign-verify, not the crate that signed).
 fn only_reply(path: &Path) -> (ThreadId, ReplyId, Vec<u8>) {
-    let bundle = ReplyBundle::from_json(&std::fs::read(path).unwrap()).unwrap();
+    let signed = format::SignedReplyBundle::from_json(&std::fs::read(path).unwrap()).unwrap();
+    let public = std::fs::read_to_string(reviewer::signing::public_key_path(
+        &path.parent().unwrap().join("reply-signing.key"),
+    ))
+    .unwrap();
+    let pk = minisign_verify::PublicKey::decode(&public).unwrap();
+    let sig = minisign_verify::Signature::decode(&signed.signature).unwrap();
+    pk.verify(&signed.bundle_bytes().unwrap(), &sig, false)
+        .unwrap();
+    assert_eq!(sig.trusted_comment(), format::SIGNED_REPLY_BUNDLE_FORMAT);
+    let bundle = signed.bundle().unwrap();
     assert_eq!(bundle.replies.len(), 1);
     let r = &bundle.replies[0];
     (r.thread, r.id, r.ciphertext().unwrap())
@@ -330,6 +363,8 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
 
     let o = reviewer_bin(&[
         &"reply",
+        &"--signing-key",
+        &signing_key(&env),
         &"--thread",
         &thread.to_string(),
         &"--message",
@@ -587,6 +622,8 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     let from_batches = |out: &Path, key: &str| {
         run(&[
             &"reply",
+            &"--signing-key",
+            &signing_key(&env),
             &"--thread",
             &thread.to_string(),
             &"--message",
@@ -646,6 +683,8 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     // A thread no batch names.
     let e = run(&[
         &"reply",
+        &"--signing-key",
+        &signing_key(&env),
         &"--thread",
         &new_thread_id().to_string(),
         &"--message",
@@ -672,6 +711,8 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     // --batch-dir needs --relay-key.
     let e = run(&[
         &"reply",
+        &"--signing-key",
+        &signing_key(&env),
         &"--thread",
         &thread.to_string(),
         &"--message",
@@ -707,7 +748,7 @@ fn bundle_file(env: &Env, name: &str, n: u8) -> PathBuf {
         );
     }
     let p = env.path(name);
-    std::fs::write(&p, b.to_json()).unwrap();
+    std::fs::write(&p, signed(env, &b.to_json())).unwrap();
     p
 }
 
@@ -860,15 +901,20 @@ fn push_refuses_a_malformed_bundle_before_any_request() {
         serve(|_| Reply::json(r#"{"stored": 1, "already_held": 0, "deleted_by_source": 0}"#));
 
     let not_base64 = env.path("bad.json");
-    let text = std::fs::read_to_string(&good).unwrap();
-    let age_field = text.lines().find(|l| l.contains("\"age\"")).unwrap();
-    std::fs::write(&not_base64, text.replace(age_field, "\"age\": \"%%%\"")).unwrap();
+    let mut b = ReplyBundle::new();
+    b.push(new_thread_id(), ReplyId::from_bytes([1; 16]), b"x");
+    b.replies[0].age = "%%%".into();
+    std::fs::write(&not_base64, signed(&env, &b.to_json())).unwrap();
     let empty = env.path("empty.json");
-    std::fs::write(&empty, ReplyBundle::new().to_json()).unwrap();
+    std::fs::write(&empty, signed(&env, &ReplyBundle::new().to_json())).unwrap();
+    let unsigned = env.path("unsigned.json");
+    let mut b = ReplyBundle::new();
+    b.push(new_thread_id(), ReplyId::from_bytes([1; 16]), b"x");
+    std::fs::write(&unsigned, b.to_json()).unwrap();
     let other = env.path("other.json");
     std::fs::write(&other, b"{\"batches\": []}").unwrap();
 
-    for bad in [&not_base64, &empty, &other] {
+    for bad in [&not_base64, &empty, &other, &unsigned] {
         // The good bundle comes first: it is not sent either.
         let e = push(&[&good, bad], &server.url, &token).unwrap_err();
         assert!(

@@ -83,6 +83,9 @@ failed-body = Your testimony was NOT stored. Please try again later.
 not-found-title = Page not found
 not-found-body = There is no page at this address.
 back-to-form = Back to the form
+demo-banner = Test relay: not safe for real testimony. Its reviewer key is kept next to the data.
+post-only-title = This page cannot be opened again
+post-only-body = It was the answer to a form that was sent. If you saw “Received and stored safely”, your testimony is stored and there is nothing more to do. To send more, start again from the form.
 
 ## Navigation
 sections-label = Sections

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use format::{ReplyBundle, ReplyId, ReplyImport, ReplyMessage, ThreadId};
+use format::{ReplyBundle, ReplyId, ReplyImport, ReplyMessage, SignedReplyBundle, ThreadId};
 use tokio::sync::Semaphore;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -372,13 +372,85 @@ impl Followup {
     }
 }
 
-/// Imports a reply bundle (the API's `POST /api/v1/replies` and `relay
-/// import-replies`): all or nothing. A malformed bundle is
-/// [`Error::MalformedReplies`]; a reply that is not an age file or names a
-/// thread this relay does not hold is [`Error::BadReplies`].
-pub fn import_replies(store: &Store, bytes: &[u8]) -> Result<ReplyImport, Error> {
+/// Parses a reply-signing public key as the config pins it (minisign
+/// base64, `RW…`).
+pub fn reply_signing_key(base64: &str) -> Result<minisign::PublicKey, String> {
+    minisign::PublicKey::from_base64(base64.trim())
+        .map_err(|e| format!("not a minisign public key ({e})"))
+}
+
+/// Checks that `signed` carries a signature, by one of `pinned` (minisign
+/// base64), over its bundle bytes with the trusted comment
+/// [`format::SIGNED_REPLY_BUNDLE_FORMAT`], and returns those bytes. Fails
+/// with [`Error::UnsignedReplies`] otherwise.
+fn verified_bundle(signed: &SignedReplyBundle, pinned: &[String]) -> Result<Vec<u8>, Error> {
+    let refuse = |why: String| Error::UnsignedReplies(why);
+    if pinned.is_empty() {
+        return Err(refuse(
+            "this relay pins no reply-signing key; add the reviewers' keys to [reviewers] reply_signing_keys (`reviewer keygen --reply-signing` prints one)".into(),
+        ));
+    }
+    let bytes = signed
+        .bundle_bytes()
+        .map_err(|e| Error::MalformedReplies(e.to_string()))?;
+    let signature = minisign::SignatureBox::from_string(&signed.signature).map_err(|e| {
+        Error::MalformedReplies(format!("its signature is not a minisign signature: {e}"))
+    })?;
+    for key in pinned {
+        let Ok(pk) = reply_signing_key(key) else {
+            continue;
+        };
+        if pk.keynum() != signature.keynum() {
+            continue;
+        }
+        minisign::verify(
+            &pk,
+            &signature,
+            std::io::Cursor::new(&bytes[..]),
+            true,
+            false,
+            false,
+        )
+        .map_err(|e| refuse(format!("the signature does not verify ({e})")))?;
+        // Verified with the signature over it: the comment is the signer's.
+        let comment = signature
+            .trusted_comment()
+            .map_err(|e| refuse(format!("its trusted comment cannot be read ({e})")))?;
+        if comment != format::SIGNED_REPLY_BUNDLE_FORMAT {
+            return Err(refuse(format!(
+                "the signature was made for {comment:?}, not for a reply bundle ({})",
+                format::SIGNED_REPLY_BUNDLE_FORMAT
+            )));
+        }
+        return Ok(bytes);
+    }
+    Err(refuse(
+        "it is signed by a key that is not in [reviewers] reply_signing_keys".into(),
+    ))
+}
+
+/// Imports a signed reply bundle (the API's `POST /api/v1/replies` and
+/// `relay import-replies`): all or nothing. A malformed bundle is
+/// [`Error::MalformedReplies`]; an unsigned one, or one whose signature
+/// does not verify with a key in `pinned` (`[reviewers]
+/// reply_signing_keys`), is [`Error::UnsignedReplies`]; a reply that is not
+/// an age file or names a thread this relay does not hold is
+/// [`Error::BadReplies`].
+pub fn import_replies(
+    store: &Store,
+    bytes: &[u8],
+    pinned: &[String],
+) -> Result<ReplyImport, Error> {
+    let signed = SignedReplyBundle::from_json(bytes).map_err(|e| {
+        if bytes_are_unsigned_bundle(bytes) {
+            Error::UnsignedReplies(e.to_string())
+        } else {
+            Error::MalformedReplies(e.to_string())
+        }
+    })?;
+    let inner = verified_bundle(&signed, pinned)?;
     let bundle =
-        ReplyBundle::from_json(bytes).map_err(|e| Error::MalformedReplies(e.to_string()))?;
+        ReplyBundle::from_json(&inner).map_err(|e| Error::MalformedReplies(e.to_string()))?;
     let mut replies = Vec::with_capacity(bundle.replies.len());
     for r in &bundle.replies {
         let ciphertext = r
@@ -393,6 +465,15 @@ pub fn import_replies(store: &Store, bytes: &[u8]) -> Result<ReplyImport, Error>
         replies.push((r.thread, r.id, ciphertext));
     }
     store.import_replies(&replies)
+}
+
+/// Whether `bytes` is an old, unsigned `relay-replies/1` bundle.
+fn bytes_are_unsigned_bundle(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        format: String,
+    }
+    serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| p.format == format::REPLY_BUNDLE_FORMAT)
 }
 
 /// A reply as the source sees it.

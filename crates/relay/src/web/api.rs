@@ -32,7 +32,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/replies",
             post(import_replies).layer(axum::extract::DefaultBodyLimit::max(
-                format::MAX_BUNDLE_BYTES,
+                format::MAX_SIGNED_BUNDLE_BYTES,
             )),
         )
         .layer(axum::middleware::from_fn_with_state(state, require_token))
@@ -169,18 +169,27 @@ async fn ack(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: B
 
 /// Streams a batch's tar, with its exact Content-Length so a client can tell
 /// a cut-off download from a complete one.
-/// `POST /api/v1/replies`: a reply bundle from the reviewers (JSON). All
-/// or nothing: 400 if it is malformed, 422 if a reply names a thread this
+/// `POST /api/v1/replies`: a signed reply bundle from the reviewers (JSON).
+/// All or nothing: 400 if it is malformed, 403 if it is unsigned or not
+/// signed by a key in `[reviewers] reply_signing_keys` (the API token alone
+/// cannot put words in the NGO's mouth), 422 if a reply names a thread this
 /// relay does not hold or is not an age file; otherwise 200 and what was
 /// stored. The relay cannot read the replies.
 async fn import_replies(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let store = state.store.clone();
-    match blocking(move || crate::followup::import_replies(&store, &body)).await {
+    let pinned = state.config.reply_signing_keys.clone();
+    match blocking(move || crate::followup::import_replies(&store, &body, &pinned)).await {
         Ok(outcome) => axum::Json(outcome).into_response(),
         Err(Error::MalformedReplies(reason)) => (
             StatusCode::BAD_REQUEST,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             format!("not a reply bundle, nothing stored: {reason}\n"),
+        )
+            .into_response(),
+        Err(e @ Error::UnsignedReplies(_)) => (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{e}\n"),
         )
             .into_response(),
         Err(Error::BadReplies(reason)) => (

@@ -118,6 +118,13 @@ pub enum Listener {
 
 /// The relay's router for one listener. Tests drive it without a socket.
 pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
+    app_with(state, listener, Router::new())
+}
+
+/// [`app`] with `extra` routes besides the relay's, under the same layers
+/// (tests add a route that panics, to see the panic page's headers; no
+/// relay build has one).
+pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppState>>) -> Router {
     // The body limit covers every attachment, the text and multipart
     // framing; the intake enforces the exact per-part limits itself.
     let body_limit = usize::try_from(state.config.limits.max_submission_bytes)
@@ -130,36 +137,55 @@ pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
         .route("/{lang}/", get(pages::form))
         .route(
             "/{lang}/submit",
-            post(submit::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+            post(submit::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+                .get(pages::post_only),
         )
         .route("/followup", get(followup::root))
+        .route("/followup/", get(followup::root))
         .route("/followup/{lang}", get(followup::lang_root))
         .route("/followup/{lang}/", get(followup::page))
         .route(
             "/followup/{lang}/login",
-            post(followup::login).layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+            post(followup::login)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
+                .get(pages::post_only),
         )
-        .route("/followup/{lang}/logout", post(followup::logout))
+        .route(
+            "/followup/{lang}/logout",
+            post(followup::logout).get(pages::post_only),
+        )
         .route(
             "/followup/{lang}/replies/{id}/delete",
-            post(followup::delete_reply),
+            post(followup::delete_reply).get(pages::post_only),
         )
         .route(
             "/followup/{lang}/submit",
-            post(followup::submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+            post(followup::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+                .get(pages::post_only),
         )
         .route("/static/style.css", get(pages::stylesheet))
+        .route("/favicon.ico", get(pages::favicon))
         .nest("/api/v1", api::router(state.clone()))
+        .merge(extra)
         .fallback(pages::not_found)
         .with_state(state.clone())
         .layer(axum::Extension(listener))
+        // Inside the header layer, so that the page a panic turns into
+        // carries every security header too (CSP, no-store, HSTS).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
+        ))
         .layer(axum::middleware::from_fn_with_state(
             HeaderContext {
                 listener,
                 onion: state.config.onion_address.clone(),
+                demo: state.config.demo,
             },
             security_headers,
         ))
+        // And outside it, should the header layer itself ever panic.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
         ))
@@ -170,6 +196,8 @@ pub fn app(state: Arc<AppState>, listener: Listener) -> Router {
 struct HeaderContext {
     listener: Listener,
     onion: Option<String>,
+    /// Demo mode: pages show the demo banner ([`pages::DEMO`]).
+    demo: bool,
 }
 
 /// Adds the fixed security headers to every response.
@@ -188,7 +216,7 @@ async fn security_headers(
     // Only the follow-up pages may set a cookie (their session); the
     // submission path and everything else stay cookie-free.
     let may_set_cookie = req.uri().path().starts_with("/followup/");
-    let mut res = next.run(req).await;
+    let mut res = pages::DEMO.scope(ctx.demo, next.run(req)).await;
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));

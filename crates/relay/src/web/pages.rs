@@ -33,6 +33,16 @@ pub(super) struct Chrome {
     pub(super) base: &'static str,
     /// Follow-up pages may set a session cookie; their footer says so.
     pub(super) cookie: bool,
+    /// A demo relay: every page says it is not safe for real testimony.
+    pub(super) demo: bool,
+}
+
+tokio::task_local! {
+    /// Whether the request being answered is served by a demo relay; set
+    /// around every request by the header layer (`super::security_headers`),
+    /// so that every page, error and panic pages included, shows the
+    /// banner without each handler passing the config down.
+    pub(super) static DEMO: bool;
 }
 
 impl Chrome {
@@ -52,6 +62,7 @@ impl Chrome {
         Chrome {
             base,
             cookie: false,
+            demo: DEMO.try_with(|d| *d).unwrap_or(false),
             tr: Tr { lang },
             lang: lang.code(),
             langs: Lang::ALL
@@ -409,6 +420,39 @@ pub(super) fn internal_error(lang: Lang) -> Response {
 
 pub(super) async fn not_found(State(state): State<Arc<AppState>>) -> Response {
     not_found_page(&state)
+}
+
+/// A GET on an address that only answers a form (`/kk/submit`, a
+/// follow-up log-in…), as a restored tab or a history entry opens it: a
+/// short page in that address's language saying the testimony is safe if
+/// the source saw "Received", instead of a blank 405. Nothing is done.
+pub(super) async fn post_only(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let mut segments = uri.path().trim_start_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    let code = if first == "followup" {
+        segments.next().unwrap_or_default()
+    } else {
+        first
+    };
+    let lang = Lang::from_code(code).unwrap_or_else(|| state.config.form.default_lang());
+    let mut res = error_page(
+        lang,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "post-only-title",
+        "post-only-body",
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    res
+}
+
+/// `/favicon.ico`: every browser asks for it; an empty answer rather than
+/// a 404 page (the relay has no icon, and needs none).
+pub(super) async fn favicon() -> Response {
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub(super) async fn stylesheet() -> Response {

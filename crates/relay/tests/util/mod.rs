@@ -190,6 +190,32 @@ pub fn busy_pool_files(data: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// `bundle` signed as `reviewer reply` signs it, with `key_file` (an
+/// unencrypted minisign secret key, e.g. the demo's
+/// `demo-reply-signing.key`) and the trusted comment `comment` (the right
+/// one is [`format::SIGNED_REPLY_BUNDLE_FORMAT`]).
+#[allow(dead_code)]
+pub fn sign_bundle_with(key_file: &Path, bundle: &[u8], comment: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(key_file).unwrap();
+    let sk = minisign::SecretKeyBox::from_string(&text)
+        .unwrap()
+        .into_unencrypted_secret_key()
+        .unwrap();
+    let sig = minisign::sign(None, &sk, std::io::Cursor::new(bundle), Some(comment), None).unwrap();
+    format::SignedReplyBundle::new(bundle, sig.to_string()).to_json()
+}
+
+/// `bundle` signed with the demo reviewer's reply-signing key in `data`,
+/// which the demo config pins.
+#[allow(dead_code)]
+pub fn signed_bundle(data: &Path, bundle: &format::ReplyBundle) -> Vec<u8> {
+    sign_bundle_with(
+        &data.join(relay::demo::DEMO_REPLY_SIGNING_FILE),
+        &bundle.to_json(),
+        format::SIGNED_REPLY_BUNDLE_FORMAT,
+    )
+}
+
 /// The torn tails `relay check` finds (the relay must be stopped): bytes
 /// past a segment's committed length. After a clean stop there are none,
 /// so an aborted large upload that left its bytes in a lane shows here.

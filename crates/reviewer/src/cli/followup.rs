@@ -60,6 +60,13 @@ pub(super) struct ReplyArgs {
     /// The relay's public key, to verify the batches of --batch-dir.
     #[arg(long, value_name = "PUB", requires = "batch_dir")]
     relay_key: Option<String>,
+    /// Your reply-signing key (`reviewer keygen --reply-signing` wrote it):
+    /// the relay stores only replies signed by a key its config pins.
+    #[arg(long, value_name = "FILE")]
+    signing_key: PathBuf,
+    /// Read the signing key's passphrase from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    signing_passphrase_file: Option<PathBuf>,
 }
 
 pub(super) fn threads_cmd(a: ThreadsArgs) -> Result<(), Error> {
@@ -109,11 +116,16 @@ pub(super) fn reply_cmd(a: ReplyArgs) -> Result<(), Error> {
     };
     let reviewers = reply::reviewer_recipients(&a.recipients, &a.recipients_file, &source)?;
     let message = reply::load_message(&a.message, Day::today())?;
+    let signer = crate::signing::ReplySigner::load(
+        &a.signing_key,
+        &passphrase_source(a.signing_passphrase_file),
+    )?;
     let written = reply::write_reply(
         &source,
         &reviewers,
         &message,
         reply::random_reply_id(),
+        &signer,
         &a.out,
     )?;
     out_line(&format!(

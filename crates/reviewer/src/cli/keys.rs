@@ -10,7 +10,11 @@ Examples:
   # The next key epoch, when the relay rotates reviewer keys
   reviewer keygen --out ~/epoch-2.key
 
-Give the printed age1… line to the relay operator ([reviewers] recipients).";
+  # A reply-signing key (and reply-signing.key.pub); prints the RW… public key
+  reviewer keygen --reply-signing --out ~/reply-signing.key
+
+Give the printed age1… line to the relay operator ([reviewers] recipients),
+and the RW… line of a reply-signing key too ([reviewers] reply_signing_keys).";
 
 pub(super) const RETIRE_EXAMPLES: &str = "\
 Examples:
@@ -30,6 +34,11 @@ pub(super) struct KeygenArgs {
     /// Read the passphrase from the first line of this file.
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Make a reply-signing key (minisign Ed25519) instead of an age
+    /// identity: `reviewer reply --signing-key` signs replies with it, and
+    /// the relay stores only replies signed by a key its config pins.
+    #[arg(long)]
+    reply_signing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +62,21 @@ pub(super) fn keygen(a: KeygenArgs) -> Result<(), Error> {
     } else {
         Protection::Passphrase(passphrase_source(a.passphrase_file))
     };
+    if a.reply_signing {
+        let public = crate::signing::generate(&a.out, &protection)?;
+        out_line(&public);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "reviewer: wrote {} and {}; add the RW… line above to the relay config's [reviewers] reply_signing_keys",
+            printable(&a.out.display().to_string()),
+            printable(
+                &crate::signing::public_key_path(&a.out)
+                    .display()
+                    .to_string()
+            )
+        );
+        return Ok(());
+    }
     let recipient = identity::generate(&a.out, &protection)?;
     out_line(&recipient);
     let _ = writeln!(

@@ -44,6 +44,8 @@ ROWS = {
              relay=("relay", "rps"), ref=("fio", "iops"), target=("ratio", ">", 1.0)),
         dict(what="Flushes per acknowledgement (separate window)", unit="",
              relay=("relay", "flushes_per_ack"), ref=None, target=("value", "<=", 0.25)),
+        dict(what="Full TLS handshakes/s, no resumption (openssl s_time -new; informational)",
+             unit="/s", relay=("relay", "handshakes_s"), ref=None, target=None),
         dict(what="Relay answers other than 200 (incl. socket errors)", unit="",
              relay=("relay", "not_ok"), ref=None, target=("value", "==", 0)),
     ],

@@ -29,9 +29,10 @@ fn client(relay: &TestRelay) -> reqwest::blocking::Client {
 fn codename_in(page: &str) -> String {
     let start = page.find("class=\"codename-words\"").expect("a codename");
     let rest = &page[start..];
-    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</p>").unwrap()];
+    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</ol>").unwrap()];
     let words: Vec<&str> = p
         .split("<span>")
+        .skip(1)
         .filter_map(|s| s.split("</span>").next())
         .map(str::trim)
         .filter(|w| !w.is_empty())

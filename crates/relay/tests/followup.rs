@@ -144,9 +144,10 @@ async fn submit(r: &Relay, text: &str, followup: bool) -> Option<String> {
     assert!(page.contains("Received and stored safely"), "{page}");
     let start = page.find("class=\"codename-words\"")?;
     let rest = &page[start..];
-    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</p>").unwrap()];
+    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</ol>").unwrap()];
     let words: Vec<String> = p
         .split("<span>")
+        .skip(1)
         .filter_map(|s| s.split("</span>").next())
         .map(str::trim)
         .filter(|w| !w.is_empty())
@@ -844,4 +845,259 @@ async fn a_demo_relay_says_so_on_every_page() {
     let body = body_text(res).await;
     assert!(body.contains("<form"), "{body}");
     assert!(!body.contains("demo-banner"), "{body}");
+}
+
+/// Follow-up POSTs from the header sets real browsers send (issue 15):
+/// Safari before 16.4 sends no `Sec-Fetch-Site`, and every browser sends
+/// `Origin: null` from a page under `no-referrer`. Cross-site POSTs stay
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_up_posts_work_from_old_and_privacy_minded_browsers() {
+    let r = relay();
+    let codename = submit(&r, "testimony for the header sets", true)
+        .await
+        .unwrap();
+    // The pages holding the follow-up forms send same-origin referrers, so
+    // their POSTs carry a real Origin; the rest of the site sends none.
+    let page = send(&r, get("/followup/en/", None)).await;
+    assert_eq!(page.headers()[header::REFERRER_POLICY], "same-origin");
+    let body = body_text(page).await;
+    assert!(
+        body.contains(r#"<meta name="referrer" content="same-origin">"#),
+        "{body}"
+    );
+    let form = send(&r, get("/en/", None)).await;
+    assert_eq!(form.headers()[header::REFERRER_POLICY], "no-referrer");
+
+    const HOST: &str = "127.0.0.1:8443";
+    const ORIGIN: &str = "https://127.0.0.1:8443";
+    let with = |mut req: Request<Body>, site: Option<&str>, origin: Option<&str>| {
+        let h = req.headers_mut();
+        h.insert(header::HOST, HOST.parse().unwrap());
+        if let Some(s) = site {
+            h.insert("sec-fetch-site", s.parse().unwrap());
+        }
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().unwrap());
+        }
+        req
+    };
+    let login_body = format!("codename={}", urlencode(&codename));
+    let log_in = |site, origin| {
+        with(
+            post_form("/followup/en/login", &login_body, None),
+            site,
+            origin,
+        )
+    };
+    for (browser, site, origin) in [
+        ("Safari 15 (no Sec-Fetch-Site)", None, Some(ORIGIN)),
+        ("Safari 17", Some("same-origin"), Some(ORIGIN)),
+        (
+            "Tor Browser 14 (Firefox ESR)",
+            Some("same-origin"),
+            Some(ORIGIN),
+        ),
+        ("Firefox", Some("same-origin"), Some(ORIGIN)),
+        ("Chromium", Some("same-origin"), Some(ORIGIN)),
+        ("neither header", None, None),
+    ] {
+        let res = send(&r, log_in(site, origin)).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{browser}: log-in");
+        let cookie = res.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let out = with(
+            post_form("/followup/en/logout", "", Some(&cookie)),
+            site,
+            origin,
+        );
+        assert_eq!(
+            send(&r, out).await.status(),
+            StatusCode::OK,
+            "{browser}: log-out"
+        );
+    }
+
+    // `Origin: null` (a page cached from before, or served under
+    // no-referrer): accepted with a live session cookie...
+    let cookie = login(&r, &codename).await;
+    let out = with(
+        post_form("/followup/en/logout", "", Some(&cookie)),
+        None,
+        Some("null"),
+    );
+    assert_eq!(send(&r, out).await.status(), StatusCode::OK);
+    // ...never for a log-in, nor without a session: a sandboxed frame on
+    // another site sends the same header.
+    assert_eq!(
+        send(&r, log_in(None, Some("null"))).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let out = with(
+        post_form("/followup/en/logout", "", None),
+        None,
+        Some("null"),
+    );
+    assert_eq!(send(&r, out).await.status(), StatusCode::FORBIDDEN);
+    // Cross-site, by either header.
+    assert_eq!(
+        send(&r, log_in(Some("cross-site"), Some("https://evil.example")))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&r, log_in(None, Some("https://evil.example")))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+/// The codename box (issue 15): words shown numbered; a log-in accepts
+/// commas, hyphens, line breaks and numbering; a typo is named by its
+/// place and what was typed is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_codename_box_forgives_separators_and_names_the_mistyped_word() {
+    let r = relay();
+    let res = send(
+        &r,
+        post_multipart(
+            "/en/submit",
+            multipart(
+                &[("category", "other"), ("text", "t"), ("followup", "yes")],
+                None,
+            ),
+            None,
+        ),
+    )
+    .await;
+    let page = body_text(res).await;
+    assert!(page.contains("<ol class=\"codename-words\""), "{page}");
+    assert_eq!(page.matches("<li><span>").count(), 8, "{page}");
+    let codename = codename_of(&page);
+    let words: Vec<&str> = codename.split(' ').collect();
+
+    let numbered: String = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{}. {w}\n", i + 1))
+        .collect();
+    for typed in [words.join(", "), words.join("-"), numbered] {
+        let res = send(
+            &r,
+            post_form(
+                "/followup/en/login",
+                &format!("codename={}", urlencode(&typed)),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{typed:?}");
+    }
+
+    let mut typo = words.clone();
+    let wrong = format!("{}q", typo[2]);
+    typo[2] = &wrong;
+    let typed = typo.join(" ");
+    let res = send(
+        &r,
+        post_form(
+            "/followup/ru/login",
+            &format!("codename={}", urlencode(&typed)),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = body_text(res).await;
+    assert!(page.contains("Слова номер 3 нет в списке"), "{page}");
+    assert!(page.contains(&format!(">{typed}</textarea>")), "{page}");
+}
+
+fn codename_of(page: &str) -> String {
+    let start = page.find("class=\"codename-words\"").unwrap();
+    let rest = &page[start..];
+    let list = &rest[..rest.find("</ol>").unwrap()];
+    list.split("<span>")
+        .skip(1)
+        .filter_map(|s| s.split("</span>").next())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A reload of the success page ("Resend?") stores nothing a second time
+/// and draws no second codename; a form without a token, or with one the
+/// relay never saw, is stored as usual; the token is stored nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resending_a_stored_form_stores_nothing_twice() {
+    let r = relay();
+    let form = body_text(send(&r, get("/en/", None)).await).await;
+    let start = form.find("name=\"once\" value=\"").unwrap() + "name=\"once\" value=\"".len();
+    let token = form[start..start + 22].to_owned();
+    let body = |token: &str| {
+        multipart(
+            &[
+                ("once", token),
+                ("category", "other"),
+                ("text", "a testimony sent once"),
+                ("followup", "yes"),
+            ],
+            None,
+        )
+    };
+    let first = body_text(send(&r, post_multipart("/en/submit", body(&token), None)).await).await;
+    assert!(first.contains("codename-words"), "{first}");
+    let again = send(&r, post_multipart("/en/submit", body(&token), None)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again = body_text(again).await;
+    assert!(again.contains("Already received"), "{again}");
+    assert!(!again.contains("codename-words"), "{again}");
+    r.state.store().sync().await.unwrap();
+    let stats = r.state.store().stats().unwrap();
+    assert_eq!((stats.submissions, stats.threads), (1, 1));
+
+    // Never seen, or none at all: stored.
+    let unknown = "AAAAAAAAAAAAAAAAAAAAAA";
+    let res = body_text(send(&r, post_multipart("/en/submit", body(unknown), None)).await).await;
+    assert!(res.contains("Received and stored safely"), "{res}");
+    let none = multipart(&[("category", "other"), ("text", "no token")], None);
+    let res = body_text(send(&r, post_multipart("/en/submit", none, None)).await).await;
+    assert!(res.contains("Received and stored safely"), "{res}");
+    assert_eq!(r.state.store().stats().unwrap().submissions, 3);
+
+    // The token is in no sealed testimony and no file.
+    for (id, _) in r.state.store().submissions().unwrap() {
+        let mut sealed = Vec::new();
+        r.state
+            .store()
+            .ciphertext(&id)
+            .unwrap()
+            .read_to_end(&mut sealed)
+            .unwrap();
+        let d = age::Decryptor::new(&sealed[..]).unwrap();
+        let mut plain = Vec::new();
+        d.decrypt(std::iter::once(&r.reviewer as &dyn age::Identity))
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert!(!util::contains(&plain, token.as_bytes()), "{id}");
+    }
+    let mut dirs = vec![r.data.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(!util::contains(&bytes, token.as_bytes()), "{}", p.display());
+            }
+        }
+    }
 }

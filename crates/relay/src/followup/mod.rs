@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use format::{ReplyBundle, ReplyId, ReplyImport, ReplyMessage, SignedReplyBundle, ThreadId};
 use tokio::sync::Semaphore;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::config::FollowupSettings;
 use crate::store::Store;
@@ -97,8 +97,9 @@ pub struct Codename(Zeroizing<String>);
 pub enum CodenameError {
     /// Not exactly [`CODENAME_WORDS`] words.
     WordCount,
-    /// A word that is not in the list (a typo).
-    UnknownWord,
+    /// A word that is not in the list (a typo): the first such, counted
+    /// from 1 in the order typed.
+    UnknownWord(usize),
 }
 
 impl Codename {
@@ -116,32 +117,62 @@ impl Codename {
         Codename(s)
     }
 
-    /// Reads what a source typed: any case, words separated by any white
-    /// space (line breaks included).
+    /// Reads what a source typed: any case; words separated by white space
+    /// (line breaks included), commas, semicolons, full stops, slashes,
+    /// dashes or hyphens; numbering such as `1.`, `2)`, `(3)` or `4:`
+    /// ignored. A hyphen separates only where the token is not itself a
+    /// list word (`t-shirt`, `yo-yo`, `drop-down` and `felt-tip` are).
     pub fn parse(typed: &str) -> Result<Self, CodenameError> {
-        let mut lower = Zeroizing::new(typed.to_lowercase());
-        let mut out = Zeroizing::new(String::with_capacity(80));
-        let mut count = 0usize;
-        let mut unknown = false;
-        for word in lower.split_whitespace() {
-            count += 1;
-            if count > CODENAME_WORDS {
+        let lower = Zeroizing::new(typed.to_lowercase());
+        let separator = |c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    ',' | ';'
+                        | '.'
+                        | '/'
+                        | '|'
+                        | '('
+                        | ')'
+                        | ':'
+                        | '·'
+                        | '–'
+                        | '—'
+                        | '«'
+                        | '»'
+                        | '"'
+                )
+        };
+        // Slices of `lower`: no copy of a word is made until `out`.
+        let mut words: Vec<&str> = Vec::with_capacity(CODENAME_WORDS + 1);
+        for token in lower.split(separator) {
+            // Numbering ("1", "12") and digits stuck to a word: no list
+            // word has a digit.
+            let token = token.trim_matches(|c: char| c.is_ascii_digit());
+            if token.is_empty() {
+                continue;
+            }
+            if token.contains('-') && !word_index().contains_key(token) {
+                words.extend(token.split('-').filter(|p| !p.is_empty()));
+            } else {
+                words.push(token);
+            }
+            if words.len() > CODENAME_WORDS {
                 break;
             }
-            if !word_index().contains_key(word) {
-                unknown = true;
-            }
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(word);
         }
-        lower.zeroize();
-        if count != CODENAME_WORDS {
+        if words.len() != CODENAME_WORDS {
             return Err(CodenameError::WordCount);
         }
-        if unknown {
-            return Err(CodenameError::UnknownWord);
+        if let Some(i) = words.iter().position(|w| !word_index().contains_key(*w)) {
+            return Err(CodenameError::UnknownWord(i + 1));
+        }
+        let mut out = Zeroizing::new(String::with_capacity(lower.len() + CODENAME_WORDS));
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(w);
         }
         Ok(Codename(out))
     }
@@ -567,9 +598,43 @@ mod tests {
         );
         assert_eq!(
             Codename::parse(&eight.replace("ablaze", "ablase")).err(),
-            Some(CodenameError::UnknownWord)
+            Some(CodenameError::UnknownWord(7))
+        );
+        assert_eq!(
+            Codename::parse(&eight.replace("abacus", "abacuss")).err(),
+            Some(CodenameError::UnknownWord(1))
         );
         assert_eq!(Codename::parse("").err(), Some(CodenameError::WordCount));
+    }
+
+    #[test]
+    fn parse_takes_the_separators_and_numbering_people_type() {
+        let eight = "abacus abdomen abdominal abide abiding ability ablaze able";
+        for typed in [
+            "abacus, abdomen, abdominal, abide, abiding, ability, ablaze, able",
+            "abacus-abdomen-abdominal-abide-abiding-ability-ablaze-able",
+            "1. abacus 2. abdomen 3. abdominal 4. abide\n5. abiding 6. ability 7. ablaze 8. able",
+            "1) Abacus\n2) Abdomen\n3) Abdominal\n4) Abide\n5) Abiding\n6) Ability\n7) Ablaze\n8) Able\n",
+            "(1) abacus (2) abdomen (3) abdominal (4) abide (5) abiding (6) ability (7) ablaze (8) able",
+            "abacus;abdomen;abdominal;abide / abiding — ability – ablaze. able.",
+            "1:abacus 2:abdomen 3:abdominal 4:abide 5:abiding 6:ability 7:ablaze 8:able",
+        ] {
+            assert_eq!(Codename::parse(typed).unwrap().as_str(), eight, "{typed:?}");
+        }
+        // Words that have a hyphen of their own stay whole.
+        let hyphenated = "t-shirt yo-yo drop-down felt-tip abacus abdomen abide able";
+        assert_eq!(Codename::parse(hyphenated).unwrap().as_str(), hyphenated);
+        assert_eq!(
+            Codename::parse("t-shirt, yo-yo, drop-down, felt-tip, abacus, abdomen, abide, able")
+                .unwrap()
+                .as_str(),
+            hyphenated
+        );
+        // Numbering is not a word: still eight.
+        assert_eq!(
+            Codename::parse("1. abacus 2. abdomen").err(),
+            Some(CodenameError::WordCount)
+        );
     }
 
     #[test]

@@ -7,6 +7,15 @@
 //! here must come from one of our own pages: the cookie is
 //! `SameSite=Strict`, and a request whose `Sec-Fetch-Site` or `Origin`
 //! says it came from another site is refused (403).
+//!
+//! Old and privacy-minded browsers (issue 15): these pages are served with
+//! `Referrer-Policy: same-origin` (the rest of the site keeps
+//! `no-referrer`), because under `no-referrer` browsers send `Origin: null`
+//! on a same-origin POST, and Safari before 16.4 sends no `Sec-Fetch-Site`
+//! to tell it apart, so every log-in from those phones was refused. Still,
+//! `Origin: null` is also what a sandboxed frame on another site sends, so
+//! it is accepted only with a live session cookie, which `SameSite=Strict`
+//! keeps to our own site: never for a log-in.
 
 use std::sync::Arc;
 
@@ -64,12 +73,14 @@ fn cookie_header(value: &str, listener: Listener, max_age_zero: bool) -> HeaderV
 
 /// Whether a POST came from one of our own pages (see the module notes).
 /// Browsers too old to send either header fall back on `SameSite=Strict`.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// `with_session`: the request carries a live session cookie.
+fn same_origin(headers: &HeaderMap, with_session: bool) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return matches!(site.as_bytes(), b"same-origin" | b"none");
     }
     match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
         None => true,
+        Some("null") => with_session,
         Some(origin) => {
             let authority = origin.split_once("://").map(|(_, a)| a);
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -123,12 +134,42 @@ struct LoginPage {
     c: Chrome,
     /// Title and text of the error box.
     error: Option<(String, String)>,
+    /// What the source typed, given back after a typo so that eight words
+    /// need not be typed again (the page is then zeroized when sent).
+    typed: Option<Zeroizing<String>>,
 }
 
 fn login_page(lang: Lang, status: StatusCode, error: Option<(&str, &str)>) -> Response {
     let c = Chrome::followup(lang);
     let error = error.map(|(t, m)| (c.tr.t(t), c.tr.t(m)));
-    pages::html(status, LoginPage { c, error }.render())
+    pages::html(
+        status,
+        LoginPage {
+            c,
+            error,
+            typed: None,
+        }
+        .render(),
+    )
+}
+
+/// The log-in page again after a codename that does not parse: says why
+/// (which word, counted from 1, is not in the list) and keeps the text.
+fn login_retry(lang: Lang, error: &CodenameError, typed: Zeroizing<String>) -> Response {
+    let c = Chrome::followup(lang);
+    let message = match error {
+        CodenameError::WordCount => c.tr.t("codename-error-count"),
+        CodenameError::UnknownWord(n) => c.tr.t_n(
+            "codename-error-word",
+            &[("n", u64::try_from(*n).unwrap_or(0))],
+        ),
+    };
+    let page = LoginPage {
+        error: Some((c.tr.t("codename-error-title"), message)),
+        c,
+        typed: Some(typed),
+    };
+    pages::html_secret(StatusCode::BAD_REQUEST, page.render())
 }
 
 /// One reply as the thread page shows it.
@@ -282,7 +323,7 @@ pub(super) async fn login(
     let Some(f) = state.followup.as_ref() else {
         return not_offered(lang);
     };
-    if !same_origin(&headers) {
+    if !same_origin(&headers, false) {
         return forbidden(lang);
     }
     let Ok(Form(form)) = form else {
@@ -294,17 +335,7 @@ pub(super) async fn login(
     };
     let codename = match Codename::parse(&form.codename) {
         Ok(c) => c,
-        Err(e) => {
-            let message = match e {
-                CodenameError::WordCount => "codename-error-count",
-                CodenameError::UnknownWord => "codename-error-word",
-            };
-            return login_page(
-                lang,
-                StatusCode::BAD_REQUEST,
-                Some(("codename-error-title", message)),
-            );
-        }
+        Err(e) => return login_retry(lang, &e, form.codename),
     };
     drop(form);
     let derived = match f.derive(codename, None).await {
@@ -364,7 +395,7 @@ pub(super) async fn logout(
     let Some(f) = state.followup.as_ref() else {
         return not_offered(lang);
     };
-    if !same_origin(&headers) {
+    if !same_origin(&headers, session(&state, &headers).is_some()) {
         return forbidden(lang);
     }
     if let Some(token) = cookie(&headers) {
@@ -395,7 +426,7 @@ pub(super) async fn delete_reply(
     if state.followup.is_none() {
         return not_offered(lang);
     }
-    if !same_origin(&headers) {
+    if !same_origin(&headers, session(&state, &headers).is_some()) {
         return forbidden(lang);
     }
     let Some(active) = session(&state, &headers) else {
@@ -434,7 +465,10 @@ pub(super) async fn submit(
     if state.followup.is_none() {
         return not_offered(lang);
     }
-    if !same_origin(request.headers()) {
+    if !same_origin(
+        request.headers(),
+        session(&state, request.headers()).is_some(),
+    ) {
         return forbidden(lang);
     }
     let Some(active) = session(&state, request.headers()) else {

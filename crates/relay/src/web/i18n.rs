@@ -135,7 +135,7 @@ impl Tr {
     pub fn has_own(&self, key: &str) -> bool {
         // Every placeable any message uses, so a message with arguments
         // does not look missing.
-        let args: HashMap<&str, FluentValue<'_>> = [("files", 2u64), ("mib", 512)]
+        let args: HashMap<&str, FluentValue<'_>> = [("files", 2u64), ("mib", 512), ("n", 3)]
             .into_iter()
             .map(|(k, v)| (k, FluentValue::from(v)))
             .collect();

@@ -8,6 +8,7 @@
 mod api;
 mod followup;
 pub mod i18n;
+mod once;
 mod pages;
 mod submit;
 pub mod tally;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Refusals, failures and missing codenames, counted, not logged one by
     /// one ([`tally`]).
     pub tally: tally::Tally,
+    /// Tokens of forms whose submission is stored ([`once`]).
+    pub(crate) form_tokens: once::FormTokens,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             batch_lock: BatchLock::default(),
             followup: None,
             tally: tally::Tally::default(),
+            form_tokens: once::FormTokens::default(),
         }
     }
 
@@ -216,13 +220,21 @@ async fn security_headers(
     // Only the follow-up pages may set a cookie (their session); the
     // submission path and everything else stay cookie-free.
     let may_set_cookie = req.uri().path().starts_with("/followup/");
+    // The follow-up pages send same-origin referrers so that their own
+    // POSTs carry a real `Origin` (`followup.rs`, module notes); nothing
+    // leaves the site either way (no page links elsewhere).
+    let referrer_policy = if req.uri().path().starts_with("/followup") {
+        "same-origin"
+    } else {
+        "no-referrer"
+    };
     let mut res = pages::DEMO.scope(ctx.demo, next.run(req)).await;
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::REFERRER_POLICY, referrer_policy);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");

@@ -120,6 +120,8 @@ struct FormPage {
     files_error: Option<String>,
     /// Offer a codename (follow-up is on); `Some(checked)`.
     followup: Option<bool>,
+    /// This render's one-time token ([`super::once`]).
+    once: String,
 }
 
 /// What the source had typed, by field name, to show the form again.
@@ -277,6 +279,7 @@ pub(super) fn render_form(
         .collect();
 
     let page = FormPage {
+        once: super::once::FormTokens::fresh(),
         errors: errors
             .iter()
             .map(|e| (e.field.clone(), tr.t(e.message)))
@@ -370,6 +373,10 @@ struct ReceivedPage<'a> {
 }
 
 pub(super) fn received(lang: Lang, outcome: &super::submit::Outcome) -> Response {
+    if outcome.already {
+        // The same form again (a reload of this page): nothing stored.
+        return error_page(lang, StatusCode::OK, "already-title", "already-body");
+    }
     let page = ReceivedPage {
         c: Chrome::new(lang),
         codename: outcome.codename.as_ref().map(|c| c.words().collect()),

@@ -158,6 +158,8 @@ pub(super) struct Outcome {
     /// They asked for a codename but none could be made (the testimony is
     /// stored all the same).
     pub(super) codename_failed: bool,
+    /// The same form was stored before (a reload): nothing stored now.
+    pub(super) already: bool,
 }
 
 /// Why an intake ended without storing anything.
@@ -294,6 +296,19 @@ async fn receive(
         }
     };
     let mut outcome = Outcome::default();
+    // A form whose submission is stored already (a reload of the success
+    // page): store nothing, draw no codename (`once.rs`).
+    let token = matches!(intake, Intake::Form)
+        .then(|| super::once::FormTokens::parse(answers.get(super::once::FIELD)))
+        .flatten();
+    if let Some(t) = &token
+        && state.form_tokens.was_used(t)
+    {
+        drop(tx);
+        let _ = worker.await;
+        outcome.already = true;
+        return Ok(outcome);
+    }
     let mut new_thread = None;
     if matches!(intake, Intake::Form)
         && answers.get("followup") == "yes"
@@ -329,6 +344,9 @@ async fn receive(
     if let (Err(_), Some((lookup, thread))) = (&stored, new_thread) {
         // The source never sees this codename: forget its thread.
         let _ = state.store.remove_thread(&lookup.0, thread);
+    }
+    if let (Ok(()), Some(t)) = (&stored, token) {
+        state.form_tokens.mark_used(t);
     }
     stored.map(|()| outcome)
 }
@@ -394,6 +412,9 @@ fn allowed_fields(form: &Form, followup: bool) -> Vec<String> {
     if followup {
         names.push("followup".to_owned());
     }
+    // The one-time token (`once.rs`): read, never stored (`validate` takes
+    // only the questions' keys).
+    names.push(super::once::FIELD.to_owned());
     names
 }
 

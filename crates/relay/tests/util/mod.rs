@@ -260,3 +260,9 @@ pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
     }
     out
 }
+
+/// Whether `needle` occurs in `hay`.
+#[allow(dead_code)]
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -30,6 +30,9 @@ use util::{Served, client, demo_data};
 
 /// The commit interval these tests run the relay with (the default).
 const INTERVAL_MS: u64 = 10;
+/// How often the relay's full cover touches every directory (`commit.rs`,
+/// `FULL_COVER_EVERY`).
+const FULL_COVER_MS: u64 = 1000;
 /// Attachment size: spooled, and its ciphertext is written into a lane.
 const ATTACHMENT: usize = 300 << 10;
 
@@ -135,9 +138,12 @@ fn a_relay_seized_while_running_cannot_date_a_submission() {
         submit(&data, &url, 100 + n, n % 2 == 0);
     }
     let last = now_ns();
-    // Long enough for the cover rounds to pass the last submission by
-    // more than a second.
-    std::thread::sleep(Duration::from_millis(INTERVAL_MS + 1500));
+    // Long enough for the cover to pass the last submission by more than
+    // a second: files are covered every round, directories by the full
+    // cover once a second, so the last full cover before the look may be
+    // up to a second old. (1.5 s here failed about half the time, whenever
+    // the last full cover fell between 0.5 and 1 s after the submission.)
+    std::thread::sleep(Duration::from_millis(INTERVAL_MS + FULL_COVER_MS + 1500));
     let after = seize(&[&data, &tmp]);
     let log = served.stop();
     assert!(!log.contains("commit round failed"), "{log}");

@@ -160,6 +160,30 @@ mod tests {
     }
 
     #[test]
+    fn kazakh_pages_say_siz_with_a_capital_everywhere() {
+        // The Kazakh file's own rule (its first comment): the polite «Сіз»,
+        // capitalised, in every form («Сізге», «Сіздің»…). A word that
+        // merely ends in -сіз ("without") is not the pronoun.
+        let kk = include_str!("../../locales/kk/relay.ftl");
+        let mut lower = Vec::new();
+        for (n, line) in kk.lines().enumerate() {
+            if line.starts_with('#') {
+                continue;
+            }
+            for (i, _) in line.match_indices("сіз") {
+                let starts_word = line[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphabetic());
+                if starts_word {
+                    lower.push(format!("line {}: {line}", n + 1));
+                }
+            }
+        }
+        assert!(lower.is_empty(), "lower-case «сіз»:\n{}", lower.join("\n"));
+    }
+
+    #[test]
     fn no_message_is_missing_in_russian_or_kazakh() {
         let keys = english_keys();
         assert!(keys.len() > 50, "{}", keys.len());

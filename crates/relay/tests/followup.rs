@@ -167,6 +167,32 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// A router with one route, `/test-panic`, whose handler panics (only
+/// these tests have it: `relay::web::app_with`).
+fn panicking_route() -> axum::Router<Arc<AppState>> {
+    axum::Router::new().route(
+        "/test-panic",
+        axum::routing::get(|| async {
+            #[allow(clippy::panic)]
+            if true {
+                panic!("a handler bug");
+            }
+            "unreachable"
+        }),
+    )
+}
+
+/// The `Cookie` header value for the session a response set.
+fn session_cookie(res: &Response<Body>) -> String {
+    res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Logs in; returns the `Cookie` header value.
 async fn login(r: &Relay, codename: &str) -> String {
     let res = send(
@@ -187,7 +213,7 @@ async fn login(r: &Relay, codename: &str) -> String {
     for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/followup"] {
         assert!(set.contains(attr), "{set}");
     }
-    set.split(';').next().unwrap().to_owned()
+    session_cookie(&res)
 }
 
 /// The source's recipient, derived here independently of the relay's
@@ -723,16 +749,7 @@ fn derivation_vectors_and_the_stock_age_cli() {
 #[tokio::test]
 async fn a_panic_answers_500_with_every_security_header() {
     let r = relay();
-    let extra = axum::Router::new().route(
-        "/test-panic",
-        axum::routing::get(|| async {
-            #[allow(clippy::panic)]
-            if true {
-                panic!("a handler bug");
-            }
-            "unreachable"
-        }),
-    );
+    let extra = panicking_route();
     let normal = send(&r, Request::get("/en/").body(Body::empty()).unwrap()).await;
     let res = relay::web::app_with(r.state.clone(), Listener::Https, extra)
         .oneshot(Request::get("/test-panic").body(Body::empty()).unwrap())
@@ -817,16 +834,7 @@ async fn a_demo_relay_says_so_on_every_page() {
         let body = body_text(send(&r, get(path)).await).await;
         assert!(body.contains(says), "{path}: {body}");
     }
-    let extra = axum::Router::new().route(
-        "/test-panic",
-        axum::routing::get(|| async {
-            #[allow(clippy::panic)]
-            if true {
-                panic!("a handler bug");
-            }
-            "unreachable"
-        }),
-    );
+    let extra = panicking_route();
     let res = relay::web::app_with(r.state.clone(), Listener::Https, extra)
         .oneshot(get("/test-panic"))
         .await
@@ -904,13 +912,7 @@ async fn follow_up_posts_work_from_old_and_privacy_minded_browsers() {
     ] {
         let res = send(&r, log_in(site, origin)).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{browser}: log-in");
-        let cookie = res.headers()[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = session_cookie(&res);
         let out = with(
             post_form("/followup/en/logout", "", Some(&cookie)),
             site,

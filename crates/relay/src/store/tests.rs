@@ -272,6 +272,34 @@ fn lane_options() -> Options {
     }
 }
 
+/// A store with a single lane.
+fn one_lane(dir: &Path) -> Store {
+    Store::open_with(
+        dir,
+        Options {
+            lanes: 1,
+            ..lane_options()
+        },
+    )
+    .unwrap()
+}
+
+/// Records batch `seq` (manifest `m`) of `ids` and acknowledges it.
+fn ack_batch(store: &Store, seq: u8, m: &[u8], ids: &[SubmissionId]) {
+    let r = record(seq, m, ids.len() as u64);
+    store.record_batch(&r, m, b"s", ids).unwrap();
+    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+}
+
+/// `check` finds neither a problem nor anything to repair.
+fn assert_clean(store: &Store) {
+    let report = store.check(starts_with_anything).unwrap();
+    assert!(
+        report.problems.is_empty() && report.repairs.is_empty(),
+        "{report:?}"
+    );
+}
+
 #[test]
 fn large_ciphertexts_are_written_in_place_into_a_lane_not_copied() {
     let dir = tempfile::tempdir().unwrap();
@@ -306,24 +334,13 @@ fn large_ciphertexts_are_written_in_place_into_a_lane_not_copied() {
     assert_eq!(read(&store, 2), large);
     assert_eq!(store.inner.lanes.available(), 2);
     // The next large one through that lane starts where this one ends.
-    let report = store.check(starts_with_anything).unwrap();
-    assert!(
-        report.problems.is_empty() && report.repairs.is_empty(),
-        "{report:?}"
-    );
+    assert_clean(&store);
 }
 
 #[test]
 fn an_aborted_large_upload_cuts_its_lane_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        Options {
-            lanes: 1,
-            ..lane_options()
-        },
-    )
-    .unwrap();
+    let store = one_lane(dir.path());
     let first = bytes(INLINE_BYTES as usize + 10, 1);
     put(&store, 1, &first);
     store.sync_blocking().unwrap();
@@ -379,30 +396,17 @@ fn a_full_lane_is_replaced_and_compacted_away() {
         all[1].0
     );
     // Acknowledged, the full lane is removed like any segment.
-    let r = record(1, b"m", 2);
-    store.record_batch(&r, b"m", b"s", &[id(1), id(2)]).unwrap();
-    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    ack_batch(&store, 1, b"m", &[id(1), id(2)]);
     store.compact_now(false).unwrap();
     assert!(!store.inner.segment_path(full).exists());
     assert_eq!(read(&store, 3), big(3));
-    let report = store.check(starts_with_anything).unwrap();
-    assert!(
-        report.problems.is_empty() && report.repairs.is_empty(),
-        "{report:?}"
-    );
+    assert_clean(&store);
 }
 
 #[test]
 fn compaction_empties_a_lane_in_place_and_keeps_what_is_live() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        Options {
-            lanes: 1,
-            ..lane_options()
-        },
-    )
-    .unwrap();
+    let store = one_lane(dir.path());
     let (lane, _) = lanes(&store)[0];
     let ino = |store: &Store| {
         use std::os::unix::fs::MetadataExt;
@@ -419,9 +423,7 @@ fn compaction_empties_a_lane_in_place_and_keeps_what_is_live() {
     store.sync_blocking().unwrap();
     // Most of the lane dead: its live ciphertext moves to a new segment
     // and the lane is emptied, the same file.
-    let r = record(1, b"m", 1);
-    store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
-    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    ack_batch(&store, 1, b"m", &[id(1)]);
     store.compact_now(false).unwrap();
     assert_eq!(lanes(&store), vec![(lane, 0)]);
     assert_eq!((file_len(&store, lane), ino(&store)), (0, before));
@@ -441,34 +443,19 @@ fn compaction_empties_a_lane_in_place_and_keeps_what_is_live() {
         }
     );
     // Nothing live at all: emptied without a copy.
-    let r = record(2, b"m2", 1);
-    store.record_batch(&r, b"m2", b"s", &[id(3)]).unwrap();
-    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    ack_batch(&store, 2, b"m2", &[id(3)]);
     store.compact_now(false).unwrap();
     assert_eq!(lanes(&store), vec![(lane, 0)]);
-    let report = store.check(starts_with_anything).unwrap();
-    assert!(
-        report.problems.is_empty() && report.repairs.is_empty(),
-        "{report:?}"
-    );
+    assert_clean(&store);
 }
 
 #[test]
 fn compaction_leaves_a_lane_that_is_being_written() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        Options {
-            lanes: 1,
-            ..lane_options()
-        },
-    )
-    .unwrap();
+    let store = one_lane(dir.path());
     put(&store, 1, &bytes(INLINE_BYTES as usize + 1, 1));
     store.sync_blocking().unwrap();
-    let r = record(1, b"m", 1);
-    store.record_batch(&r, b"m", b"s", &[id(1)]).unwrap();
-    store.ack(&r.batch_id, &r.manifest_sha256).unwrap();
+    ack_batch(&store, 1, b"m", &[id(1)]);
     let mut p = store.begin(id(2)).unwrap();
     let second = bytes(INLINE_BYTES as usize + 5, 2);
     p.write_all(&second).unwrap();

@@ -64,3 +64,31 @@ pub const BATCH_MANIFEST: &str = "manifest.json";
 pub const BATCH_SIGNATURE: &str = "manifest.sig";
 /// Directory holding the sealed submissions inside a batch tar.
 pub const BATCH_SUBMISSIONS_DIR: &str = "submissions";
+
+/// Parses `bytes` as JSON of a `T`, refusing more than `max` bytes first
+/// (every `from_json` of this crate goes through here).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<T, Error> {
+    if bytes.len() > max {
+        return Err(Error::TooLarge {
+            what,
+            size: bytes.len(),
+            max,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|source| Error::Json { what, source })
+}
+
+/// Pretty JSON with a trailing newline, as the crate's files are written.
+/// Serialising its own types (strings, integers, maps with string keys)
+/// into a `Vec` cannot fail.
+pub(crate) fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = Vec::new();
+    if serde_json::to_writer_pretty(&mut out, value).is_ok() {
+        out.push(b'\n');
+    }
+    out
+}

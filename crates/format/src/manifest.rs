@@ -95,15 +95,7 @@ impl Manifest {
     /// the signature: a parsed manifest is still untrusted.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "manifest.json";
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: MAX_MANIFEST_BYTES,
-            });
-        }
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let m: Manifest = crate::read_json(WHAT, bytes, MAX_MANIFEST_BYTES)?;
         if m.format != MANIFEST_FORMAT {
             return Err(Error::UnsupportedFormat {
                 what: WHAT,

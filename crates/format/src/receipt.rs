@@ -28,25 +28,13 @@ pub struct Receipt {
 impl Receipt {
     /// The receipt's file bytes (pretty JSON, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
-            out.push(b'\n');
-        }
-        out
+        crate::pretty_json(self)
     }
 
     /// Parses a receipt file.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "receipt";
-        if bytes.len() > 64 * 1024 {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: 64 * 1024,
-            });
-        }
-        let r: Receipt =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let r: Receipt = crate::read_json(WHAT, bytes, 64 * 1024)?;
         if r.format != RECEIPT_FORMAT {
             return Err(Error::UnsupportedFormat {
                 what: WHAT,

@@ -85,15 +85,7 @@ impl ReplyMessage {
     /// Parses and checks a reply's plaintext.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "reply";
-        if bytes.len() > MAX_REPLY_JSON_BYTES {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: MAX_REPLY_JSON_BYTES,
-            });
-        }
-        let m: ReplyMessage =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let m: ReplyMessage = crate::read_json(WHAT, bytes, MAX_REPLY_JSON_BYTES)?;
         if m.format != REPLY_FORMAT {
             return Err(Error::UnsupportedFormat {
                 what: WHAT,
@@ -178,11 +170,7 @@ impl ReplyBundle {
 
     /// The bundle's bytes (pretty JSON, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
-            out.push(b'\n');
-        }
-        out
+        crate::pretty_json(self)
     }
 
     /// Parses a bundle and checks its rules: known format, at most
@@ -191,15 +179,7 @@ impl ReplyBundle {
     /// each is an age file is for the relay to check; it cannot read them.)
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "reply bundle";
-        if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: MAX_BUNDLE_BYTES,
-            });
-        }
-        let b: ReplyBundle =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let b: ReplyBundle = crate::read_json(WHAT, bytes, MAX_BUNDLE_BYTES)?;
         if b.format != REPLY_BUNDLE_FORMAT {
             return Err(Error::UnsupportedFormat {
                 what: WHAT,
@@ -280,11 +260,7 @@ impl SignedReplyBundle {
 
     /// The signed bundle's bytes (pretty JSON, trailing newline).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if serde_json::to_writer_pretty(&mut out, self).is_ok() {
-            out.push(b'\n');
-        }
-        out
+        crate::pretty_json(self)
     }
 
     /// Parses a signed bundle: known format, sizes within bounds. An
@@ -294,19 +270,11 @@ impl SignedReplyBundle {
     /// what it covers.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "signed reply bundle";
-        if bytes.len() > MAX_SIGNED_BUNDLE_BYTES {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: MAX_SIGNED_BUNDLE_BYTES,
-            });
-        }
         #[derive(Deserialize)]
         struct Probe {
             format: String,
         }
-        let probe: Probe =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let probe: Probe = crate::read_json(WHAT, bytes, MAX_SIGNED_BUNDLE_BYTES)?;
         if probe.format == REPLY_BUNDLE_FORMAT {
             return Err(Error::invalid(
                 WHAT,
@@ -320,8 +288,7 @@ impl SignedReplyBundle {
                 expected: SIGNED_REPLY_BUNDLE_FORMAT,
             });
         }
-        let s: SignedReplyBundle =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let s: SignedReplyBundle = crate::read_json(WHAT, bytes, MAX_SIGNED_BUNDLE_BYTES)?;
         if s.signature.len() > MAX_REPLY_SIGNATURE_BYTES {
             return Err(Error::invalid(
                 WHAT,

@@ -158,15 +158,7 @@ impl Testimony {
     /// Parses `testimony.json` and checks the rules a reader relies on.
     pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
         const WHAT: &str = "testimony.json";
-        if bytes.len() > MAX_TESTIMONY_JSON_BYTES {
-            return Err(Error::TooLarge {
-                what: WHAT,
-                size: bytes.len(),
-                max: MAX_TESTIMONY_JSON_BYTES,
-            });
-        }
-        let t: Testimony =
-            serde_json::from_slice(bytes).map_err(|source| Error::Json { what: WHAT, source })?;
+        let t: Testimony = crate::read_json(WHAT, bytes, MAX_TESTIMONY_JSON_BYTES)?;
         if t.format != TESTIMONY_FORMAT {
             return Err(Error::UnsupportedFormat {
                 what: WHAT,

@@ -255,3 +255,125 @@ fn codename_reply_and_follow_up_end_to_end() {
         }
     }
 }
+
+/// A source's codename, from one submission that asks for one.
+fn submit_for_codename(relay: &TestRelay, http: &reqwest::blocking::Client, text: &str) -> String {
+    let form = Form::new()
+        .text("category", "other")
+        .text("text", text.to_owned())
+        .text("followup", "yes");
+    let res = http
+        .post(format!("{}/en/submit", relay.url))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    codename_in(&res.text().unwrap())
+}
+
+/// Logs in: the status, and the session cookie if one was set.
+fn login(
+    relay: &TestRelay,
+    http: &reqwest::blocking::Client,
+    codename: &str,
+) -> (reqwest::StatusCode, Option<String>) {
+    let res = http
+        .post(format!("{}/followup/en/login", relay.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("codename={}", codename.replace(' ', "+")))
+        .send()
+        .unwrap();
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    (res.status(), cookie)
+}
+
+/// Issue 15: a flood of log-ins with a valid codename (one junk submission
+/// gives one) from more clients than there are derivation slots. A real
+/// source's log-in still succeeds at the first try, every time, and a new
+/// submission still gets its codename. Before sessions were renewed by the
+/// codename's keyed hash, every flooded log-in ran Argon2id and the real
+/// source got "busy" almost every time.
+#[test]
+fn a_flood_of_valid_log_ins_costs_no_source_a_log_in_or_a_codename() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    const FLOODERS: usize = 8;
+    let relay = TestRelay::start();
+    let http = client(&relay);
+    let flood_codename = submit_for_codename(&relay, &http, "junk");
+    let source_codename = submit_for_codename(&relay, &http, "real testimony");
+
+    let stop = AtomicBool::new(false);
+    let (sent, renewed, busy) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let started = Instant::now();
+    let (source_logins, submission) = std::thread::scope(|s| {
+        for _ in 0..FLOODERS {
+            let http = client(&relay);
+            let (stop, sent, renewed, busy) = (&stop, &sent, &renewed, &busy);
+            let (relay, codename) = (&relay, &flood_codename);
+            s.spawn(move || {
+                // Bounded in time whatever happens to the main thread.
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                    let (status, _) = login(relay, &http, codename);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match status.as_u16() {
+                        303 => renewed.fetch_add(1, Ordering::Relaxed),
+                        503 => busy.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("a flooded log-in got {other}"),
+                    };
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        // The real source logs in five times, a second apart: each time at
+        // the first try, and within a derivation's time plus the flood's
+        // queueing (seconds, not "try later").
+        let mut logins = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (status, cookie) = login(&relay, &http, &source_codename);
+            logins.push((status.as_u16(), t.elapsed()));
+            // Log out again, so that the next log-in derives afresh.
+            if let Some(cookie) = cookie {
+                let res = http
+                    .post(format!("{}/followup/en/logout", relay.url))
+                    .header("cookie", cookie)
+                    .send()
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+            }
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        // A new submission during the flood still gets its codename.
+        let t = Instant::now();
+        let codename = submit_for_codename(&relay, &http, "more testimony");
+        let submission = (codename, t.elapsed());
+        stop.store(true, Ordering::Relaxed);
+        (logins, submission)
+    });
+    let flood_secs = started.elapsed().as_secs_f64();
+    let sent = sent.load(Ordering::Relaxed);
+    eprintln!(
+        "flood: {sent} log-ins from {FLOODERS} clients in {flood_secs:.1} s ({:.0}/s), {} renewed, {} busy; source log-ins {source_logins:?}; submission's codename in {:?}",
+        sent as f64 / flood_secs,
+        renewed.load(Ordering::Relaxed),
+        busy.load(Ordering::Relaxed),
+        submission.1,
+    );
+    for (status, took) in &source_logins {
+        assert_eq!(
+            *status, 303,
+            "the source's log-in was refused during the flood"
+        );
+        assert!(*took < Duration::from_secs(10), "{took:?}");
+    }
+    assert_eq!(submission.0.split(' ').count(), 8);
+    assert!(submission.1 < Duration::from_secs(20), "{:?}", submission.1);
+    assert!(sent > 10 * FLOODERS as u64, "the flood ran: {sent}");
+}

@@ -660,4 +660,44 @@ mod tests {
         );
         assert!(a.secret.recipient().unwrap().starts_with("age1"));
     }
+
+    /// Submissions have priority over log-ins for derivation slots: a
+    /// submission that waits is handed the next slot that frees (tokio's
+    /// semaphore gives released permits to waiters first), and a log-in,
+    /// which never waits, cannot take it. With one slot: a log-in holds
+    /// it, a submission queues, and when the slot frees, a log-in that
+    /// tries at that moment gets "busy" and the submission derives.
+    #[tokio::test]
+    async fn a_waiting_submission_takes_the_next_slot_before_any_log_in() {
+        let settings = FollowupSettings {
+            argon2_memory_kib: 8 * 1024,
+            argon2_iterations: 1,
+            max_concurrent_derivations: 1,
+            ..FollowupSettings::default()
+        };
+        let f = std::sync::Arc::new(Followup::new(&settings, Salt::from_bytes([3; 32])).unwrap());
+        let held = f.derivations.clone().try_acquire_owned().unwrap();
+        assert!(matches!(
+            f.derive(Codename::generate(), None).await,
+            Err(DeriveError::Busy)
+        ));
+        let waiting = {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.derive(Codename::generate(), Some(Duration::from_secs(30)))
+                    .await
+                    .is_ok()
+            })
+        };
+        // Let the submission run until it queues on the semaphore.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        // The slot went to the queued submission, not to this log-in.
+        assert!(matches!(
+            f.derive(Codename::generate(), None).await,
+            Err(DeriveError::Busy)
+        ));
+        assert!(waiting.await.unwrap(), "the submission derived");
+    }
 }

@@ -23,13 +23,19 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use format::ThreadId;
+use hmac::Mac as _;
 use sha2::Digest as _;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{SourceSecret, redacted_debug};
+use super::{Codename, SourceSecret, redacted_debug};
 
-redacted_debug!(Token, Active);
+redacted_debug!(Token, Active, Tag);
+
+/// The keyed hash of a codename that finds its live session (see the module
+/// documentation).
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct Tag([u8; 32]);
 
 /// A session token as sent in the cookie (43 base64url characters).
 pub struct Token(Zeroizing<String>);
@@ -44,6 +50,7 @@ impl Token {
 struct Session {
     thread: ThreadId,
     secret: SourceSecret,
+    tag: Tag,
     last_seen: Instant,
 }
 
@@ -61,12 +68,15 @@ struct Table {
     by_token: HashMap<[u8; 32], Session>,
     /// Each thread's one session.
     by_thread: HashMap<ThreadId, [u8; 32]>,
+    /// Each codename's one session, by its [`Tag`].
+    by_tag: HashMap<[u8; 32], [u8; 32]>,
 }
 
 impl Table {
     fn remove(&mut self, key: &[u8; 32]) -> Option<Session> {
         let session = self.by_token.remove(key)?;
         self.by_thread.remove(&session.thread);
+        self.by_tag.remove(&session.tag.0);
         Some(session)
     }
 
@@ -75,6 +85,20 @@ impl Table {
             .retain(|_, s| now.duration_since(s.last_seen) < idle);
         let by_token = &self.by_token;
         self.by_thread.retain(|_, k| by_token.contains_key(k));
+        self.by_tag.retain(|_, k| by_token.contains_key(k));
+    }
+
+    /// Inserts `session` under a new token (the caller made room).
+    fn insert(&mut self, session: Session) -> Token {
+        let raw = Zeroizing::new(crate::keys::random_bytes::<32>());
+        let token = Token(Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*raw),
+        ));
+        let key = key_of(token.as_str());
+        self.by_thread.insert(session.thread, key);
+        self.by_tag.insert(session.tag.0, key);
+        self.by_token.insert(key, session);
+        token
     }
 }
 
@@ -83,6 +107,8 @@ pub struct Sessions {
     map: Mutex<Table>,
     idle: Duration,
     max: usize,
+    /// The [`Tag`] key: random per process, never written.
+    tag_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -110,12 +136,39 @@ impl Sessions {
         let table = Table {
             by_token: HashMap::with_capacity(max.saturating_add(1)),
             by_thread: HashMap::with_capacity(max.saturating_add(1)),
+            by_tag: HashMap::with_capacity(max.saturating_add(1)),
         };
         Self {
             map: Mutex::new(table),
             idle,
             max,
+            tag_key: Zeroizing::new(crate::keys::random_bytes::<32>()),
         }
+    }
+
+    /// The [`Tag`] of `codename` (one HMAC-SHA256; no Argon2id).
+    pub fn tag(&self, codename: &Codename) -> Tag {
+        #[allow(clippy::expect_used)] // HMAC takes a key of any length
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.tag_key[..])
+            .expect("HMAC accepts a 32-byte key");
+        mac.update(codename.as_str().as_bytes());
+        Tag(mac.finalize().into_bytes().into())
+    }
+
+    /// A log-in with a codename whose session is live: that session ends
+    /// and the same thread and identity continue under a new token, with
+    /// no derivation. `None` when there is no live session for `tag` (then
+    /// derive, and [`Sessions::create`]).
+    pub fn renew(&self, tag: Tag) -> Option<Token> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let key = *map.by_tag.get(&tag.0)?;
+        let mut session = map.remove(&key)?;
+        if now.duration_since(session.last_seen) >= self.idle {
+            return None;
+        }
+        session.last_seen = now;
+        Some(map.insert(session))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -125,13 +178,16 @@ impl Sessions {
     /// Opens a session for a source who proved the codename: the thread's
     /// earlier session, if any, ends; if the table is full, expired
     /// sessions go, then the least recently used one.
-    pub fn create(&self, thread: ThreadId, secret: SourceSecret) -> Result<Token, Full> {
+    pub fn create(&self, thread: ThreadId, secret: SourceSecret, tag: Tag) -> Result<Token, Full> {
         if self.max == 0 {
             return Err(Full);
         }
         let now = Instant::now();
         let mut map = self.lock();
         if let Some(old) = map.by_thread.get(&thread).copied() {
+            map.remove(&old);
+        }
+        if let Some(old) = map.by_tag.get(&tag.0).copied() {
             map.remove(&old);
         }
         if map.by_token.len() >= self.max {
@@ -148,21 +204,12 @@ impl Sessions {
             };
             map.remove(&oldest);
         }
-        let raw = Zeroizing::new(crate::keys::random_bytes::<32>());
-        let token = Token(Zeroizing::new(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*raw),
-        ));
-        let key = key_of(token.as_str());
-        map.by_token.insert(
-            key,
-            Session {
-                thread,
-                secret,
-                last_seen: now,
-            },
-        );
-        map.by_thread.insert(thread, key);
-        Ok(token)
+        Ok(map.insert(Session {
+            thread,
+            secret,
+            tag,
+            last_seen: now,
+        }))
     }
 
     /// The live session of `token`, if any, marked as just used. An expired
@@ -203,7 +250,10 @@ impl Sessions {
     /// it never grows).
     pub fn capacity(&self) -> usize {
         let t = self.lock();
-        t.by_token.capacity().min(t.by_thread.capacity())
+        t.by_token
+            .capacity()
+            .min(t.by_thread.capacity())
+            .min(t.by_tag.capacity())
     }
 
     /// Whether no session is held.
@@ -220,11 +270,53 @@ mod tests {
         SourceSecret(Zeroizing::new([9; 32]))
     }
 
+    fn tag(n: u8) -> Tag {
+        Tag([n; 32])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_codename_renews_its_session_without_a_derivation() {
+        let s = Sessions::new(Duration::from_secs(60), 10);
+        let thread = ThreadId::from_bytes([1; 16]);
+        let codename = Codename::generate();
+        let tag = s.tag(&codename);
+        // Keyed: the same codename gives the same tag in this process, and
+        // another process (another key) gives another.
+        assert!(tag == s.tag(&Codename::parse(codename.as_str()).unwrap()));
+        assert!(tag != Sessions::new(Duration::from_secs(60), 10).tag(&codename));
+        assert!(tag != s.tag(&Codename::generate()));
+
+        assert!(s.renew(tag).is_none(), "no session yet: derive first");
+        let first = s.create(thread, secret(), tag).unwrap();
+        let second = s.renew(tag).expect("a live session renews");
+        assert!(s.get(first.as_str()).is_none(), "the old token ended");
+        let active = s.get(second.as_str()).unwrap();
+        assert_eq!(active.thread, thread);
+        assert_eq!(*active.secret.0, [9; 32]);
+        assert_eq!(s.len(), 1);
+
+        // Idle past the limit: no renewal, and the session is gone.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(s.renew(tag).is_none());
+        assert!(s.is_empty());
+        // Log-out ends the renewal too.
+        let third = s.create(thread, secret(), tag).unwrap();
+        assert!(s.remove(third.as_str()));
+        assert!(s.renew(tag).is_none());
+        // Eviction takes the tag with the session.
+        let small = Sessions::new(Duration::from_secs(60), 1);
+        small.create(thread, secret(), tag).unwrap();
+        small
+            .create(ThreadId::from_bytes([2; 16]), secret(), super::Tag([7; 32]))
+            .unwrap();
+        assert!(small.renew(tag).is_none());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn sessions_expire_when_idle_and_end_on_logout() {
         let s = Sessions::new(Duration::from_secs(60), 10);
         let thread = ThreadId::from_bytes([1; 16]);
-        let token = s.create(thread, secret()).unwrap();
+        let token = s.create(thread, secret(), tag(1)).unwrap();
         assert_eq!(token.as_str().len(), 43);
         assert_eq!(s.get(token.as_str()).unwrap().thread, thread);
         // Use keeps it alive.
@@ -237,7 +329,7 @@ mod tests {
         assert!(s.get(token.as_str()).is_none());
         assert!(s.is_empty());
 
-        let token = s.create(thread, secret()).unwrap();
+        let token = s.create(thread, secret(), tag(1)).unwrap();
         assert!(s.get("not-a-token").is_none());
         assert!(s.remove(token.as_str()));
         assert!(s.get(token.as_str()).is_none());
@@ -251,9 +343,9 @@ mod tests {
         assert!(capacity >= 3);
         let t = |n: u8| ThreadId::from_bytes([n; 16]);
         // A thousand log-ins with one codename hold one session.
-        let mut last = s.create(t(1), secret()).unwrap();
+        let mut last = s.create(t(1), secret(), tag(1)).unwrap();
         for _ in 0..1000 {
-            let next = s.create(t(1), secret()).unwrap();
+            let next = s.create(t(1), secret(), tag(1)).unwrap();
             assert!(s.get(last.as_str()).is_none(), "the old session ended");
             last = next;
         }
@@ -262,12 +354,12 @@ mod tests {
 
         // Full: the least recently used goes, never a refusal.
         tokio::time::advance(Duration::from_secs(1)).await;
-        let b = s.create(t(2), secret()).unwrap();
+        let b = s.create(t(2), secret(), tag(2)).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
-        let c = s.create(t(3), secret()).unwrap();
+        let c = s.create(t(3), secret(), tag(3)).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(s.get(last.as_str()).is_some()); // t(1) used again: b is oldest
-        let d = s.create(t(4), secret()).unwrap();
+        let d = s.create(t(4), secret(), tag(4)).unwrap();
         assert_eq!(s.len(), 3);
         assert!(s.get(b.as_str()).is_none());
         for live in [&last, &c, &d] {
@@ -275,7 +367,7 @@ mod tests {
         }
         // A flood of other threads evicts, but never grows the maps.
         for n in 10..200 {
-            s.create(t(n), secret()).unwrap();
+            s.create(t(n), secret(), tag(n)).unwrap();
         }
         assert_eq!((s.len(), s.capacity()), (3, capacity));
 
@@ -284,7 +376,7 @@ mod tests {
         assert!(s.is_empty());
         assert!(
             Sessions::new(Duration::from_secs(60), 0)
-                .create(t(1), secret())
+                .create(t(1), secret(), tag(1))
                 .is_err()
         );
     }

@@ -338,6 +338,12 @@ pub(super) async fn login(
         Err(e) => return login_retry(lang, &e, form.codename),
     };
     drop(form);
+    // Logged in already (another tab, a reload, or a flood with its own
+    // codename): renew that session; no derivation slot is taken.
+    let tag = f.sessions.tag(&codename);
+    if let Some(token) = f.sessions.renew(tag) {
+        return logged_in(lang, listener, &token);
+    }
     let derived = match f.derive(codename, None).await {
         Ok(d) => d,
         // Every derivation slot is taken: a flood of log-ins (or a busy
@@ -362,9 +368,15 @@ pub(super) async fn login(
             Some(("codename-unknown-title", "codename-unknown-body")),
         );
     };
-    let Ok(token) = f.sessions.create(thread, derived.secret) else {
+    let Ok(token) = f.sessions.create(thread, derived.secret, tag) else {
         return pages::busy(lang);
     };
+    logged_in(lang, listener, &token)
+}
+
+/// The answer to a log-in that opened a session: its cookie, and on to the
+/// thread.
+fn logged_in(lang: Lang, listener: Listener, token: &crate::followup::sessions::Token) -> Response {
     let mut res = see_other(format!("/followup/{}/", lang.code()));
     res.headers_mut().insert(
         header::SET_COOKIE,

@@ -145,10 +145,27 @@ impl Drop for Testimony {
 impl Testimony {
     /// Serialises to the bytes of `testimony.json` (pretty JSON, one
     /// trailing newline), in a buffer that is zeroized on drop.
+    ///
+    /// The buffer is allocated once at its final size (the JSON is counted
+    /// first), so no reallocation leaves a partial copy of the testimony
+    /// in freed memory.
     pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(1024 + self.text.len()));
-        // Serialising plain strings, integers and maps into a Vec cannot
-        // fail (no I/O, no non-string map keys).
+        /// Counts what would be written.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // Serialising plain strings, integers and maps cannot fail (no
+        // I/O, no non-string map keys).
+        let _ = serde_json::to_writer_pretty(&mut count, self);
+        let mut out = Zeroizing::new(Vec::with_capacity(count.0 + 1));
         if serde_json::to_writer_pretty(&mut *out, self).is_ok() {
             out.push(b'\n');
         }
@@ -200,6 +217,26 @@ mod tests {
                 sha256: Digest::of(b"abc"),
             }],
         }
+    }
+
+    /// A text of quotes, line breaks and control characters grows up to six
+    /// times when escaped, and forty attachments' names pass any fixed
+    /// allowance: the buffer is still allocated once, at its final size.
+    #[test]
+    fn to_json_never_outgrows_its_buffer() {
+        let mut t = sample();
+        t.text = "\"\n\u{1}".repeat(5000);
+        t.attachments = (0..40)
+            .map(|i| Attachment {
+                name: format!("долгое-имя-файла-номер-{i}.jpg"),
+                size: 3,
+                sha256: Digest::of(b"abc"),
+            })
+            .collect();
+        let json = t.to_json();
+        assert!(json.len() > 1024 + t.text.len() * 3, "{}", json.len());
+        assert_eq!(json.capacity(), json.len(), "reallocated");
+        assert_eq!(Testimony::from_json(&json).unwrap().text, t.text);
     }
 
     #[test]

@@ -9,6 +9,13 @@ use std::io;
 /// A ustar header for a regular file at `path` with `size` bytes.
 pub(crate) fn header(path: &str, size: u64, mode: u32) -> io::Result<tar::Header> {
     let mut h = tar::Header::new_ustar();
+    fill_header(&mut h, path, size, mode)?;
+    Ok(h)
+}
+
+/// Fills `h` (a fresh ustar header, wherever the caller keeps it) as
+/// [`header`] does.
+pub(crate) fn fill_header(h: &mut tar::Header, path: &str, size: u64, mode: u32) -> io::Result<()> {
     h.set_path(path)?;
     h.set_size(size);
     h.set_mode(mode);
@@ -17,5 +24,5 @@ pub(crate) fn header(path: &str, size: u64, mode: u32) -> io::Result<tar::Header
     h.set_gid(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
-    Ok(h)
+    Ok(())
 }

@@ -430,8 +430,33 @@ impl<W: Write + Send + 'static> Write for Output<W> {
 
 /// A sealed submission's tar entry: mode 0600 (files a reviewer extracts
 /// with stock `tar` are theirs alone).
-fn header(path: &str, size: u64) -> Result<tar::Header, Error> {
-    crate::archive::header(path, size, 0o600).map_err(seal_err("name a tar entry"))
+///
+/// An entry's header holds the attachment's name. A `tar::Header` is a
+/// 512-byte value, and built on the stack it left the name in the sealing
+/// thread's stack, which is never freed (so never wiped) and was read back
+/// from `/proc/PID/mem` (issue 15). So it is built on the heap, filled in
+/// place, and zeroized when dropped.
+fn header(path: &str, size: u64) -> Result<EntryHeader, Error> {
+    let mut h = EntryHeader(Box::new(tar::Header::new_ustar()));
+    crate::archive::fill_header(&mut h.0, path, size, 0o600)
+        .map_err(seal_err("name a tar entry"))?;
+    Ok(h)
+}
+
+/// A tar header on the heap, zeroized on drop (see [`header`]).
+struct EntryHeader(Box<tar::Header>);
+
+impl std::ops::Deref for EntryHeader {
+    type Target = tar::Header;
+    fn deref(&self) -> &tar::Header {
+        &self.0
+    }
+}
+
+impl Drop for EntryHeader {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0.as_mut_bytes()[..]);
+    }
 }
 
 /// What the store records of a sealed submission, besides its bytes.
@@ -508,13 +533,13 @@ pub fn seal<W: Write + Send + 'static>(
         count: 0,
     });
 
-    tar.append(&header(TESTIMONY_ENTRY, json.len() as u64)?, &json[..])
+    tar.append(&*header(TESTIMONY_ENTRY, json.len() as u64)?, &json[..])
         .map_err(seal_err("write testimony.json"))?;
     for a in &testimony.attachments {
         let mut part = (&mut attachments).take(a.size);
         let before = tar.get_ref().count;
         tar.append(
-            &header(&format::attachment_entry_path(&a.name), a.size)?,
+            &*header(&format::attachment_entry_path(&a.name), a.size)?,
             &mut part,
         )
         .map_err(seal_err("write an attachment"))?;
@@ -530,7 +555,7 @@ pub fn seal<W: Write + Send + 'static>(
     }
     let padding = padded - unpadded;
     tar.append(
-        &header(PADDING_ENTRY, padding)?,
+        &*header(PADDING_ENTRY, padding)?,
         io::repeat(0).take(padding),
     )
     .map_err(seal_err("write padding"))?;

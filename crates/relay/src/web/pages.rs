@@ -102,7 +102,9 @@ struct Field {
     help: Option<String>,
     required: bool,
     error: Option<String>,
-    value: String,
+    /// What the source typed (a refused form shown again): zeroized when
+    /// the page is dropped.
+    value: zeroize::Zeroizing<String>,
     options: Vec<Opt>,
     month_options: Vec<Opt>,
     year_options: Vec<Opt>,
@@ -185,7 +187,7 @@ fn field(key: &str, kind: &'static str, label: String, required: bool) -> Field 
         help: None,
         required,
         error: None,
-        value: String::new(),
+        value: zeroize::Zeroizing::new(String::new()),
         options: Vec::new(),
         month_options: Vec::new(),
         year_options: Vec::new(),
@@ -223,12 +225,12 @@ pub(super) fn render_form(
 
     let mut text = field("text", "textarea", tr.t("field-text"), false);
     text.help = Some(tr.t("field-text-help"));
-    text.value = get("text").to_owned();
+    text.value = zeroize::Zeroizing::new(get("text").to_owned());
     text.error = error_for("text");
 
     let mut region = if form.region.is_empty() {
         let mut f = field("region", "text", tr.t("field-region"), false);
-        f.value = get("region").to_owned();
+        f.value = zeroize::Zeroizing::new(get("region").to_owned());
         f
     } else {
         let mut f = field("region", "choice", tr.t("field-region"), false);
@@ -259,7 +261,7 @@ pub(super) fn render_form(
             };
             let mut f = field(&q.key, kind, q.label.get(lang).to_owned(), q.required);
             f.help = q.help.as_ref().map(|h| h.get(lang).to_owned());
-            f.value = get(&q.key).to_owned();
+            f.value = zeroize::Zeroizing::new(get(&q.key).to_owned());
             f.error = error_for(&q.key);
             match q.kind {
                 QuestionKind::Choice => {
@@ -305,7 +307,8 @@ pub(super) fn render_form(
             .map(|_| prefill.is_empty() || get("followup") == "yes"),
         c,
     };
-    html(status, page.render())
+    // A refused form carries what the source typed.
+    html_secret(status, page.render())
 }
 
 /// The 404 page, in the default language.

@@ -553,24 +553,59 @@ fn validate_followup(
 }
 
 /// Reads one text part, at most `max` bytes, as UTF-8.
+///
+/// The part's chunks are kept as they came (multer's and hyper's buffers,
+/// which the zeroizing allocator wipes when they go) and copied once into
+/// a zeroizing buffer of the final size, so that no reallocation leaves a
+/// partial copy behind; line ends are then normalised in place.
 async fn read_text(
     reader: &mut BodyReader,
     field: &mut Field<'_>,
     max: usize,
 ) -> Result<Zeroizing<String>, Reject> {
-    let mut buf = Zeroizing::new(Vec::new());
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
     while let Some(chunk) = reader.chunk(field).await? {
-        if buf.len() + chunk.len() > max {
+        if len + chunk.len() > max {
             return Err(Reject::TooLarge(form_error(
                 Some("text"),
                 "error-text-too-long",
             )));
         }
+        len += chunk.len();
+        chunks.push(chunk);
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(len));
+    for chunk in chunks {
         buf.extend_from_slice(&chunk);
     }
-    let text = std::str::from_utf8(&buf).map_err(|_| bad(Some("text"), "error-not-utf8"))?;
-    // Browsers send CRLF line ends from text areas; store plain LF.
-    Ok(Zeroizing::new(text.replace("\r\n", "\n")))
+    text_from_bytes(buf)
+}
+
+/// A text part's bytes as UTF-8 text with LF line ends (browsers send CRLF
+/// from text areas), in the same allocation.
+fn text_from_bytes(mut buf: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>, Reject> {
+    if std::str::from_utf8(&buf).is_err() {
+        return Err(bad(Some("text"), "error-not-utf8"));
+    }
+    let mut write = 0;
+    for read in 0..buf.len() {
+        let b = buf[read];
+        if b == b'\r' && buf.get(read + 1) == Some(&b'\n') {
+            continue;
+        }
+        buf[write] = b;
+        write += 1;
+    }
+    // What `truncate` leaves past the end is zeroized here, not left for
+    // the free.
+    zeroize::Zeroize::zeroize(&mut buf[write..]);
+    buf.truncate(write);
+    let bytes = std::mem::take(&mut *buf);
+    // Dropping a CR before an LF keeps UTF-8 valid.
+    String::from_utf8(bytes)
+        .map(Zeroizing::new)
+        .map_err(|_| bad(Some("text"), "error-not-utf8"))
 }
 
 /// A month question's answer (`YYYY-MM`, or `YYYY`), if any.
@@ -764,4 +799,19 @@ fn ingest(
         stage: "receive the form",
         source: "the upload ended early".into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_parts_lose_their_crs_in_place_and_must_be_utf8() {
+        let raw = "Строка 1\r\nline 2\r\n\r\nend\r".as_bytes().to_vec();
+        let ptr = raw.as_ptr();
+        let text = text_from_bytes(Zeroizing::new(raw)).ok().unwrap();
+        assert_eq!(text.as_str(), "Строка 1\nline 2\n\nend\r");
+        assert_eq!(text.as_ptr(), ptr, "the same allocation, not a copy");
+        assert!(text_from_bytes(Zeroizing::new(vec![b'a', 0xff])).is_err());
+    }
 }

@@ -266,3 +266,67 @@ pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The 8 words of the codename on a success page, joined by spaces.
+pub fn codename_of(page: &str) -> String {
+    let start = page.find("class=\"codename-words\"").expect("a codename");
+    let rest = &page[start..];
+    let list = &rest[..rest.find("</ol>").unwrap()];
+    let words: Vec<&str> = list
+        .split("<span>")
+        .skip(1)
+        .filter_map(|s| s.split("</span>").next())
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(words.len(), 8, "{list}");
+    words.join(" ")
+}
+
+/// One readable mapping of a process, as `/proc/PID/maps` lists it.
+#[derive(Debug, Clone)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub path: String,
+}
+
+/// Where in process `pid`'s memory each of `needles` occurs: `(needle
+/// index, region, offset)`. Reads `/proc/PID/mem` region by region (the
+/// caller must be allowed to trace `pid`: its parent, or root). Regions the
+/// kernel will not read (`[vvar]`, guard pages) are skipped.
+pub fn find_in_memory(pid: u32, needles: &[Vec<u8>]) -> Vec<(usize, Region, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let finders: Vec<_> = needles.iter().map(memchr::memmem::Finder::new).collect();
+    let mut found = Vec::new();
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(range), Some(perms)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let path = parts.nth(3).unwrap_or("").to_owned();
+        if !perms.starts_with('r') || path == "[vvar]" || path == "[vsyscall]" {
+            continue;
+        }
+        let (s, e) = range.split_once('-').unwrap();
+        let region = Region {
+            start: u64::from_str_radix(s, 16).unwrap(),
+            end: u64::from_str_radix(e, 16).unwrap(),
+            perms: perms.to_owned(),
+            path,
+        };
+        let mut buf = vec![0u8; (region.end - region.start) as usize];
+        if mem.seek(SeekFrom::Start(region.start)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        for (i, f) in finders.iter().enumerate() {
+            for at in f.find_iter(&buf) {
+                found.push((i, region.clone(), at as u64));
+            }
+        }
+    }
+    found
+}

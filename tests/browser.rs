@@ -98,6 +98,14 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
         events_month.len() == 7 && events_month.ends_with(&format!("-{MONTH}")),
         "{events_month}"
     );
+    // The success page was reloaded (and the batch below holds nothing
+    // twice), and a mistyped codename was kept in the box.
+    assert!(
+        ["POST", "GET"].contains(&summary["reload"]["method"].as_str().unwrap_or("")),
+        "{summary}"
+    );
+    assert_eq!(summary["mistyped"]["status"], 400, "{summary}");
+    assert_eq!(summary["mistyped"]["kept"], true, "{summary}");
     for shot in ["kk-form-filled-360.png", "kk-received-360.png"] {
         let png = std::fs::read(artifacts.join(shot)).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{shot} is no PNG");

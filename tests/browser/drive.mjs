@@ -287,17 +287,49 @@ async function sourceFlow(browser, opts, outDir, summary) {
     `the success page's <html lang> is not "${lang}"`);
   await screenshot(page, outDir, `${lang}-received-360`, summary.screenshots);
   const receivedHtml = await page.content();
+  const words = (await page.locator('#codename span').allTextContents()).map(normalize);
+
+  // A reload of the success page (Tor Browser asks "Resend?", and people
+  // click yes): a resent POST is "already received" and stores nothing (the
+  // test counts the batch); a reload as GET gets the translated "cannot be
+  // opened again" page, never a blank one.
+  const again = await page.reload();
+  await page.waitForLoadState('load');
+  const againMethod = again ? again.request().method() : 'none';
+  const againH1 = normalize(await page.locator('h1').first().textContent());
+  const againExpected = againMethod === 'POST' ? 'already-title' : 'post-only-title';
+  check(againH1 === normalize(fluentMessage(lang, againExpected)),
+    `reloading the success page (${againMethod}) shows <h1> "${againH1}", expected ${againExpected}`);
+  check(await page.locator('#codename span').count() === 0, 'a reload showed a (second) codename');
+  summary.reload = { method: againMethod, status: again ? again.status() : null, title: againExpected };
 
   // Follow-up, still with JavaScript off: the codename shown once opens the
   // source's thread; adding testimony and logging out work; only these
   // pages set a cookie, and it is the session cookie as specified.
   check((await context.cookies()).length === 0, 'the submission path set a cookie');
-  const words = (await page.locator('#codename span').allTextContents()).map(normalize);
   check(words.length === 8, `the success page shows ${words.length} codename words, expected 8`);
   const followPath = `/followup/${lang}/`;
   await page.goto(`${opts.url}${followPath}`);
   check(normalize(await page.locator('h1').first().textContent()) ===
     normalize(fluentMessage(lang, 'followup-title')), `${followPath} is not the codename page`);
+  // A mistyped third word: the error names it, and what was typed is kept.
+  const typo = [...words];
+  typo[2] = `${typo[2]}x`;
+  await page.locator('#codename').fill(typo.join(' '));
+  const [mistyped] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' &&
+      new URL(r.url()).pathname === `/followup/${lang}/login`),
+    page.locator(`form[action="/followup/${lang}/login"] button[type="submit"]`).click(),
+  ]);
+  await page.waitForLoadState('load');
+  check(mistyped.status() === 400, `a mistyped codename answered ${mistyped.status()}, expected 400`);
+  const isolate = (t) => normalize(t.replace(/[\u2068\u2069]/g, ''));
+  const wordError = isolate(fluentMessage(lang, 'codename-error-word').replace(/\{\s*\$n\s*\}/, '3'));
+  const bodyText = isolate(await page.locator('body').textContent());
+  check(bodyText.includes(wordError), `the mistyped log-in does not say "${wordError}"`);
+  const kept = normalize(await page.locator('#codename').inputValue());
+  check(kept === typo.join(' '), `the codename box holds "${kept}", expected what was typed`);
+  summary.mistyped = { status: mistyped.status(), kept: kept === typo.join(' ') };
   await page.locator('#codename').fill(`  ${words.join('  ').toUpperCase()} `);
   const [login] = await Promise.all([
     page.waitForResponse((r) => r.request().method() === 'POST' &&

@@ -12,7 +12,7 @@
 /// follow-up text and refused forms from `/proc/PID/mem` minutes later.
 /// With it, what remains is only what is still in use (see SECURITY.md).
 /// The cost is one `memset` per free and no in-place `realloc`; measured
-/// in docs/benchmarks.md.
+/// in docs/decisions.md ("No plaintext left in relay memory").
 #[global_allocator]
 static ALLOCATOR: secmem_alloc::zeroizing_alloc::ZeroizeAlloc<std::alloc::System> =
     secmem_alloc::zeroizing_alloc::ZeroizeAlloc::new(std::alloc::System);

@@ -125,17 +125,22 @@ impl Store {
         self.flusher.request(tx)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(failure)) => Err(Error::Store {
-                action: "commit",
-                source: match failure.kind {
-                    Some(kind) => Box::new(io::Error::new(kind, failure.message)),
-                    None => failure.message.into(),
-                },
-            }),
+            Ok(Err(failure)) => Err(failure.into_error()),
             Err(_) => Err(Error::Store {
                 action: "commit",
                 source: "the commit thread stopped".into(),
             }),
+        }
+    }
+
+    /// Waits until the submission `id`, finished before this call, is
+    /// durable: [`Store::sync`], and then also fails if the round that
+    /// took it failed before this caller started waiting.
+    pub async fn commit(&self, id: SubmissionId) -> Result<(), Error> {
+        let synced = self.sync().await;
+        match lock(&self.inner.lost).remove(&id) {
+            Some(failure) => Err(failure.into_error()),
+            None => synced,
         }
     }
 
@@ -281,6 +286,16 @@ pub(super) struct RoundFailure {
 }
 
 impl RoundFailure {
+    fn into_error(self) -> Error {
+        Error::Store {
+            action: "commit",
+            source: match self.kind {
+                Some(kind) => Box::new(io::Error::new(kind, self.message)),
+                None => self.message.into(),
+            },
+        }
+    }
+
     fn of(e: &Error) -> Self {
         let mut kind = None;
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -303,6 +318,27 @@ impl Inner {
     /// visible, then covers the store's times.
     pub(super) fn commit_round(&self) -> Result<(), Error> {
         let mut queued = std::mem::take(&mut *lock(&self.to_publish));
+        #[cfg(test)]
+        if !queued.is_empty()
+            && self
+                .fail_rounds
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
+            let e = Error::Store {
+                action: "append to a segment",
+                source: Box::new(io::Error::from(io::ErrorKind::StorageFull)),
+            };
+            self.dropped(&queued, &e);
+            for q in &queued {
+                Space::release(&self.space.used, q.meta.size);
+            }
+            return Err(e);
+        }
         let result = if queued.is_empty() {
             // Anything else a caller of `sync` waits for: threads, replies.
             self.db
@@ -315,9 +351,10 @@ impl Inner {
             queued.shuffle(&mut rand::rngs::OsRng);
             self.append_and_index(&mut queued)
         };
-        if result.is_err() {
-            // Not stored: their writers hear the error. What they had
-            // counted is given back.
+        if let Err(e) = &result {
+            // Not stored: their writers hear the error, from this round or
+            // through `lost`. What they had counted is given back.
+            self.dropped(&queued, e);
             for q in &queued {
                 Space::release(&self.space.used, q.meta.size);
             }
@@ -325,6 +362,22 @@ impl Inner {
         drop(queued);
         self.cover();
         result
+    }
+
+    /// Records the submissions a failed round dropped, for
+    /// [`Store::commit`]. Bounded: a writer that never asks (its request
+    /// was cancelled) leaves an entry, and past the bound the oldest
+    /// answers are the ones least likely to be asked for.
+    fn dropped(&self, queued: &[Queued], e: &Error) {
+        const MAX_LOST: usize = 4096;
+        let failure = RoundFailure::of(e);
+        let mut lost = lock(&self.lost);
+        if lost.len() + queued.len() > MAX_LOST {
+            lost.clear();
+        }
+        for q in queued {
+            lost.insert(q.id, failure.clone());
+        }
     }
 
     fn append_and_index(&self, queued: &mut [Queued]) -> Result<(), Error> {

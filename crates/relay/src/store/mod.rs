@@ -376,6 +376,14 @@ struct Inner {
     files: RwLock<std::collections::BTreeMap<u32, Arc<File>>>,
     /// Finished submissions waiting for a commit round.
     to_publish: Mutex<Vec<commit::Queued>>,
+    /// Submissions a failed round dropped, with why, until their writer
+    /// asks ([`Store::commit`]): a round can take a submission before its
+    /// writer starts waiting, and the next round, which answers the
+    /// writer, may well succeed.
+    lost: Mutex<std::collections::HashMap<format::SubmissionId, commit::RoundFailure>>,
+    /// Test hook: the next this many rounds fail as a full disk would.
+    #[cfg(test)]
+    fail_rounds: std::sync::atomic::AtomicU32,
     /// The lanes that are free.
     lanes: lanes::Lanes,
     /// Directories and files the cover touches each round, besides the

@@ -133,6 +133,9 @@ impl Store {
             table: Mutex::new(table),
             files: RwLock::new(files),
             to_publish: Mutex::new(Vec::new()),
+            lost: Mutex::new(std::collections::HashMap::new()),
+            #[cfg(test)]
+            fail_rounds: std::sync::atomic::AtomicU32::new(0),
             lanes: super::lanes::Lanes::default(),
             also_cover: Mutex::new(Vec::new()),
             cover: Mutex::new(commit::Cover::default()),

@@ -887,6 +887,7 @@ fn check_reports_each_kind_of_damage_and_changes_nothing() {
                 thread: None,
             }],
             threads: Vec::new(),
+            demo: false,
         }
         .to_json();
         let r = record(1, &manifest, 1);
@@ -1123,4 +1124,43 @@ fn an_acknowledgement_the_old_layout_left_half_done_is_finished() {
     }
     assert!(store.inner.db.scan_prefix([PURGE]).next().is_none());
     assert!(!path.join("objects").exists());
+}
+
+/// A round can take a finished submission before its writer starts to
+/// wait; if that round fails, the next round (which answers the writer)
+/// may succeed. The writer must still hear that its submission was not
+/// stored: before `Store::commit`, `sync` answered Ok and the source was
+/// told "stored safely" for a submission that was gone (seen with a full
+/// disk and a round every 10 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_dropped_by_a_round_before_its_writer_waits_is_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options {
+            commit_interval: Duration::from_millis(20),
+            ..options()
+        },
+    )
+    .unwrap();
+    store
+        .inner
+        .fail_rounds
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    put(&store, 1, &[1; 100]);
+    // The round that takes it runs (and fails) before anyone waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.stats().unwrap().pending > 0 {
+        assert!(std::time::Instant::now() < deadline, "no round ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The generic sync is answered by the next round, which succeeds.
+    put(&store, 2, &[2; 100]);
+    let e = store.commit(id(1)).await.unwrap_err();
+    assert!(e.is_out_of_space(), "{e}");
+    // The other submission, in the good round, is stored.
+    store.commit(id(2)).await.unwrap();
+    assert_eq!(store.stats().unwrap().submissions, 1);
+    assert!(store.meta(&id(1)).unwrap().is_none());
+    assert_eq!(store.stats().unwrap().ciphertext_bytes, 100);
 }

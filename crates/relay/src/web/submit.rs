@@ -331,13 +331,13 @@ async fn receive(
     let stored = async {
         let finish_sent = tx.send(Command::Finish(submission)).await.is_ok();
         drop(tx);
-        worker
+        let (id, _) = worker
             .await
             .map_err(|_| Reject::Internal(worker_died()))??;
         if !finish_sent {
             return Err(Reject::Internal(worker_died()));
         }
-        state.store.sync().await?;
+        state.store.commit(id).await?;
         Ok(())
     }
     .await;
@@ -765,7 +765,7 @@ fn validate(state: &AppState, lang: Lang, a: &Answers) -> Result<Submission, Rej
 fn ingest(
     mut rx: mpsc::Receiver<Command>,
     state: &AppState,
-) -> Result<crate::store::SubmissionMeta, Reject> {
+) -> Result<(SubmissionId, crate::store::SubmissionMeta), Reject> {
     let mut spool = Spool::new(&state.spools)?;
     while let Some(cmd) = rx.blocking_recv() {
         match cmd {
@@ -786,12 +786,13 @@ fn ingest(
                     state.config.epoch,
                     pending,
                 )?;
-                return Ok(pending.finish(
+                let meta = pending.finish(
                     sealed.received_day,
                     sealed.epoch,
                     sealed.key_set,
                     sealed.thread,
-                )?);
+                )?;
+                return Ok((id, meta));
             }
         }
     }

@@ -998,3 +998,42 @@ fn operator_questions_are_asked_and_required() {
     assert_eq!(t.labels["detained"].question, "Was anyone detained?");
     assert_eq!(t.labels["detained"].answer.as_deref(), Some("Yes"));
 }
+
+#[test]
+fn a_demo_relays_batch_says_so_to_production_keys() {
+    // The test relays are demo setups: their batches are marked.
+    let relay = TestRelay::start();
+    let (status, _) = relay.submit(CATEGORY, "sealed to the demo key", &[]);
+    assert_eq!(status, 200);
+    let batch = relay.next_batch().unwrap();
+    assert!(e2e::manifest(&batch).demo);
+    // A real reviewer's key is not among its recipients: the refusal says
+    // why, and nothing is written.
+    let (identity, _) = relay::seal::generate_identity(format::Day::today(), "production");
+    let id_file = relay.root.path().join("production.key");
+    std::fs::write(&id_file, &identity).unwrap();
+    let out = relay.root.path().join("cases");
+    let e = reviewer(&[
+        "open".to_owned(),
+        arg(&batch),
+        "--identity".into(),
+        arg(&id_file),
+        "--relay-key".into(),
+        relay.pubkey(),
+        "--state".into(),
+        arg(&relay.root.path().join("state")),
+        "--out".into(),
+        arg(&out),
+    ])
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("comes from a demo relay") && text.contains("demo-reviewer.key"),
+        "{text}"
+    );
+    assert!(
+        all_files(&out)
+            .iter()
+            .all(|p| !p.ends_with("testimony.json"))
+    );
+}

@@ -69,7 +69,7 @@ impl TestRelay {
         let state = server::open(&self.data, config).unwrap();
         let listen = server::Listen {
             https: Some(listen),
-            onion: None,
+            ..server::Listen::default()
         };
         let running = self
             .runtime

@@ -78,6 +78,11 @@ pub struct Manifest {
     /// submission has a thread.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub threads: Vec<ThreadEntry>,
+    /// `true` when a demo relay made the batch: its submissions are sealed
+    /// to the demo reviewer key that sits in that relay's data directory,
+    /// so nothing in it is protected. Absent (false) for a real relay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
 }
 
 impl Manifest {
@@ -209,6 +214,7 @@ mod tests {
             created_day: "2026-11-28".parse().unwrap(),
             submissions: vec![entry(1), entry(2)],
             threads: Vec::new(),
+            demo: false,
         }
     }
 

@@ -125,7 +125,7 @@ fn batch_verify(c: &mut Criterion) {
     store.sync_blocking().unwrap_or_else(|e| fail("commit", e));
     let (signer, _) =
         SigningKey::load_or_create(dir.path()).unwrap_or_else(|e| fail("signing key", e));
-    let record = export::create_batch(&BatchLock::default(), &store, &signer, 1000)
+    let record = export::create_batch(&BatchLock::default(), &store, &signer, 1000, false)
         .unwrap_or_else(|e| fail("create a batch", e))
         .unwrap_or_else(|| fail("create a batch", "nothing to export"));
     let path = dir.path().join("batch.tar");

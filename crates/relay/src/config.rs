@@ -274,6 +274,53 @@ pub struct Config {
     pub followup: FollowupSettings,
 }
 
+/// A TOML error in words an operator can act on. TOML has no bare words:
+/// `demo = no` is a syntax error that the parser reports as a malformed
+/// number ("invalid float, expected 'nan'"), so a bare word where a value
+/// belongs is named for what it most likely is, a yes/no setting.
+fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    if let Some(span) = e.span()
+        && let Some(before) = text.get(..span.start)
+    {
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[line_start..]
+            .find('\n')
+            .map_or(text.len(), |i| line_start + i);
+        let line = &text[line_start..line_end];
+        if let Some((key, value)) = line.split_once('=') {
+            let word = value
+                .trim_start()
+                .split(|c: char| c.is_whitespace() || c == '#')
+                .next()
+                .unwrap_or("");
+            if !word.is_empty()
+                && word.chars().all(|c| c.is_ascii_alphabetic())
+                && !matches!(word, "true" | "false" | "inf" | "nan")
+            {
+                let table = before[..line_start]
+                    .lines()
+                    .filter_map(|l| {
+                        let l = l.trim();
+                        l.strip_prefix('[')
+                            .and_then(|l| l.strip_suffix(']'))
+                            .map(|t| t.trim_matches(['[', ']']).trim().to_owned())
+                    })
+                    .next_back();
+                let key = match table {
+                    Some(t) => format!("{t}.{}", key.trim()),
+                    None => key.trim().to_owned(),
+                };
+                let line_no = before.matches('\n').count() + 1;
+                return format!(
+                    "line {line_no}, key `{key}`: `{word}` is not a value: a yes/no setting expects true or false (lower case, no quotes); text goes in double quotes"
+                );
+            }
+        }
+    }
+    e.to_string()
+        .replace("expected a boolean", "expected true or false")
+}
+
 impl Config {
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, Error> {
@@ -290,7 +337,7 @@ impl Config {
             path: path.to_owned(),
             problem,
         };
-        let raw: Raw = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| bad(toml_problem(text, &e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
         let address = |key: &str, text: &str| -> Result<SocketAddr, Error> {
@@ -935,6 +982,36 @@ mod tests {
                 assert!(e.contains(w), "{w:?} not in {e:?}\nfor {reviewers}");
             }
         }
+    }
+
+    #[test]
+    fn a_yes_no_setting_written_as_a_word_is_named_with_true_or_false() {
+        for (text, key, word) in [
+            (format!("demo = no\n{}", minimal()), "`demo`", "`no`"),
+            (
+                format!("{}\n[followup]\nenabled = Yes # try", minimal()),
+                "`followup.enabled`",
+                "`Yes`",
+            ),
+            (
+                format!("{}[followup]\nenabled = off\n", minimal()),
+                "`followup.enabled`",
+                "`off`",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(
+                e.contains(key) && e.contains(word) && e.contains("expects true or false"),
+                "{e}"
+            );
+            assert!(!e.contains("nan") && !e.contains("float"), "{e}");
+        }
+        // A quoted word parses as TOML, and serde says what it expected.
+        let e = err(&format!("demo = \"yes\"\n{}", minimal()));
+        assert!(e.contains("expected true or false"), "{e}");
+        // Other syntax errors keep the parser's own words.
+        let e = err(&format!("listen = 127.0.0.1:8443\n{}", minimal()));
+        assert!(!e.contains("true or false"), "{e}");
     }
 
     #[test]

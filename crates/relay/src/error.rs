@@ -129,6 +129,56 @@ pub enum Error {
     /// (`[reviewers] reply_signing_keys`); nothing of it was stored.
     #[error("reply bundle not signed by a pinned reviewer key, nothing stored: {0}")]
     UnsignedReplies(String),
+    /// An offline command was pointed at a directory without a relay store.
+    #[error(
+        "no relay data at {}: nothing was created; pass the relay's data directory with --data DIR (the unit's is /var/lib/relay)",
+        .0.display()
+    )]
+    NoRelayData(PathBuf),
+    /// No config file was given and none was found where one is looked for.
+    #[error(
+        "no config: neither {} nor {} exists; pass --config FILE, or run `relay demo` to try the relay on a demo setup",
+        .in_data.display(),
+        .system.display()
+    )]
+    NoConfig {
+        /// The data directory's `relay.toml`.
+        in_data: PathBuf,
+        /// The system-wide config.
+        system: PathBuf,
+    },
+    /// `relay demo` was pointed at a directory that a real relay uses.
+    #[error(
+        "refusing to set up a demo in {}: it {why}, and a demo would put its reviewer key next to that relay's data; run `relay demo --data NEW_DIR` with a directory of its own",
+        .dir.display()
+    )]
+    NotForDemo {
+        /// The data directory.
+        dir: PathBuf,
+        /// What it holds.
+        why: &'static str,
+    },
+    /// A real (non-demo) relay found a demo reviewer key in its data
+    /// directory: what it would store could be read with that key.
+    #[error(
+        "refusing to start: {} is a demo reviewer key, so this data directory was used by a demo and anything sealed to that key can be read from this disk; give the real relay a fresh data directory (README, \"Deploying\"), or delete the demo's data directory",
+        .0.display()
+    )]
+    DemoKeyPresent(PathBuf),
+    /// The running relay's status socket did not answer.
+    #[error(
+        "the relay holds the store at {} but its status socket {} did not answer ({reason}): is the relay still starting? try again, or see its log",
+        .store.display(),
+        .socket.display()
+    )]
+    StatusSocket {
+        /// The store directory.
+        store: PathBuf,
+        /// The socket.
+        socket: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {

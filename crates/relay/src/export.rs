@@ -32,6 +32,7 @@ pub fn create_batch(
     store: &Store,
     signer: &SigningKey,
     max: usize,
+    demo: bool,
 ) -> Result<Option<BatchRecord>, Error> {
     let _guard = lock
         .0
@@ -81,6 +82,7 @@ pub fn create_batch(
             })
             .collect(),
         threads,
+        demo,
     };
     let bytes = manifest.to_json();
     let signature = signer.sign(
@@ -212,7 +214,7 @@ mod tests {
         put(&store, 1, 1);
         put(&store, 2, 2);
         store.sync_blocking().unwrap();
-        let record = create_batch(&BatchLock::default(), &store, &signer, 10)
+        let record = create_batch(&BatchLock::default(), &store, &signer, 10, false)
             .unwrap()
             .unwrap();
 

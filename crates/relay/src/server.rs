@@ -109,6 +109,17 @@ fn prepare_spool_dir(dir: &Path, count: usize) -> Result<Spools, Error> {
     Spools::open(dir, count)
 }
 
+/// A PEM file's problem in words (a missing file says so, not "Io(...)").
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) if io.kind() == io::ErrorKind::NotFound => {
+            "no such file".to_owned()
+        }
+        rustls::pki_types::pem::Error::Io(io) => format!("cannot read it ({io})"),
+        other => format!("not a valid PEM file ({other:?})"),
+    }
+}
+
 /// Builds the TLS server configuration from PEM files.
 pub fn tls_config(
     cert: &Path,
@@ -117,15 +128,26 @@ pub fn tls_config(
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| Error::Tls(format!("certificate {}: {e}", cert.display())))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "certificate {} (config key `tls.cert`): {}: point `tls.cert` at the PEM certificate (chain) file",
+                cert.display(),
+                pem_problem(&e)
+            ))
+        })?;
     if certs.is_empty() {
         return Err(Error::Tls(format!(
-            "certificate {}: no PEM certificate in it",
+            "certificate {} (config key `tls.cert`): no PEM certificate in it: point `tls.cert` at the PEM certificate (chain) file",
             cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::Tls(format!("private key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        Error::Tls(format!(
+            "private key {} (config key `tls.key`): {}: point `tls.key` at the certificate's PEM private key file",
+            key.display(),
+            pem_problem(&e)
+        ))
+    })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
@@ -136,7 +158,11 @@ pub fn tls_config(
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| Error::Tls(format!("certificate and key do not fit together: {e}")))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "the certificate (`tls.cert`) and the private key (`tls.key`) do not fit together ({e}): give the key the certificate was issued for"
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // No session resumption (issue 15): a TLS 1.3 ticket or a session id
     // the relay hands out comes back on the source's next visit, which
@@ -237,6 +263,7 @@ pub struct Running {
     watcher: Option<tokio::task::JoinHandle<()>>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
     reporter: Option<tokio::task::JoinHandle<()>>,
+    status: Option<(tokio::task::JoinHandle<()>, PathBuf)>,
 }
 
 impl Running {
@@ -263,6 +290,7 @@ impl Running {
                 result = Err(Error::Tls(format!("a listener stopped: {e}")));
             }
         }
+        let status = self.status.take();
         for t in [
             self.watcher.take(),
             self.sweeper.take(),
@@ -275,6 +303,11 @@ impl Running {
             // Wait until it is gone: the store must be free to reopen once
             // this returns.
             let _ = t.await;
+        }
+        if let Some((t, path)) = status {
+            t.abort();
+            let _ = t.await;
+            let _ = std::fs::remove_file(path);
         }
         result
     }
@@ -462,12 +495,15 @@ fn connection_budget(limits: &Limits) -> usize {
 }
 
 /// The addresses to listen on.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Listen {
     /// HTTPS (rustls).
     pub https: Option<SocketAddr>,
     /// Plain HTTP for the local Tor daemon; must be loopback.
     pub onion: Option<SocketAddr>,
+    /// A Unix socket that answers every connection with `relay status`'s
+    /// counts (the binary puts it in the data directory).
+    pub status: Option<PathBuf>,
 }
 
 impl Listen {
@@ -476,7 +512,49 @@ impl Listen {
         Listen {
             https: config.listen,
             onion: config.onion_listen,
+            status: None,
         }
+    }
+}
+
+/// Binds the status socket at `path` (a leftover one, from a relay that
+/// was killed, is replaced: the store's lock says no other relay runs).
+fn bind_status(path: &Path) -> Result<tokio::net::UnixListener, Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove the old status socket", path)(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(Error::io("create the status socket", path))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(Error::io("restrict the status socket", path))?;
+    Ok(listener)
+}
+
+/// Answers each connection to the status socket with the store's counts,
+/// then closes it. Only the relay's user can connect (mode 0600, in the
+/// 0700 data directory). Counts only: nothing in it is a time.
+async fn serve_status(listener: tokio::net::UnixListener, state: std::sync::Weak<AppState>) {
+    use tokio::io::AsyncWriteExt as _;
+    loop {
+        let mut conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(_) => {
+                // Out of descriptors, most likely: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(state) = state.upgrade() else { break };
+        let text = tokio::task::spawn_blocking(move || crate::cli::status_text(state.store()))
+            .await
+            .map_err(|_| "the status task failed".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| format!("error: {e}\n"));
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), conn.write_all(text.as_bytes())).await;
     }
 }
 
@@ -510,6 +588,7 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         watcher: None,
         sweeper: None,
         reporter: None,
+        status: None,
     };
 
     if let Some(addr) = listen.https {
@@ -591,6 +670,11 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
             state.tally.report("daily");
         }
     }));
+    if let Some(path) = &listen.status {
+        let listener = bind_status(path)?;
+        let task = tokio::spawn(serve_status(listener, Arc::downgrade(&state)));
+        running.status = Some((task, path.clone()));
+    }
     running.tasks = tasks;
     Ok(running)
 }
@@ -601,6 +685,11 @@ pub async fn serve(
     listen: Listen,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let (public_key, recipients, epoch) = (
+        state.signer.public_base64(),
+        state.recipients.len(),
+        state.config.epoch,
+    );
     let running = start(state, listen).await?;
     if let Some(addr) = running.https_addr {
         tracing::info!(address = %addr, "relay listening (HTTPS)");
@@ -608,6 +697,8 @@ pub async fn serve(
     if let Some(addr) = running.onion_addr {
         tracing::info!(address = %addr, "relay listening (plain HTTP, for the local Tor daemon)");
     }
+    // Only now: every listener is bound and serving.
+    tracing::info!(%public_key, recipients, epoch, "relay ready");
     let control = running.control.clone();
     tokio::spawn(async move {
         shutdown.await;

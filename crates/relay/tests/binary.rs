@@ -54,7 +54,7 @@ fn demo_refuses_to_listen_beyond_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let o = relay(&[
-        "serve",
+        "demo",
         "--data",
         data.to_str().unwrap(),
         "--listen",
@@ -325,4 +325,259 @@ fn offline_reply_import_is_all_or_nothing() {
     let o = import(&good);
     assert!(String::from_utf8_lossy(&o.stdout).contains("stored 0 new replies (1 already held"));
     assert!(status_line(&data).contains("follow-up threads: 1, replies held: 1"));
+}
+
+/// Every file and directory under `dir`, relative, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A real (non-demo) config outside its data directory, as in /etc/relay:
+/// the demo's certificate and reviewer key (copied to `root/etc`), without
+/// `demo = true`.
+fn real_config(root: &Path) -> PathBuf {
+    let made = root.join("made");
+    relay::demo::init(&made, "127.0.0.1:8443".parse().unwrap()).unwrap();
+    let etc = root.join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::copy(made.join("tls/cert.pem"), etc.join("cert.pem")).unwrap();
+    std::fs::copy(made.join("tls/key.pem"), etc.join("key.pem")).unwrap();
+    let text = std::fs::read_to_string(made.join("relay.toml"))
+        .unwrap()
+        .replace("demo = true\n", "")
+        .replace("tls/cert.pem", "cert.pem")
+        .replace("tls/key.pem", "key.pem");
+    assert!(!text.contains("demo ="));
+    let config = etc.join("relay.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn a_real_relays_data_directory_never_becomes_a_demo() {
+    let root = tempfile::tempdir().unwrap();
+    let config = real_config(root.path());
+    let data = root.path().join("var-lib-relay");
+    let d = data.to_str().unwrap();
+    let c = config.to_str().unwrap();
+    // A real relay takes one submission, then stops.
+    let served = Served::run(&["serve", "--data", d, "--config", c], &[]);
+    assert_eq!(
+        submit(&root.path().join("made"), &served.url(), "real"),
+        200
+    );
+    served.stop();
+    let before = listing(&data);
+    assert!(before.contains(&"signing.key".to_owned()), "{before:?}");
+
+    // Forgetting --config: refused, and nothing is added to the directory.
+    let o = relay(&["serve", "--data", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no config") && e.contains("--config") && e.contains("relay demo"),
+        "{e}"
+    );
+    assert_eq!(listing(&data), before);
+
+    // An explicit demo in it: refused too.
+    let o = relay(&["demo", "--data", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("refusing to set up a demo") && e.contains("store"),
+        "{e}"
+    );
+    assert_eq!(listing(&data), before);
+
+    // A demo key left in a real relay's directory stops it from starting.
+    std::fs::copy(
+        root.path().join("made/demo-reviewer.key"),
+        data.join("demo-reviewer.key"),
+    )
+    .unwrap();
+    let o = relay(&[
+        "serve",
+        "--data",
+        d,
+        "--config",
+        c,
+        "--listen",
+        &util::free_port().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("demo-reviewer.key") && e.contains("fresh data directory"),
+        "{e}"
+    );
+    assert!(!e.contains("relay ready"), "{e}");
+    std::fs::remove_file(data.join("demo-reviewer.key")).unwrap();
+
+    // The real relay's batch is not marked as a demo's; the demo's is.
+    let batch = root.path().join("real.tar");
+    let o = relay(&[
+        "export",
+        "--data",
+        d,
+        "--config",
+        c,
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!manifest_of(&batch).demo);
+    assert!(!contains_bytes(
+        &std::fs::read(&batch).unwrap(),
+        b"\"demo\""
+    ));
+    let demo = root.path().join("relay-demo");
+    let served = Served::start(&demo);
+    assert_eq!(submit(&demo, &served.url(), "demo"), 200);
+    served.stop();
+    let batch = root.path().join("demo.tar");
+    let o = relay(&[
+        "export",
+        "--data",
+        demo.to_str().unwrap(),
+        "--out",
+        batch.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(manifest_of(&batch).demo);
+}
+
+fn manifest_of(batch: &Path) -> format::Manifest {
+    let mut archive = tar::Archive::new(std::fs::File::open(batch).unwrap());
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).unwrap();
+    format::Manifest::from_json(&bytes).unwrap()
+}
+
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn offline_commands_on_a_missing_directory_say_so_and_create_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("missing");
+    let m = missing.to_str().unwrap();
+    let receipt = root.path().join("receipt.json");
+    std::fs::write(&receipt, "{}").unwrap();
+    let out = root.path().join("batch.tar");
+    for args in [
+        vec!["status", "--data", m],
+        vec!["check", "--data", m],
+        vec!["export", "--data", m, "--out", out.to_str().unwrap()],
+        vec!["ack", "--data", m, receipt.to_str().unwrap()],
+        vec!["import-replies", "--data", m, receipt.to_str().unwrap()],
+        vec!["pubkey", "--data", m],
+    ] {
+        let o = relay(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("no relay data at {m}")),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        assert!(!missing.exists(), "{args:?} created {m}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn status_works_while_the_relay_runs_and_shows_counts_only() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("relay-data");
+    let served = Served::start(&data);
+    assert_eq!(submit(&data, &served.url(), "one"), 200);
+    assert_eq!(submit(&data, &served.url(), "two"), 200);
+    let running = status_line(&data);
+    assert!(
+        running.starts_with("submissions: 2 (2 not yet in a batch)"),
+        "{running}"
+    );
+    // Nothing time-like in it: no clock time, no date.
+    let b = running.as_bytes();
+    let d = |i: usize| b[i].is_ascii_digit();
+    assert!(
+        !(0..b.len().saturating_sub(4)).any(|i| d(i) && d(i + 1) && b[i + 2] == b':' && d(i + 3)),
+        "{running}"
+    );
+    assert!(
+        !(0..b.len().saturating_sub(9))
+            .any(|i| (0..4).all(|k| d(i + k)) && b[i + 4] == b'-' && d(i + 5)),
+        "{running}"
+    );
+    // The socket is the relay user's only.
+    let socket = data.join("status.sock");
+    assert_eq!(mode(&socket), 0o600);
+    served.stop();
+    // It is removed at shutdown, and the stopped store says the same.
+    assert!(!socket.exists());
+    assert_eq!(status_line(&data), running);
+}
+
+#[test]
+fn ready_is_logged_once_every_listener_serves_and_errors_are_said_once() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("relay-data");
+    let served = Served::start(&data);
+    let log = served.log();
+    assert_eq!(log.matches("relay ready").count(), 1, "{log}");
+    let listening = log.find("relay listening (HTTPS)").unwrap();
+    assert!(listening < log.find("relay ready").unwrap(), "{log}");
+
+    // A second relay on the same port: the cause once, and no "ready".
+    let other = root.path().join("other");
+    let o = relay(&[
+        "demo",
+        "--data",
+        other.to_str().unwrap(),
+        "--listen",
+        served.url().trim_start_matches("https://"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.matches("in use").count(), 1, "{e}");
+    assert!(!e.contains("relay ready"), "{e}");
+    served.stop();
+
+    // A missing certificate names the config key, before anything is
+    // opened: no store appears.
+    let config = real_config(root.path());
+    std::fs::remove_file(root.path().join("etc/cert.pem")).unwrap();
+    let fresh = root.path().join("fresh");
+    let o = relay(&[
+        "serve",
+        "--data",
+        fresh.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        &util::free_port().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("`tls.cert`") && e.contains("no such file") && !e.contains("relay ready"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!fresh.join("store").exists());
 }

@@ -319,7 +319,7 @@ fn base64_of(bytes: &[u8]) -> String {
 
 fn export(r: &Relay) -> Manifest {
     let lock = relay::export::BatchLock::default();
-    let record = relay::export::create_batch(&lock, r.state.store(), r.state.signer(), 1000)
+    let record = relay::export::create_batch(&lock, r.state.store(), r.state.signer(), 1000, false)
         .unwrap()
         .unwrap();
     let docs = r

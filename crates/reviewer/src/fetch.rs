@@ -56,6 +56,7 @@ pub struct RelayClient {
     client: Client,
     token: SecretString,
     token_file: PathBuf,
+    tls_cert: Option<PathBuf>,
 }
 
 impl fmt::Debug for RelayClient {
@@ -127,12 +128,15 @@ impl RelayClient {
             }
             builder = builder.tls_certs_only(certs);
         }
-        let client = builder.build().map_err(|e| http_error(&base, e))?;
+        let client = builder
+            .build()
+            .map_err(|e| http_error(&base, e, tls_cert))?;
         Ok(Self {
             base,
             client,
             token,
             token_file: token_file.into(),
+            tls_cert: tls_cert.map(Path::to_path_buf),
         })
     }
 
@@ -145,7 +149,7 @@ impl RelayClient {
         let response = request
             .bearer_auth(self.token.expose_secret())
             .send()
-            .map_err(|e| http_error(url, e))?;
+            .map_err(|e| http_error(url, e, self.tls_cert.as_deref()))?;
         if response.status() == StatusCode::UNAUTHORIZED {
             return Err(Error::Fetch(FetchError::TokenRefused {
                 path: self.token_file.clone(),
@@ -476,19 +480,59 @@ fn read_json_body(response: Response, url: &str, what: &str) -> Result<Vec<u8>, 
     Ok(body)
 }
 
-/// An HTTP client error with its innermost cause spelled out.
-fn http_error(url: &str, e: reqwest::Error) -> Error {
+/// An HTTP client error with its innermost cause spelled out; a refused
+/// certificate becomes [`FetchError::Certificate`], naming what to do.
+fn http_error(url: &str, e: reqwest::Error, tls_cert: Option<&Path>) -> Error {
     let mut detail = e.to_string();
+    let mut tls = None;
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         detail = s.to_string();
+        // rustls's error travels inside io::Errors (two, nested), whose
+        // `source()` skips what they wrap: unwrap them by hand.
+        let mut candidate: &(dyn std::error::Error + 'static) = s;
+        while let Some(inner) = candidate
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            candidate = inner;
+        }
+        if let Some(r) = candidate.downcast_ref::<rustls::Error>() {
+            tls = Some(r.clone());
+        }
         source = s.source();
+    }
+    if let Some(rustls::Error::InvalidCertificate(problem)) = tls {
+        return Error::Fetch(FetchError::Certificate {
+            url: url.into(),
+            next: certificate_advice(&problem, tls_cert),
+        });
     }
     Error::Fetch(FetchError::Http {
         url: url.into(),
         detail,
         source: e,
     })
+}
+
+/// What to do about a certificate rustls refused.
+fn certificate_advice(problem: &rustls::CertificateError, tls_cert: Option<&Path>) -> String {
+    use rustls::CertificateError as C;
+    // webpki's "a CA certificate used as a server's" has no variant of its
+    // own in rustls: it arrives as `Other`, named in its text.
+    let ca_as_end_entity =
+        matches!(problem, C::Other(other) if other.to_string().contains("CaUsedAsEndEntity"));
+    match (problem, tls_cert) {
+        _ if ca_as_end_entity => "it is a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` makes by default), and TLS clients refuse that as a server's certificate: the operator makes a new one with `-addext basicConstraints=critical,CA:FALSE -addext subjectAltName=DNS:NAME` (README, \"Certificates\"), or uses Let's Encrypt".to_owned(),
+        (C::NotValidForName | C::NotValidForNameContext { .. }, _) => "it is not issued for the name in --relay: use the address the certificate names, or ask the operator for a certificate whose subjectAltName includes it".to_owned(),
+        (C::Expired | C::ExpiredContext { .. }, _) => "it has expired: the operator renews it (certbot renew); if it is new, check this computer's clock".to_owned(),
+        (C::NotValidYet | C::NotValidYetContext { .. }, _) => "it is not valid yet: check this computer's clock".to_owned(),
+        (_, Some(pinned)) => format!(
+            "it is not the certificate in --tls-cert {}: get the relay's current certificate from the operator (they may have replaced it) and pass that file",
+            pinned.display()
+        ),
+        (_, None) => "no authority this computer trusts issued it (a demo relay's, or any self-signed one): pass --tls-cert FILE with the relay's certificate (the demo's is relay-data/tls/cert.pem)".to_owned(),
+    }
 }
 
 /// Checks the relay's base URL and returns it without a trailing slash.
@@ -613,6 +657,15 @@ pub enum FetchError {
         /// The HTTP client's error.
         #[source]
         source: reqwest::Error,
+    },
+
+    /// The relay's TLS certificate was refused.
+    #[error("the relay at {url} sent a certificate this reviewer refuses: {next}")]
+    Certificate {
+        /// The URL requested.
+        url: String,
+        /// Why, and what to do.
+        next: String,
     },
 
     /// The relay answered 401.

@@ -152,6 +152,9 @@ pub struct OpenedBatch {
     /// Whether a staging directory left by an interrupted open of this
     /// batch was rolled back first.
     pub recovered: bool,
+    /// Whether a demo relay made the batch (its manifest says so): nothing
+    /// in it is protected, and it belongs in no real archive.
+    pub demo: bool,
 }
 
 /// The receipt path for a batch inside the output directory.
@@ -295,8 +298,24 @@ pub fn open_batch_with_progress(
     store: &StateStore,
     progress: &mut dyn FnMut(u64),
 ) -> Result<OpenedBatch, Error> {
+    let from_demo = batch.manifest().demo;
     let plan = preflight(batch, out, store)?;
-    let staged = stage(plan, identities, scrubber, progress)?;
+    let staged = stage(plan, identities, scrubber, progress).map_err(|e| match e {
+        // Production identities cannot open a demo relay's batch: say so,
+        // rather than only blame the key epochs.
+        Error::Open(OpenError::WrongIdentity {
+            id,
+            epoch,
+            identities,
+            ..
+        }) => Error::Open(OpenError::WrongIdentity {
+            id,
+            epoch,
+            identities,
+            demo: from_demo,
+        }),
+        e => e,
+    })?;
     let committed = commit_files(staged)?;
     commit_indexes(committed, store)
 }
@@ -670,6 +689,7 @@ fn commit_indexes(committed: Committed, store: &StateStore) -> Result<OpenedBatc
         flagged,
         quarantined,
         recovered: plan.recovered,
+        demo: manifest.demo,
     })
 }
 
@@ -1360,6 +1380,7 @@ fn unpack<R: Read>(
                 id,
                 epoch: entry.epoch,
                 identities: identities.iter().map(|i| i.path().to_owned()).collect(),
+                demo: false,
             }),
             DecryptFailure::Invalid => Error::Open(OpenError::Undecryptable { id }),
         },
@@ -1534,8 +1555,9 @@ fn check_zeros<R: Read>(data: &mut R, id: SubmissionId) -> Result<(), Error> {
 pub enum OpenError {
     /// None of the identities given can decrypt a submission.
     #[error(
-        "submission {id} was sealed to epoch {epoch}; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}",
-        crate::error::paths(.identities)
+        "submission {id} was sealed to epoch {epoch}; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}{}",
+        crate::error::paths(.identities),
+        if *.demo { "; this batch comes from a demo relay: it is sealed to the demo reviewer key in that relay's data directory (demo-reviewer.key), not to real reviewer keys, and protects nothing: keep demo batches out of a real archive" } else { "" }
     )]
     WrongIdentity {
         /// The submission.
@@ -1544,6 +1566,8 @@ pub enum OpenError {
         epoch: u32,
         /// The identity files given.
         identities: Vec<std::path::PathBuf>,
+        /// Whether a demo relay made the batch (its manifest says so).
+        demo: bool,
     },
 
     /// A submission could not be decrypted although an identity matched.

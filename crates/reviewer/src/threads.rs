@@ -397,6 +397,7 @@ mod tests {
                 .into_iter()
                 .map(|(id, recipient)| ThreadEntry { id, recipient })
                 .collect(),
+            demo: false,
         }
     }
 

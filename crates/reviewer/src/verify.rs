@@ -756,6 +756,7 @@ mod tests {
                 thread: None,
             }],
             threads: Vec::new(),
+            demo: false,
         };
         let listed = batch_member_for(&id);
         assert!(unexpected_member(&listed, &m, Some("x")).contains("out of order"));

@@ -415,12 +415,18 @@ fn tls_with_the_pinned_certificate() {
     .unwrap();
     assert_eq!(server.requests.lock().unwrap().len(), 2);
 
-    // Without the pin, the self-signed certificate is not trusted.
+    // Without the pin, the self-signed certificate is not trusted, and
+    // the error says to pass it.
     let e = fetch(&env, &server.url, &token).unwrap_err();
     assert!(
-        matches!(e, Error::Fetch(reviewer::fetch::FetchError::Http { .. })),
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::Certificate { .. })
+        ),
         "{e}"
     );
+    assert!(e.to_string().contains("pass --tls-cert FILE"), "{e}");
+    assert!(!e.to_string().contains("Context"), "{e}");
 
     // Pinning another certificate does not trust this one either.
     let (_, other_pem) = util::serve_tls(|_| Reply::new(204, Vec::new()));
@@ -439,7 +445,17 @@ fn tls_with_the_pinned_certificate() {
     ])
     .unwrap_err();
     assert!(
-        matches!(e, Error::Fetch(reviewer::fetch::FetchError::Http { .. })),
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::Certificate { .. })
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "not the certificate in --tls-cert {}",
+            other.display()
+        )),
         "{e}"
     );
     // Neither failed attempt got a request through.
@@ -464,6 +480,35 @@ fn tls_with_the_pinned_certificate() {
         matches!(e, Error::Fetch(reviewer::fetch::FetchError::TlsCert { .. })),
         "{e}"
     );
+}
+
+#[test]
+fn a_ca_certificate_as_the_relays_says_what_to_change() {
+    // What a plain `openssl req -x509` makes: curl accepts it as pinned,
+    // rustls (webpki) refuses a CA certificate as a server's.
+    let env = Env::new();
+    let token = token_file(&env);
+    let (server, pem) = util::serve_tls_with(true, |_| Reply::json(r#"{"batches": []}"#));
+    let cert = env.path("relay.pem");
+    std::fs::write(&cert, &pem).unwrap();
+    let e = run(&[
+        &"fetch",
+        &"--relay",
+        &server.url,
+        &"--token-file",
+        &token,
+        &"--out",
+        &env.out,
+        &"--tls-cert",
+        &cert,
+    ])
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("CA certificate") && text.contains("basicConstraints=critical,CA:FALSE"),
+        "{text}"
+    );
+    assert!(server.requests.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -106,6 +106,7 @@ async fn next(State(state): State<Arc<AppState>>) -> Response {
             &s.store,
             &s.signer,
             s.config.limits.max_batch_submissions,
+            s.config.demo,
         )
     })
     .await;

@@ -38,25 +38,32 @@ pub struct Served {
 }
 
 impl Served {
-    /// `relay serve --data DATA --listen 127.0.0.1:PORT`, waiting for it to
-    /// listen.
+    /// `relay demo --data DATA --listen 127.0.0.1:PORT` (`relay serve` once
+    /// DATA has a config), waiting for it to listen.
     pub fn start(data: &Path) -> Self {
         Self::start_with(data, &[])
     }
 
     /// The same with extra environment variables.
     pub fn start_with(data: &Path, env: &[(&str, &str)]) -> Self {
+        // `relay demo` sets a demo up on first run; a directory with its
+        // config runs as `relay serve` would run it.
+        let command = if data.join("relay.toml").exists() {
+            "serve"
+        } else {
+            "demo"
+        };
+        Self::run(&[command, "--data", data.to_str().unwrap()], env)
+    }
+
+    /// `relay ARGS --listen 127.0.0.1:PORT`, waiting for "relay ready".
+    pub fn run(args: &[&str], env: &[(&str, &str)]) -> Self {
         let addr = free_port();
         let mut cmd = Command::new(RELAY);
-        cmd.args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            &addr.to_string(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+        cmd.args(args)
+            .args(["--listen", &addr.to_string()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -75,7 +82,7 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) if line.contains("relay listening (HTTPS)") => {
+                Ok(line) if line.contains("relay ready") => {
                     return Served { child, addr, log };
                 }
                 Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

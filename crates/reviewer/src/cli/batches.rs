@@ -229,6 +229,12 @@ impl open::OpenProgress for OpenPrinter<'_> {
                     opened.sequence
                 ));
             }
+            if opened.demo {
+                note_line(&format!(
+                    "batch {} comes from a DEMO relay: its key sits on the relay's disk, so nothing in it is protected; keep real testimony away from it",
+                    opened.sequence
+                ));
+            }
             out_line(&format!(
                 "opened batch {} {}: {} submissions into {}; receipt {}",
                 opened.sequence,

@@ -351,6 +351,7 @@ impl Relay {
                 .into_iter()
                 .map(|(id, recipient)| ThreadEntry { id, recipient })
                 .collect(),
+            demo: false,
         };
         self.sign(manifest.to_json(), &manifest, subs)
     }
@@ -564,9 +565,24 @@ pub(crate) fn serve(handler: impl Fn(&Request) -> Reply + Send + 'static) -> Ser
 /// The same server over TLS with a fresh self-signed certificate for
 /// `localhost` and `127.0.0.1`; returns the server and the certificate PEM.
 pub(crate) fn serve_tls(handler: impl Fn(&Request) -> Reply + Send + 'static) -> (Server, String) {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+    serve_tls_with(false, handler)
+}
+
+/// [`serve_tls`] with a certificate marked as a CA's (basicConstraints
+/// CA:TRUE, as a plain `openssl req -x509` makes it) when `ca`.
+pub(crate) fn serve_tls_with(
+    ca: bool,
+    handler: impl Fn(&Request) -> Reply + Send + 'static,
+) -> (Server, String) {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let signing_key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&signing_key).unwrap();
+    let ck = rcgen::CertifiedKey { cert, signing_key };
     let pem = ck.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(

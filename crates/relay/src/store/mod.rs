@@ -32,7 +32,7 @@
 //! day, no codename. Ids are random; lookup ids come from Argon2id over the
 //! codename and a secret salt kept outside the store ([`crate::followup`]).
 //!
-//! # Why segments (issue 13)
+//! # Why segments
 //! The first layout gave every submission its own file. Seized while it
 //! ran, that relay dated each submission to the millisecond: a file's birth
 //! and change times are the kernel's, inode numbers give the order of

@@ -292,8 +292,8 @@ fn login(
     (res.status(), cookie)
 }
 
-/// Issue 15: a flood of log-ins with a valid codename (one junk submission
-/// gives one) from more clients than there are derivation slots. A real
+/// A flood of log-ins with a valid codename (one junk submission gives
+/// one) from more clients than there are derivation slots. A real
 /// source's log-in still succeeds at the first try, every time, and a new
 /// submission still gets its codename. Before sessions were renewed by the
 /// codename's keyed hash, every flooded log-in ran Argon2id and the real

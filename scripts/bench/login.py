@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Log-in flood against a relay's follow-up page (issue 7, scenario "login").
+"""Log-in flood against a relay's follow-up page (benchmark scenario "login").
 
     login.py --port P --cert CERT.pem --seconds S --workers W --words WORDLIST
 

@@ -280,7 +280,7 @@ def main():
     w = lines.append
     w("# Benchmarks")
     w("")
-    w("Written by `scripts/bench/run` (issue 7); do not edit by hand. Ratios are relay ÷ "
+    w("Written by `scripts/bench/run`; do not edit by hand. Ratios are relay ÷ "
       "reference, measured in the same run: each round runs the relay and its references one "
       "after the other, in an order that rotates between rounds, and the tables give the "
       "median of the rounds (the ratio is the median of the per-round ratios). Load goes to "

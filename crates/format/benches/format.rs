@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the shared formats (issue 7): PADMÉ and the batch
-//! manifest's JSON, both ways, at 10,000 entries. Run with
+//! Micro-benchmarks of the shared formats: PADMÉ and the batch manifest's
+//! JSON, both ways, at 10,000 entries. Run with
 //! `cargo bench -p relay-format --bench format`; `scripts/bench/run micro`
 //! puts the results in `docs/benchmarks.md`.
 

@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the relay's hot pieces (issue 7): sealing a 4 KiB
-//! submission to 3 recipients, and the reviewer's verification of a batch
+//! Micro-benchmarks of the relay's hot pieces: sealing a 4 KiB submission
+//! to 3 recipients, and the reviewer's verification of a batch
 //! the relay exported. Run with `cargo bench -p relay --bench relay`;
 //! `scripts/bench/run micro` puts the results in `docs/benchmarks.md`.
 //!

@@ -58,7 +58,8 @@ pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File, Error> {
 }
 
 /// A fixed pool of files, made once and reused, so that nothing is created
-/// or deleted per upload (a new file's inode would date it: issue 13).
+/// or deleted per upload (a new file's inode would date it:
+/// `docs/decisions.md`, "Storage that dates nothing").
 ///
 /// [`FilePool::open`] makes (or reopens) `prefix-00` … in `dir`, `0600`,
 /// and empties them; [`FilePool::take`] lends one out, and the loan

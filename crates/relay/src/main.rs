@@ -1,7 +1,7 @@
 //! The `relay` binary: see `relay --help` and the README.
 #![forbid(unsafe_code)]
 
-/// Every heap block is overwritten with zeros when it is freed (issue 15).
+/// Every heap block is overwritten with zeros when it is freed.
 ///
 /// The relay's own secrets live in zeroizing types, but testimony also
 /// passes through buffers it does not own: rustls's plaintext, hyper's

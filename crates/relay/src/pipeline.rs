@@ -4,7 +4,8 @@
 //! encrypt with age, then hash the ciphertext and write it to the store.
 //! On one thread those steps take turns; copying a GiB into the page cache
 //! and hashing it is about as much work as the decryption and encryption
-//! together (perf, issue 7). With [`ThreadedWriter`] the store's side (hash
+//! together (perf; `docs/decisions.md`, "Large uploads"). With
+//! [`ThreadedWriter`] the store's side (hash
 //! and write) runs on its own thread while the sealing thread encrypts the
 //! next buffers, so a large upload is acknowledged sooner.
 //!

@@ -434,8 +434,8 @@ impl<W: Write + Send + 'static> Write for Output<W> {
 /// An entry's header holds the attachment's name. A `tar::Header` is a
 /// 512-byte value, and built on the stack it left the name in the sealing
 /// thread's stack, which is never freed (so never wiped) and was read back
-/// from `/proc/PID/mem` (issue 15). So it is built on the heap, filled in
-/// place, and zeroized when dropped.
+/// from `/proc/PID/mem` (`tests/memory.rs`). So it is built on the heap,
+/// filled in place, and zeroized when dropped.
 fn header(path: &str, size: u64) -> Result<EntryHeader, Error> {
     let mut h = EntryHeader(Box::new(tar::Header::new_ustar()));
     crate::archive::fill_header(&mut h.0, path, size, 0o600)

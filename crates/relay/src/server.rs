@@ -164,7 +164,7 @@ pub fn tls_config(
             ))
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // No session resumption (issue 15): a TLS 1.3 ticket or a session id
+    // No session resumption (docs/decisions.md, "No TLS session resumption"): a TLS 1.3 ticket or a session id
     // the relay hands out comes back on the source's next visit, which
     // would let anyone watching the running relay link a clearnet source's
     // visits for the ticket's lifetime (24 h). Every connection is a full

@@ -12,7 +12,7 @@
 //!   which runs at several GiB/s with the CPU's AES instructions. It
 //!   replaced an age spool to an ephemeral X25519 key, whose ChaCha20-
 //!   Poly1305 passes (one to spool, one to read back) were about a third of
-//!   the relay's CPU on a large upload (issue 7, `docs/decisions.md`).
+//!   the relay's CPU on a large upload (`docs/decisions.md`, "Large uploads").
 //! - The STREAM construction, as age uses it: the plaintext in 64 KiB
 //!   chunks, each sealed under the nonce "chunk counter ‖ last-chunk flag",
 //!   so chunks cannot be reordered, dropped, repeated or truncated

@@ -1,6 +1,7 @@
-//! Module boundaries the code must keep (issue 13): only `store/` talks to
-//! sled, and only `seal.rs` to age, so each engine can be read, tested and
-//! swapped alone. A rule kept by a test rather than a comment.
+//! Module boundaries the code must keep (`docs/design.md`, "Parts and
+//! boundaries"): only `store/` talks to sled, and only `seal.rs` to age,
+//! so each engine can be read, tested and swapped alone. A rule kept by a
+//! test rather than a comment.
 
 #![allow(clippy::unwrap_used)] // test harness: a panic is a failed test
 

@@ -855,7 +855,7 @@ async fn a_demo_relay_says_so_on_every_page() {
     assert!(!body.contains("demo-banner"), "{body}");
 }
 
-/// Follow-up POSTs from the header sets real browsers send (issue 15):
+/// Follow-up POSTs from the header sets real browsers send:
 /// Safari before 16.4 sends no `Sec-Fetch-Site`, and every browser sends
 /// `Origin: null` from a page under `no-referrer`. Cross-site POSTs stay
 /// refused.
@@ -961,7 +961,7 @@ async fn follow_up_posts_work_from_old_and_privacy_minded_browsers() {
     );
 }
 
-/// The codename box (issue 15): words shown numbered; a log-in accepts
+/// The codename box: words shown numbered; a log-in accepts
 /// commas, hyphens, line breaks and numbering; a typo is named by its
 /// place and what was typed is given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,7 +283,7 @@ fn tls_1_2_is_refused_by_default() {
     served.kill();
 }
 
-/// No TLS session resumption (issue 15): a ticket or session id from one
+/// No TLS session resumption: a ticket or session id from one
 /// visit would link it to the next. The client keeps whatever the relay
 /// hands out (rustls's default client cache) and reconnects; every
 /// connection must be a full handshake, also with TLS 1.2 allowed.

@@ -1,4 +1,4 @@
-//! Issue 15: no plaintext left in the relay's memory. Against the binary:
+//! No plaintext left in the relay's memory. Against the binary:
 //! a submission with a file, a refused submission with a file, a log-in, a
 //! mistyped log-in and a follow-up, each carrying its own canary (Kazakh
 //! file names among them), from a client with a canary user agent. Once

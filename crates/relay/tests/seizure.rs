@@ -1,4 +1,4 @@
-//! A relay seized while it runs (issue 13): what its disk says about when
+//! A relay seized while it runs: what its disk says about when
 //! anyone submitted. Against the `relay` binary, as a VPS provider's
 //! snapshot would find it, with disk encryption unlocked.
 //!

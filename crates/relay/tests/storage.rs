@@ -368,7 +368,7 @@ fn a_full_disk_fails_submissions_cleanly_and_the_relay_recovers_without_a_restar
     let disk = match Tmpfs::mount(&tmp.path().join("disk"), "24m") {
         Ok(disk) => disk,
         Err(why) => {
-            // The one allowed skip (issue 6): mounting needs root.
+            // The one skip the suite allows: mounting needs root.
             eprintln!("SKIPPED a_full_disk_fails_submissions_cleanly: {why}");
             return;
         }

@@ -10,7 +10,7 @@
 //! A session ends after `followup.session_idle_minutes` without a request,
 //! on log-out, or when the relay stops; its identity is zeroized then.
 //!
-//! A flood cannot take follow-up away from everyone (issue 15): each thread
+//! A flood cannot take follow-up away from everyone: each thread
 //! has at most one session (a new log-in replaces the old one, so one
 //! codename logged in a thousand times holds one entry), and a full table
 //! evicts the least recently used session instead of refusing log-ins. Both

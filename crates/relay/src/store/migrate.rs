@@ -1,4 +1,4 @@
-//! Migration from the one-file-per-submission layout (before issue 13):
+//! Migration from the one-file-per-submission layout (before segments):
 //!
 //! ```text
 //! store/pending/<id>.age    ciphertext whose index entry was, or was not yet, durable

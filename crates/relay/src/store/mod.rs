@@ -32,7 +32,7 @@
 //! day, no codename. Ids are random; lookup ids come from Argon2id over the
 //! codename and a secret salt kept outside the store ([`crate::followup`]).
 //!
-//! # Why segments (issue 13)
+//! # Why segments
 //! The first layout gave every submission its own file. Seized while it
 //! ran, that relay dated each submission to the millisecond: a file's birth
 //! and change times are the kernel's, inode numbers give the order of
@@ -60,10 +60,12 @@
 //! journal's recent metadata.
 //!
 //! # Why ciphertext is not in sled
-//! DESIGN.md asked for ciphertext in sled as ≤64 KiB chunks, with files as
-//! the fallback if the memory bound could not hold. Measured here (sled
-//! 0.34.7, `cache_capacity` 16 MiB, release build): one 256 MiB ciphertext
-//! stored as 64 KiB values raised RSS to 269 MB (16 KiB values: 115 MB;
+//! The store's first contract put ciphertext in sled as ≤64 KiB chunks,
+//! with files as the fallback if the memory bound could not hold (the
+//! contract now: `docs/design.md`, "The store"; the change:
+//! `docs/decisions.md`). Measured here (sled 0.34.7, `cache_capacity`
+//! 16 MiB, release build): one 256 MiB ciphertext stored as 64 KiB
+//! values raised RSS to 269 MB (16 KiB values: 115 MB;
 //! 4 KiB values: 34 MB but 455 MB on disk), and flushing did not release
 //! it; 512 MiB of 17 KB values (small submissions) left 118 MB resident and
 //! took 716 MB on disk. sled keeps freshly written values resident whatever

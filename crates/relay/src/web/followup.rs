@@ -8,7 +8,7 @@
 //! `SameSite=Strict`, and a request whose `Sec-Fetch-Site` or `Origin`
 //! says it came from another site is refused (403).
 //!
-//! Old and privacy-minded browsers (issue 15): these pages are served with
+//! Old and privacy-minded browsers: these pages are served with
 //! `Referrer-Policy: same-origin` (the rest of the site keeps
 //! `no-referrer`), because under `no-referrer` browsers send `Origin: null`
 //! on a same-origin POST, and Safari before 16.4 sends no `Sec-Fetch-Site`

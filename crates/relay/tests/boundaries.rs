@@ -74,3 +74,79 @@ fn the_check_finds_what_it_looks_for() {
     assert!(!offenders("sled", |p| !p.starts_with("store")).is_empty());
     assert!(!offenders("age", |p| p != Path::new("seal.rs")).is_empty());
 }
+
+/// Docs and comments name decisions and docs/ sections, never a ticket's
+/// number or a design document outside the repository: a new maintainer
+/// has neither.
+#[test]
+fn docs_and_comments_cite_no_ticket_and_no_outside_design_doc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    collect_all(&root, &mut files);
+    let mut found = Vec::new();
+    for path in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // binary files
+        };
+        let rel = path.strip_prefix(&root).unwrap().display().to_string();
+        for (n, line) in text.lines().enumerate() {
+            // In Rust, only the comment part of a line.
+            let checked = if rel.ends_with(".rs") {
+                line.find("//").map_or("", |i| &line[i..])
+            } else {
+                line
+            };
+            if let Some(why) = ticket_reference(checked) {
+                found.push(format!("{rel}:{}: {why}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "name the decision or link the docs/ section instead:\n{}",
+        found.join("\n")
+    );
+    // The check itself finds what it is for.
+    assert!(ticket_reference(&format!("see {} 7", "issue")).is_some());
+    assert!(ticket_reference(&format!("({} #13)", "Issue")).is_some());
+    assert!(ticket_reference(&format!("see {}.md", "DESIGN")).is_some());
+    assert!(ticket_reference("docs/design.md, the issue of trust").is_none());
+}
+
+fn collect_all(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if matches!(
+            name.as_str(),
+            "target" | "node_modules" | ".git" | "corpus" | "artifacts" | "CHANGELOG.md"
+        ) {
+            continue;
+        }
+        if path.is_dir() {
+            collect_all(&path, out)
+        } else {
+            out.push(path)
+        }
+    }
+}
+
+/// The outside design document's name (in capitals: docs/design.md is ours),
+/// or "issue" followed (after spaces or `#`) by a digit, in any case.
+fn ticket_reference(text: &str) -> Option<&'static str> {
+    if text.contains(concat!("DESIGN", ".md")) {
+        return Some("an outside design document");
+    }
+    let lower = text.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    while let Some(i) = rest.find("issue") {
+        rest = &rest[i + 5..];
+        if rest
+            .trim_start_matches([' ', '#'])
+            .starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Some("a ticket number");
+        }
+    }
+    None
+}

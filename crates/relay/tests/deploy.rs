@@ -753,3 +753,96 @@ fn tor_accepts_the_torrc() {
         [hs_dir.as_str()]
     );
 }
+
+// --- onionbalance/ --------------------------------------------------------------
+
+/// Several relays behind one onion address, through deploy/onionbalance/check:
+/// Onionbalance's own config loader on config.yaml, and `tor --verify-config`
+/// on deploy/torrc + torrc-backend (ob_config in place) and on torrc-frontend,
+/// each refusing its placeholders first.
+#[test]
+fn onionbalance_files_pass_their_check() {
+    let (check, _) = deploy_file("onionbalance/check");
+    let out = Command::new(&check)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", check.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "deploy/onionbalance/check needs onionbalance and tor. scripts/test installs them \
+         (apt-get install onionbalance tor); run the tests through scripts/test:\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "deploy/onionbalance/check failed:\n{stdout}{stderr}"
+    );
+    // Every check printed its line: one that silently stopped running fails here.
+    for what in [
+        "config.yaml as shipped: Onionbalance refuses it",
+        "config.yaml filled: Onionbalance loads frontend",
+        "config.yaml with the frontend as an instance: refused",
+        "config.yaml with a mistyped address: refused",
+        "ob_config: one MasterOnionAddress line",
+        "tor --verify-config accepts deploy/torrc + torrc-backend",
+        "tor refuses ob_config with its placeholder",
+        "tor refuses torrc-backend read before relay.conf",
+        "tor --verify-config accepts torrc-frontend",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("ok: {what}"))),
+            "no `ok: {what}` line in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn onionbalance_fragments_keep_the_relays_settings() {
+    // Each relay: one line, nothing that changes deploy/torrc's service or opens a port.
+    let (_, backend) = deploy_file("onionbalance/torrc-backend");
+    let lines = torrc_lines(&backend);
+    assert_eq!(
+        lines,
+        [(
+            "hiddenserviceonionbalanceinstance".to_owned(),
+            "1".to_owned()
+        )],
+        "torrc-backend must hold only HiddenServiceOnionbalanceInstance 1"
+    );
+    let (_, ob) = deploy_file("onionbalance/ob_config");
+    assert_eq!(
+        torrc_lines(&ob),
+        [(
+            "masteronionaddress".to_owned(),
+            "REPLACE-WITH-THE-FRONTEND-ONION-ADDRESS.onion".to_owned()
+        )]
+    );
+    // The frontend: a control socket with cookie auth; no TCP control port,
+    // no SOCKS port, no onion service of its own.
+    let (_, frontend) = deploy_file("onionbalance/torrc-frontend");
+    let lines = torrc_lines(&frontend);
+    let one = |key: &str| torrc_one(&lines, key);
+    assert_eq!(one("SocksPort"), "0");
+    assert!(
+        one("ControlSocket").starts_with("/run/tor/control "),
+        "{}",
+        one("ControlSocket")
+    );
+    assert_eq!(one("CookieAuthentication"), "1");
+    assert_eq!(one("CookieAuthFileGroupReadable"), "1");
+    for key in [
+        "ControlPort",
+        "HiddenServiceDir",
+        "ORPort",
+        "DirPort",
+        "ExitRelay",
+    ] {
+        assert!(
+            torrc_values(&lines, key).is_empty(),
+            "torrc-frontend must not set {key}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Demo mode: a relay that works on first run with nothing configured.
 //!
-//! When the data directory holds no `relay.toml`, `relay serve` creates one
+//! On first run in an empty data directory, `relay demo` creates a `relay.toml`
 //! with everything a trial needs: a self-signed certificate for localhost, a
 //! reviewer identity and an API token, all inside the data directory.
 //! Because the reviewer's private key then sits next to the ciphertext,
@@ -47,7 +47,7 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
 
     let (identity, recipient) = crate::seal::generate_identity(
         Day::today(),
-        "DEMO reviewer identity, created by `relay serve` in demo mode. Never use it for real testimony.",
+        "DEMO reviewer identity, created by `relay demo`. Never use it for real testimony.",
     );
     fsutil::write_new(
         &data_dir.join(DEMO_IDENTITY_FILE),
@@ -64,7 +64,7 @@ pub fn init(data_dir: &Path, listen: SocketAddr) -> Result<PathBuf, Error> {
     let reply_key = demo_reply_signing_key(data_dir)?;
 
     let config = format!(
-        "# Demo configuration, written by `relay serve` on first run.\n\
+        "# Demo configuration, written by `relay demo` on first run.\n\
          # DEMO: the reviewer private key ({DEMO_IDENTITY_FILE}) is in this directory,\n\
          # so this relay protects nothing. Never use it for real testimony.\n\
          # See deploy/relay.example.toml for a real configuration.\n\
@@ -101,7 +101,7 @@ fn demo_reply_signing_key(data_dir: &Path) -> Result<String, Error> {
     let secret = kp
         .sk
         .to_box(Some(
-            "DEMO reviewer reply-signing key, created by `relay serve` in demo mode",
+            "DEMO reviewer reply-signing key, created by `relay demo`",
         ))
         .map_err(|e| bad(format!("cannot encode: {e}")))?;
     let secret = zeroize::Zeroizing::new(secret.to_string());

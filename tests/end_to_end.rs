@@ -1037,3 +1037,94 @@ fn a_demo_relays_batch_says_so_to_production_keys() {
             .all(|p| !p.ends_with("testimony.json"))
     );
 }
+
+/// The recipients line of a relay's config (the demo reviewer's key).
+fn recipients_line(relay: &TestRelay) -> String {
+    std::fs::read_to_string(relay.data.join("relay.toml"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("recipients = ["))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn two_relays_merge_into_one_archive() {
+    // Two relays (their own store, signing key and chain), sealing to the
+    // same reviewer key, as docs/scaling.md describes.
+    let a = TestRelay::start();
+    let line = recipients_line(&a);
+    let b = TestRelay::start_with(|t| {
+        let own = t
+            .lines()
+            .find(|l| l.starts_with("recipients = ["))
+            .unwrap()
+            .to_owned();
+        t.replace(&own, &line)
+    });
+    assert_ne!(a.pubkey(), b.pubkey());
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("cases");
+    let state = work.path().join("state");
+    let open_one = |relay: &TestRelay, batch: &Path| {
+        reviewer(&[
+            "open".to_owned(),
+            arg(batch),
+            "--identity".into(),
+            arg(&a.identity()),
+            "--relay-key".into(),
+            relay.pubkey(),
+            "--state".into(),
+            arg(&state),
+            "--out".into(),
+            arg(&out),
+        ])
+    };
+    let mut batches = Vec::new();
+    for round in 0..2 {
+        for (relay, name) in [(&a, "relay A"), (&b, "relay B")] {
+            let (status, _) = relay.submit(CATEGORY, &format!("{name}, round {round}"), &[]);
+            assert_eq!(status, 200);
+            let batch = relay.next_batch().unwrap();
+            open_one(relay, &batch).unwrap();
+            batches.push((relay, batch));
+        }
+    }
+    // One archive holds all four, each once.
+    let texts: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().len() == 32)
+        .map(|d| std::fs::read_to_string(d.join("testimony.json")).unwrap())
+        .collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    for name in [
+        "relay A, round 0",
+        "relay A, round 1",
+        "relay B, round 0",
+        "relay B, round 1",
+    ] {
+        assert_eq!(
+            texts.iter().filter(|t| t.contains(name)).count(),
+            1,
+            "{name}"
+        );
+    }
+    // Each relay's chain is its own: an old batch of either is known and
+    // adds nothing, and a batch checked against the other relay's key is
+    // refused.
+    let count = || {
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().len() == 32)
+            .count()
+    };
+    let (relay, first_a) = &batches[0];
+    open_one(relay, first_a).unwrap();
+    assert_eq!(count(), 4);
+    let (_, first_b) = &batches[1];
+    assert!(open_one(&a, first_b).is_err());
+    assert_eq!(count(), 4);
+    // The archive holds up as a whole.
+    reviewer(&["verify-archive".to_owned(), arg(&out)]).unwrap();
+}

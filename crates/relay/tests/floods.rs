@@ -29,9 +29,15 @@ const BODY_IDLE: Duration = Duration::from_secs(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Raises this process's open-file limit to fit the flood.
+/// Raises this process's open-file limit to fit the flood. The limit is
+/// the whole process's: under a lock, so that a test asking for less cannot
+/// lower it back between another's check and its raise.
 fn raise_fd_limit(needed: u64) {
     use rustix::process::{Resource, getrlimit, setrlimit};
+    static RAISING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _raising = RAISING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current.is_some_and(|soft| soft < needed) {
         limit.current = Some(limit.maximum.map_or(needed, |hard| hard.min(needed)));

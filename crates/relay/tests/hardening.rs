@@ -218,10 +218,41 @@ fn core_dumps_are_off_while_serving() {
     served.kill();
 }
 
+/// Set in the child that [`hardening_makes_the_process_non_dumpable`]
+/// runs itself in.
+const HARDEN_HERE: &str = "RELAY_TEST_HARDEN_THIS_PROCESS";
+
+/// `harden` changes the whole process for good: non-dumpable, and a core
+/// size limit of 0 that no process can raise again and every child
+/// inherits. In the process the other tests share, a relay they start
+/// afterwards would then have no core dumps whatever it did itself (and
+/// `core_dumps_are_off_while_serving` would check nothing). So the test
+/// runs in a child: this test binary again, running this test alone.
 #[test]
 fn hardening_makes_the_process_non_dumpable() {
-    relay::process::harden().unwrap();
-    assert!(relay::process::is_hardened());
+    if std::env::var_os(HARDEN_HERE).is_some() {
+        relay::process::harden().unwrap();
+        assert!(relay::process::is_hardened());
+        return;
+    }
+    // The test's name as the harness knows it: its module path past the
+    // crate's name.
+    let name = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::hardening_makes_the_process_non_dumpable"),
+        None => "hardening_makes_the_process_non_dumpable".to_owned(),
+    };
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([name.as_str(), "--exact", "--test-threads=1"])
+        .env(HARDEN_HERE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
 }
 
 #[test]

@@ -18,7 +18,7 @@
 
 #![allow(clippy::unwrap_used)] // test harness: a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

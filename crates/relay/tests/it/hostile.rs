@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::time::Instant;

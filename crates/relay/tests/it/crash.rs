@@ -37,14 +37,14 @@
 //! Default: [`DEFAULT_CYCLES`] cycles (well under 90 s on 2 cores, debug
 //! build). Bench mode, e.g. 200 cycles:
 //! ```text
-//! CRASH_CYCLES=200 cargo test -p relay --test crash -- --nocapture
+//! CRASH_CYCLES=200 cargo test -p relay --test it crash:: -- --nocapture
 //! ```
 //! The random choices come from one seed, printed at the start; set
 //! `CRASH_SEED=<n>` to replay the same kill schedule (timing still varies).
 
 #![allow(clippy::unwrap_used)] // test harness: a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

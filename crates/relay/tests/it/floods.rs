@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -709,7 +709,7 @@ fn derivation_vectors_and_the_stock_age_cli() {
         lookup: String,
         recipient: String,
     }
-    let text = include_str!("vectors/followup-derivation.json");
+    let text = include_str!("../vectors/followup-derivation.json");
     let vectors: Vec<Vector> = serde_json::from_str(text).unwrap();
     assert!(vectors.len() >= 2);
     for v in &vectors {

@@ -1,5 +1,5 @@
 //! Shared harness for the tests that run the `relay` binary.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test file uses a different subset; a panic is a failed test
+#![allow(unreachable_pub, clippy::unwrap_used)] // `pub` for the modules of this test binary; a panic is a failed test
 
 pub mod raw;
 

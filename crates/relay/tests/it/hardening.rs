@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod util;
+use crate::util;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

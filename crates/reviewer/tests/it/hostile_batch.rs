@@ -10,7 +10,7 @@
 //! with `--nocapture` to see it).
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! found something to roll back.
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,7 +19,7 @@ use util::{Env, Relay, Sealed, good_submission, reviewer};
 
 const CYCLES: usize = 25;
 const BUDGET: Duration = Duration::from_secs(120);
-const PHOTO: &[u8] = include_bytes!("fixtures/scrub/photo.jpg");
+const PHOTO: &[u8] = include_bytes!("../fixtures/scrub/photo.jpg");
 
 /// A small deterministic generator (the seed is printed).
 struct Lcg(u64);

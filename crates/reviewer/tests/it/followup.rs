@@ -4,7 +4,7 @@
 //! `push` uploads bundles (against a tiny in-test HTTP server).
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::ffi::OsStr;
 use std::io::Read as _;

@@ -5,8 +5,7 @@
 //! (age), sealed submissions (padded ustar plaintext in an age file) and
 //! batch tars, so tests can make them well-formed or break exactly one rule.
 
-// Each test file uses a different part of the harness.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};

@@ -45,9 +45,6 @@
 //! [`jpeg_many_segments`] and [`png_many_chunks`] take the count, for tests
 //! that want fewer.
 
-// Each test file uses a different part of the harness.
-#![allow(dead_code)]
-
 use flate2::{Compress, Compression, Crc, FlushCompress};
 
 const MIB: usize = 1 << 20;

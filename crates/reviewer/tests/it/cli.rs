@@ -2,7 +2,7 @@
 //! messages on stderr.
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::process::{Command, Output};
 

@@ -2,7 +2,7 @@
 //! can be broken is refused with its reason, and nothing is written.
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 

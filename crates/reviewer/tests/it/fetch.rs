@@ -2,7 +2,7 @@
 //! (plain http on 127.0.0.1; the TLS flow is covered end to end).
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 

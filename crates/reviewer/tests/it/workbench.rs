@@ -5,7 +5,7 @@
 //! tampering.
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

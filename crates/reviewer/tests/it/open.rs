@@ -4,7 +4,7 @@
 //! state advances only after a successful open.
 #![allow(clippy::unwrap_used)]
 
-mod util;
+use crate::util;
 
 use std::ffi::OsStr;
 use std::path::Path;

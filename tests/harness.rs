@@ -250,33 +250,10 @@ pub fn random_with_canary(len: usize, canary: &[u8]) -> Vec<u8> {
 
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    all_files(dir)
+    testkit::files(dir)
         .into_iter()
-        .filter(|path| {
-            std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        })
+        .filter(|path| std::fs::read(path).is_ok_and(|bytes| testkit::contains(&bytes, needle)))
         .collect()
-}
-
-/// Every regular file under `dir` (recursively).
-pub fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The members of a tar file, in order, with their bytes.

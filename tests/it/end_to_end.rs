@@ -5,10 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use e2e::{
-    TestRelay, all_files, arg, files_containing, random_with_canary, reviewer, tar_members,
-    write_tar,
-};
+use e2e::{TestRelay, arg, files_containing, random_with_canary, reviewer, tar_members, write_tar};
 
 /// A tar's members with their bytes.
 type Members = Vec<(String, Vec<u8>)>;
@@ -107,7 +104,7 @@ fn submit_fetch_verify_open_ack_over_tls() {
         arg(&batches),
     ])
     .unwrap();
-    let fetched = all_files(&batches);
+    let fetched = testkit::files(&batches);
     assert_eq!(fetched.len(), 1, "{fetched:?}");
 
     // Offline: verify, then open.
@@ -130,7 +127,7 @@ fn submit_fetch_verify_open_ack_over_tls() {
     assert_eq!(std::fs::read(sub.join("files/03-note.txt")).unwrap(), small);
     // The hostile name was reduced to its last component, inside the folder.
     assert_eq!(std::fs::read(sub.join("files/01-evil")).unwrap(), evil);
-    let outside: Vec<_> = all_files(relay.root.path())
+    let outside: Vec<_> = testkit::files(relay.root.path())
         .into_iter()
         .filter(|p| {
             p.file_name()
@@ -166,7 +163,7 @@ fn submit_fetch_verify_open_ack_over_tls() {
 
     // Ack: the relay deletes the submission, and only then.
     assert_eq!(relay.stats().submissions, 1);
-    let receipts = all_files(&out.join("receipts"));
+    let receipts = testkit::files(&out.join("receipts"));
     assert_eq!(receipts.len(), 1);
     reviewer(&[
         "ack".to_owned(),
@@ -376,7 +373,7 @@ fn refused_submissions_store_nothing() {
         "{stats:?}"
     );
     // The spool files (a fixed pool) hold nothing.
-    let spools = all_files(&relay.data.join("tmp"));
+    let spools = testkit::files(&relay.data.join("tmp"));
     assert!(!spools.is_empty());
     for spool in spools {
         assert_eq!(
@@ -435,11 +432,11 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
             "open accepted: {what}"
         );
         assert!(
-            all_files(&out).is_empty(),
+            testkit::files(&out).is_empty(),
             "{what}: wrote {:?}",
-            all_files(&out)
+            testkit::files(&out)
         );
-        assert!(all_files(&state).is_empty(), "{what}: state changed");
+        assert!(testkit::files(&state).is_empty(), "{what}: state changed");
     }
 
     // A truncated download.
@@ -466,7 +463,7 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
     let out = work.join("good");
     open(&relay, &[&batch], &work.join("state"), &out).unwrap();
     assert_eq!(
-        all_files(&out)
+        testkit::files(&out)
             .iter()
             .filter(|p| p.ends_with("testimony.json"))
             .count(),
@@ -486,7 +483,7 @@ fn chain_refuses_replayed_and_skipped_batches() {
     let out = relay.root.path().join("out");
     open(&relay, &[&batches[0]], &state, &out).unwrap();
     // Skipping batch 2 is refused, and writes nothing.
-    let before = all_files(&out);
+    let before = testkit::files(&out);
     assert!(open(&relay, &[&batches[2]], &state, &out).is_err());
     // Replaying batch 1: into the archive that holds it, a harmless no-op;
     // into another archive, refused by the chain state.
@@ -495,10 +492,10 @@ fn chain_refuses_replayed_and_skipped_batches() {
     assert!(open(&relay, &[&batches[0]], &state, &other).is_err());
     assert!(!other.exists());
     assert!(verify(&relay, &batches[0], &state).is_err());
-    assert_eq!(all_files(&out), before);
+    assert_eq!(testkit::files(&out), before);
     // In order, both open.
     open(&relay, &[&batches[2], &batches[1]], &state, &out).unwrap();
-    assert_eq!(all_files(&out.join("receipts")).len(), 3);
+    assert_eq!(testkit::files(&out.join("receipts")).len(), 3);
 }
 
 #[test]

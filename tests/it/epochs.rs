@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{TestRelay, all_files, arg, manifest, reviewer, with_epochs};
+use e2e::{TestRelay, arg, manifest, reviewer, with_epochs};
 use format::Day;
 
 /// `reviewer open` with these batches and identities.
@@ -134,7 +134,7 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     open(&relay, &[&batch_1], &[&identity_1], &state, &out, &[]).unwrap();
     // The relay sealed epoch 2's submission to epoch 2 only: the old
     // identity cannot open it, and the refusal writes nothing.
-    let before = all_files(&out);
+    let before = testkit::files(&out);
     let e = open(&relay, &[&batch_2], &[&identity_1], &state, &out, &[]).unwrap_err();
     assert!(
         matches!(
@@ -143,7 +143,7 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
         ),
         "{e}"
     );
-    assert_eq!(all_files(&out), before);
+    assert_eq!(testkit::files(&out), before);
     open(&relay, &[&batch_2], &[&identity_2], &state, &out, &[]).unwrap();
     let txt = |d: &Path| std::fs::read_to_string(d.join("testimony.txt")).unwrap();
     let sub_1 = opened_with(&out, canary_1);
@@ -203,11 +203,11 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     );
     assert!(e.to_string().contains("sealed to epoch 1"), "{e}");
     assert!(
-        all_files(&fresh_out).is_empty(),
+        testkit::files(&fresh_out).is_empty(),
         "{:?}",
-        all_files(&fresh_out)
+        testkit::files(&fresh_out)
     );
-    assert!(all_files(&fresh_state).is_empty());
+    assert!(testkit::files(&fresh_state).is_empty());
     // The retired identity file itself is gone, not merely renamed.
     let e = open(
         &relay,

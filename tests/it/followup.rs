@@ -8,8 +8,9 @@
 
 use std::path::Path;
 
-use e2e::{TestRelay, all_files, arg, manifest, reviewer};
+use e2e::{TestRelay, arg, manifest, reviewer};
 use reqwest::blocking::multipart::{Form, Part};
+use testkit::contains;
 
 const CANARY_TEXT: &str = "first-testimony-canary-5521";
 const CANARY_REPLY: &str = "reply-canary-9137: please tell us the month";
@@ -55,10 +56,6 @@ fn open(relay: &TestRelay, batch: &Path, state: &Path, out: &Path) {
         arg(out),
     ])
     .unwrap();
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
@@ -224,7 +221,7 @@ fn codename_reply_and_follow_up_end_to_end() {
     let text = std::fs::read_to_string(folder.join("testimony.txt")).unwrap();
     assert!(text.contains(CANARY_FOLLOWUP), "{text}");
     assert!(text.contains(&format!("Thread: {thread}")), "{text}");
-    let attached: Vec<_> = all_files(&folder)
+    let attached: Vec<_> = testkit::files(&folder)
         .into_iter()
         .filter(|f| std::fs::read(f).unwrap() == CANARY_FILE)
         .collect();
@@ -242,7 +239,7 @@ fn codename_reply_and_follow_up_end_to_end() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
-    for f in all_files(&relay.data) {
+    for f in testkit::files(&relay.data) {
         let bytes = std::fs::read(&f).unwrap();
         for canary in [
             codename.as_bytes(),

@@ -8,7 +8,7 @@
 use crate::util;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -16,6 +16,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use format::{Manifest, ReplyBundle, ReplyId, ReplyMessage, ThreadId};
 use relay::followup::{Codename, Kdf, Salt};
 use relay::web::{AppState, Listener};
+use testkit::contains;
 use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
@@ -331,25 +332,6 @@ fn export(r: &Relay) -> Manifest {
     Manifest::from_json(&docs.manifest).unwrap()
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_follow_up_loop_through_the_router() {
     let r = relay();
@@ -607,7 +589,7 @@ async fn the_whole_follow_up_loop_through_the_router() {
 
     // Nothing the source typed, and no codename, is on disk.
     drop(r.state.clone());
-    for f in all_files(&r.data) {
+    for f in testkit::files(&r.data) {
         let bytes = std::fs::read(&f).unwrap();
         for canary in [
             codename.as_bytes(),
@@ -1088,18 +1070,10 @@ async fn resending_a_stored_form_stores_nothing_twice() {
             .unwrap()
             .read_to_end(&mut plain)
             .unwrap();
-        assert!(!util::contains(&plain, token.as_bytes()), "{id}");
+        assert!(!contains(&plain, token.as_bytes()), "{id}");
     }
-    let mut dirs = vec![r.data.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                let bytes = std::fs::read(&p).unwrap();
-                assert!(!util::contains(&bytes, token.as_bytes()), "{}", p.display());
-            }
-        }
+    for p in testkit::files(&r.data) {
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(!contains(&bytes, token.as_bytes()), "{}", p.display());
     }
 }

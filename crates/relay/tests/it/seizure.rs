@@ -93,18 +93,11 @@ fn look(path: &Path) -> Seen {
 /// Every path under each of `roots` (and the roots), as a seizure sees it.
 fn seize(roots: &[&Path]) -> BTreeMap<PathBuf, Seen> {
     let mut out = BTreeMap::new();
-    let mut dirs: Vec<PathBuf> = roots.iter().map(|r| r.to_path_buf()).collect();
     for r in roots {
         out.insert(r.to_path_buf(), look(r));
-    }
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let path = e.path();
-            if e.file_type().unwrap().is_dir() {
-                dirs.push(path.clone());
-            }
-            out.insert(path.clone(), look(&path));
+        for path in testkit::paths(r) {
+            let seen = look(&path);
+            out.insert(path, seen);
         }
     }
     out

@@ -406,7 +406,7 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
     for (path, bytes) in tree(env.dir.path()) {
         if path != Path::new("message.txt") {
             assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                !testkit::contains(&bytes, needle.as_bytes()),
                 "the message leaked into {}",
                 path.display()
             );

@@ -783,23 +783,13 @@ impl Fixture {
     }
 }
 
-/// Every file under `dir`, relative to it.
+/// Every file under `dir`, relative to it; `dir` must exist.
 fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        for e in fs::read_dir(dir.join(&rel)).unwrap() {
-            let e = e.unwrap();
-            let r = rel.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                todo.push(r);
-            } else {
-                out.push(r);
-            }
-        }
-    }
-    out.sort();
-    out
+    assert!(dir.is_dir(), "{} is no directory", dir.display());
+    testkit::files(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_owned())
+        .collect()
 }
 
 /// Resolves a relative URL found in `page` (a path relative to `out`) to
@@ -1591,16 +1581,11 @@ fn files_are_private() {
     let f = report(false);
     let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&f.out), 0o700);
-    let mut dirs = vec![f.out.clone()];
-    while let Some(d) = dirs.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                assert_eq!(mode(&p), 0o700, "{p:?}");
-                dirs.push(p);
-            } else {
-                assert_eq!(mode(&p), 0o600, "{p:?}");
-            }
+    for p in testkit::paths(&f.out) {
+        if p.is_dir() {
+            assert_eq!(mode(&p), 0o700, "{p:?}");
+        } else {
+            assert_eq!(mode(&p), 0o600, "{p:?}");
         }
     }
 }

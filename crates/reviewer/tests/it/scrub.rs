@@ -16,6 +16,7 @@ use std::process::Command;
 use reviewer::scrub::{MAX_SCRUB_SIZE, scrub_file, sniff};
 use reviewer::workbench::{FileKind, Finding, MetadataReport, ScrubOutcome};
 use sha2::{Digest as _, Sha256};
+use testkit::contains;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,10 +68,6 @@ fn scrub(name: &str, bytes: &[u8]) -> Run {
         out,
         _dir: dir,
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn assert_absent(copy: &[u8], needles: &[&str]) {

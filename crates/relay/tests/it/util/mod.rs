@@ -261,12 +261,6 @@ pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
     out
 }
 
-/// Whether `needle` occurs in `hay`.
-#[allow(dead_code)]
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// The 8 words of the codename on a success page, joined by spaces.
 pub fn codename_of(page: &str) -> String {
     let start = page.find("class=\"codename-words\"").expect("a codename");

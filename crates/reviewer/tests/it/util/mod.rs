@@ -449,32 +449,23 @@ impl Env {
 /// their target; an absent directory is empty.
 pub(crate) fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                out.insert(rel.join(""), Vec::new());
-                walk(root, &p, out);
-            } else if ft.is_symlink() {
-                out.insert(
-                    rel,
-                    std::fs::read_link(&p)
-                        .unwrap()
-                        .into_os_string()
-                        .into_encoded_bytes(),
-                );
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
+    for p in testkit::paths(dir) {
+        let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+        let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+        if ft.is_dir() {
+            out.insert(rel.join(""), Vec::new());
+        } else if ft.is_symlink() {
+            out.insert(
+                rel,
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            );
+        } else {
+            out.insert(rel, std::fs::read(&p).unwrap());
         }
     }
-    walk(dir, dir, &mut out);
     out
 }
 

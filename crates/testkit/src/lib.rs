@@ -1,0 +1,24 @@
+//! Helpers shared by the integration tests of the workspace: the relay's
+//! (`crates/relay/tests/it`), the reviewer's (`crates/reviewer/tests/it`)
+//! and the end-to-end tests (`tests/it`). A development dependency only,
+//! never published or shipped.
+//!
+//! - [`contains`] and the tree walks [`paths`] and [`files`]: what tests
+//!   use to look for plaintext on disk.
+//!
+//! It depends on neither the relay nor the reviewer, so that a change to one
+//! does not rebuild the other's tests; callers pass what they know (a path,
+//! a base URL, an argument list).
+#![forbid(unsafe_code)]
+// A panic in a test helper is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod tree;
+
+pub use tree::{files, paths};
+
+/// Whether `needle` occurs in `hay`. An empty needle occurs nowhere (a test
+/// asserting its absence would otherwise pass for nothing).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}

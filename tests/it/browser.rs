@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{TestRelay, arg, manifest, random_with_canary, reviewer, workspace_root};
+use e2e::{TestRelay, arg, manifest, random_with_canary, run, workspace_root};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Upper bound for the whole browser run; Playwright's own timeouts (30 s
@@ -125,19 +125,11 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
             .all(|e| e.thread == Some(m.threads[0].id))
     );
     let opened = relay.root.path().join("opened");
-    reviewer(&[
-        "open".to_owned(),
-        arg(&batch),
-        "--identity".into(),
-        arg(&relay.identity()),
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(&opened.with_extension("state")),
-        "--out".into(),
-        arg(&opened),
-    ])
-    .unwrap();
+    let open = relay
+        .open_cmd(&[&batch])
+        .state(opened.with_extension("state"))
+        .out(&opened);
+    run(&open).unwrap();
     let read = |e: &format::ManifestEntry| -> serde_json::Value {
         let json =
             std::fs::read_to_string(opened.join(e.id.to_string()).join("testimony.json")).unwrap();

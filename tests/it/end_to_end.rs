@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use e2e::{TestRelay, arg, files_containing, random_with_canary, reviewer, tar_members, write_tar};
+use e2e::{
+    TestRelay, arg, files_containing, random_with_canary, reviewer, run, tar_members, write_tar,
+};
+use testkit::ReviewerCmd;
 
 /// A tar's members with their bytes.
 type Members = Vec<(String, Vec<u8>)>;
@@ -19,19 +22,7 @@ fn open(
     state: &Path,
     out: &Path,
 ) -> Result<(), reviewer::Error> {
-    let mut args = vec!["open".to_owned()];
-    args.extend(batches.iter().map(|b| arg(b)));
-    args.extend([
-        "--identity".into(),
-        arg(&relay.identity()),
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(state),
-        "--out".into(),
-        arg(out),
-    ]);
-    reviewer(&args)
+    run(&relay.open_cmd(batches).state(state).out(out))
 }
 
 fn verify(relay: &TestRelay, batch: &Path, state: &Path) -> Result<(), reviewer::Error> {
@@ -205,19 +196,12 @@ fn every_configured_reviewer_can_open() {
         std::fs::write(&id_file, identity).unwrap();
         let out = relay.root.path().join(format!("out{n}"));
         let state = relay.root.path().join(format!("state{n}"));
-        reviewer(&[
-            "open".to_owned(),
-            arg(&batch),
-            "--identity".into(),
-            arg(&id_file),
-            "--relay-key".into(),
-            relay.pubkey(),
-            "--state".into(),
-            arg(&state),
-            "--out".into(),
-            arg(&out),
-        ])
-        .unwrap();
+        let open = ReviewerCmd::open([&batch])
+            .identity(&id_file)
+            .relay_key(relay.pubkey())
+            .state(&state)
+            .out(&out);
+        run(&open).unwrap();
         let t = std::fs::read_to_string(submission_dir(&out).join("testimony.json")).unwrap();
         assert!(t.contains("three reviewers"));
     }

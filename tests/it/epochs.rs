@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::{TestRelay, arg, manifest, reviewer, with_epochs};
+use e2e::{TestRelay, arg, manifest, reviewer, run, with_epochs};
 use format::Day;
+use testkit::ReviewerCmd;
 
 /// `reviewer open` with these batches and identities.
 fn open(
@@ -19,21 +20,16 @@ fn open(
     out: &Path,
     extra: &[&str],
 ) -> Result<(), reviewer::Error> {
-    let mut args = vec!["open".to_owned()];
-    args.extend(batches.iter().map(|b| arg(b)));
+    let mut open = ReviewerCmd::open(batches);
     for i in identities {
-        args.extend(["--identity".to_owned(), arg(i)]);
+        open = open.identity(i);
     }
-    args.extend([
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(state),
-        "--out".into(),
-        arg(out),
-    ]);
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    reviewer(&args)
+    let open = open
+        .relay_key(relay.pubkey())
+        .state(state)
+        .out(out)
+        .args(extra);
+    run(&open)
 }
 
 /// The submission folders `open` wrote into `out`.

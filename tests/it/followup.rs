@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use e2e::{TestRelay, arg, manifest, reviewer};
+use e2e::{TestRelay, arg, manifest, reviewer, run};
 use reqwest::blocking::multipart::{Form, Part};
 use testkit::contains;
 
@@ -43,19 +43,7 @@ fn codename_in(page: &str) -> String {
 }
 
 fn open(relay: &TestRelay, batch: &Path, state: &Path, out: &Path) {
-    reviewer(&[
-        "open".to_owned(),
-        arg(batch),
-        "--identity".into(),
-        arg(&relay.identity()),
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(state),
-        "--out".into(),
-        arg(out),
-    ])
-    .unwrap();
+    run(&relay.open_cmd(&[batch]).state(state).out(out)).unwrap();
 }
 
 #[test]

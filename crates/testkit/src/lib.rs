@@ -4,7 +4,9 @@
 //! never published or shipped.
 //!
 //! - [`contains`] and the tree walks [`paths`] and [`files`]: what tests
-//!   use to look for plaintext on disk.
+//!   use to look for plaintext on disk;
+//! - [`ReviewerCmd`] and [`reviewer_bin`]: `reviewer` command lines, run
+//!   in-process (`reviewer::run`) or as the binary.
 //!
 //! It depends on neither the relay nor the reviewer, so that a change to one
 //! does not rebuild the other's tests; callers pass what they know (a path,
@@ -13,8 +15,10 @@
 // A panic in a test helper is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod reviewer;
 mod tree;
 
+pub use reviewer::{ReviewerCmd, reviewer_bin};
 pub use tree::{files, paths};
 
 /// Whether `needle` occurs in `hay`. An empty needle occurs nowhere (a test

@@ -4,21 +4,9 @@
 
 use crate::util;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use util::{Env, Relay, good_submission, reviewer};
-
-fn reviewer_bin(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reviewer"));
-    for a in args {
-        cmd.arg(a);
-    }
-    // No terminal and no inherited state directory.
-    cmd.env_remove("REVIEWER_STATE_DIR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
+use util::{Env, Relay, bin, good_submission, open_cmd, reviewer};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
@@ -52,7 +40,7 @@ fn verify_and_open_print_one_line_per_batch() {
     let id = batch.manifest().batch_id;
     let p = batch.write(&env.path("b1.tar"));
 
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"verify",
         &p,
         &"--relay-key",
@@ -63,18 +51,7 @@ fn verify_and_open_print_one_line_per_batch() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("OK batch 1 {id}: 1 submissions\n"));
 
-    let o = reviewer_bin(&[
-        &"open",
-        &p,
-        &"--identity",
-        &r.key_file,
-        &"--relay-key",
-        &relay.key,
-        &"--out",
-        &env.out,
-        &"--state",
-        &env.state,
-    ]);
+    let o = open_cmd(&env, &relay, &r.key_file, &[&p]).output();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1, "{out}");
@@ -94,7 +71,7 @@ fn tampered_batch_fails_with_one_line() {
     let mut batch = relay.batch(&[s]);
     batch.members[0].1[20] ^= 1;
     let p = batch.write(&env.path("b1.tar"));
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"verify",
         &p,
         &"--relay-key",
@@ -131,18 +108,7 @@ fn hostile_plaintext_is_quarantined_with_one_note_line() {
     let p = relay
         .batch(std::slice::from_ref(&bad))
         .write(&env.path("b1.tar"));
-    let o = reviewer_bin(&[
-        &"open",
-        &p,
-        &"--identity",
-        &r.key_file,
-        &"--relay-key",
-        &relay.key,
-        &"--out",
-        &env.out,
-        &"--state",
-        &env.state,
-    ]);
+    let o = open_cmd(&env, &relay, &r.key_file, &[&p]).output();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     let notes: Vec<&str> = stderr
@@ -166,7 +132,7 @@ fn hostile_plaintext_is_quarantined_with_one_note_line() {
 fn keygen_prints_the_recipient_and_refuses_to_overwrite() {
     let env = Env::new();
     let key = env.path("k.txt");
-    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
+    let o = bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1);
@@ -175,7 +141,7 @@ fn keygen_prints_the_recipient_and_refuses_to_overwrite() {
     let text = std::fs::read_to_string(&key).unwrap();
     assert!(text.contains(&format!("# public key: {}", out.trim())));
 
-    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
+    let o = bin(&[&"keygen", &"--out", &key, &"--no-passphrase"]);
     let line = error_line(&o);
     assert!(line.contains("already exists"), "{line}");
     assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
@@ -191,7 +157,7 @@ fn keygen_without_a_terminal_says_to_use_passphrase_file() {
     }
     let env = Env::new();
     let key = env.path("k.age");
-    let o = reviewer_bin(&[&"keygen", &"--out", &key]);
+    let o = bin(&[&"keygen", &"--out", &key]);
     let line = error_line(&o);
     assert_eq!(
         line,
@@ -206,7 +172,7 @@ fn empty_passphrase_is_refused() {
     let key = env.path("k.age");
     let pass = env.path("pass");
     std::fs::write(&pass, "\n").unwrap();
-    let o = reviewer_bin(&[&"keygen", &"--out", &key, &"--passphrase-file", &pass]);
+    let o = bin(&[&"keygen", &"--out", &key, &"--passphrase-file", &pass]);
     let line = error_line(&o);
     assert!(line.contains("passphrase is empty"), "{line}");
     assert!(!key.exists());
@@ -214,7 +180,7 @@ fn empty_passphrase_is_refused() {
 
 #[test]
 fn usage_errors_exit_2_and_help_exits_0() {
-    let o = reviewer_bin(&[&"--help"]);
+    let o = bin(&[&"--help"]);
     assert_eq!(o.status.code(), Some(0));
     for cmd in [
         "keygen",
@@ -229,9 +195,9 @@ fn usage_errors_exit_2_and_help_exits_0() {
     ] {
         assert!(stdout(&o).contains(cmd), "{cmd} missing from help");
     }
-    let o = reviewer_bin(&[&"verify", &"--no-such-flag"]);
+    let o = bin(&[&"verify", &"--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = reviewer_bin(&[]);
+    let o = bin(&[]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -242,7 +208,7 @@ fn error_messages_escape_control_characters() {
     // A batch file name with an escape sequence in it.
     let p = env.path("evil\x1b[2J.tar");
     std::fs::write(&p, b"not a tar").unwrap();
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"verify",
         &p,
         &"--relay-key",
@@ -265,7 +231,7 @@ fn retire_epoch_without_a_terminal_needs_yes() {
     let env = Env::new();
     let r = reviewer(env.dir.path(), "epoch-1.key");
     let before = std::fs::read(&r.key_file).unwrap();
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"retire-epoch",
         &"--identity",
         &r.key_file,
@@ -286,7 +252,7 @@ fn retire_epoch_with_yes_destroys_the_identity_and_says_so() {
     let env = Env::new();
     let r = reviewer(env.dir.path(), "epoch-1.key");
     let len = std::fs::metadata(&r.key_file).unwrap().len();
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"retire-epoch",
         &"--identity",
         &r.key_file,
@@ -314,7 +280,7 @@ fn retire_epoch_with_yes_destroys_the_identity_and_says_so() {
     assert!(lines[2].contains("can never be opened again"), "{out}");
 
     // Gone means gone: a second time is an error, not a success.
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"retire-epoch",
         &"--identity",
         &r.key_file,
@@ -330,7 +296,7 @@ fn retire_epoch_refuses_a_file_that_is_not_an_identity() {
     let env = Env::new();
     let notes = env.path("notes.txt");
     std::fs::write(&notes, "not a key\n").unwrap();
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"retire-epoch",
         &"--identity",
         &notes,
@@ -356,7 +322,7 @@ fn retire_epoch_refuses_a_file_that_is_not_an_identity() {
 
     // Epoch 0 does not exist.
     let r = reviewer(env.dir.path(), "k");
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"retire-epoch",
         &"--identity",
         &r.key_file,
@@ -378,18 +344,7 @@ fn wrong_epoch_fails_with_one_line_naming_the_epoch() {
     let p = relay
         .batch(std::slice::from_ref(&s))
         .write(&env.path("b1.tar"));
-    let o = reviewer_bin(&[
-        &"open",
-        &p,
-        &"--identity",
-        &new.key_file,
-        &"--relay-key",
-        &relay.key,
-        &"--out",
-        &env.out,
-        &"--state",
-        &env.state,
-    ]);
+    let o = open_cmd(&env, &relay, &new.key_file, &[&p]).output();
     let line = error_line(&o);
     assert!(
         line.starts_with(&format!(

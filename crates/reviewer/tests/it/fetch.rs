@@ -7,7 +7,7 @@ use crate::util;
 use std::sync::{Arc, Mutex};
 
 use reviewer::Error;
-use util::{Batch, Env, Relay, Reply, good_submission, reviewer, run, serve};
+use util::{Batch, Env, Relay, Reply, good_submission, open, reviewer, run, serve};
 
 const TOKEN: &str = "tok_3n8N-secret";
 
@@ -237,19 +237,7 @@ fn receipt_for(env: &Env) -> (std::path::PathBuf, format::Receipt) {
     let mut relay = Relay::new();
     let (s, _) = good_submission("a", &[], &[&r.recipient]);
     let p = relay.batch(&[s]).write(&env.path("b1.tar"));
-    run(&[
-        &"open",
-        &p,
-        &"--identity",
-        &r.key_file,
-        &"--relay-key",
-        &relay.key,
-        &"--out",
-        &env.out,
-        &"--state",
-        &env.state,
-    ])
-    .unwrap();
+    open(env, &relay, &r, &[&p]).unwrap();
     let dir = env.out.join("receipts");
     let path = std::fs::read_dir(&dir)
         .unwrap()

@@ -9,32 +9,21 @@ use crate::util;
 use std::ffi::OsStr;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use format::{ReplyBundle, ReplyId, ReplyMessage, ThreadId};
 use reviewer::Error;
 use reviewer::state::StateStore;
 use reviewer::threads::ThreadIndex;
 use util::{
-    Env, Relay, Reply, Reviewer, Source, good_submission, new_thread_id, reviewer, run, serve,
-    source, tree,
+    Env, Relay, Reply, Reviewer, Source, bin, good_submission, new_thread_id, open, open_cmd,
+    reviewer, run, serve, source, tree,
 };
 
 const TOKEN: &str = "tok_f0llow-up-secret";
 const MESSAGE: &str = "Мы получили ваше сообщение. Thank you: can you say which day it was?\n";
 
 // ------------------------------------------------------------------ helpers
-
-fn reviewer_bin(args: &[&dyn AsRef<OsStr>]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reviewer"));
-    for a in args {
-        cmd.arg(a);
-    }
-    cmd.env_remove("REVIEWER_STATE_DIR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn stdout(o: &Output) -> String {
     assert!(
@@ -44,24 +33,6 @@ fn stdout(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn open(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Result<(), Error> {
-    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"open"];
-    for b in batches {
-        args.push(b);
-    }
-    args.extend([
-        &"--relay-key" as &dyn AsRef<OsStr>,
-        &relay.key,
-        &"--state",
-        &env.state,
-        &"--identity",
-        &r.key_file,
-        &"--out",
-        &env.out,
-    ]);
-    run(&args)
 }
 
 fn testimony_txt(env: &Env, id: &format::SubmissionId) -> String {
@@ -195,18 +166,7 @@ fn open_groups_a_sources_submissions_across_batches() {
 
     open(&env, &relay, &r, &[&p1]).unwrap();
     // The second batch through the binary, to see what it prints.
-    let o = reviewer_bin(&[
-        &"open",
-        &p2,
-        &"--identity",
-        &r.key_file,
-        &"--relay-key",
-        &relay.key,
-        &"--out",
-        &env.out,
-        &"--state",
-        &env.state,
-    ]);
+    let o = open_cmd(&env, &relay, &r.key_file, &[&p2]).output();
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -242,7 +202,7 @@ fn open_groups_a_sources_submissions_across_batches() {
     assert_eq!(util::mode(&env.state.join("threads.json")), 0o600);
 
     // `reviewer threads`: each thread with its submissions across batches.
-    let out = stdout(&reviewer_bin(&[&"threads", &"--state", &env.state]));
+    let out = stdout(&bin(&[&"threads", &"--state", &env.state]));
     let day = util::day();
     let sub_line = |id: &format::SubmissionId, seq| {
         format!(
@@ -281,7 +241,7 @@ fn open_groups_a_sources_submissions_across_batches() {
 #[test]
 fn threads_with_no_index_says_so() {
     let env = Env::new();
-    let out = stdout(&reviewer_bin(&[&"threads", &"--state", &env.state]));
+    let out = stdout(&bin(&[&"threads", &"--state", &env.state]));
     assert!(out.starts_with("no threads recorded in "), "{out}");
 }
 
@@ -361,7 +321,7 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
     let message = message_file(&env, MESSAGE);
     let bundle = env.path("reply.json");
 
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"reply",
         &"--signing-key",
         &signing_key(&env),
@@ -779,7 +739,7 @@ fn push_sends_each_bundle_with_the_token_and_prints_the_counts() {
             Reply::new(404, Vec::new())
         }
     });
-    let o = reviewer_bin(&[
+    let o = bin(&[
         &"push",
         &b1,
         &b2,
@@ -929,17 +889,17 @@ fn push_refuses_a_malformed_bundle_before_any_request() {
 
 #[test]
 fn help_shows_examples_for_the_follow_up_commands() {
-    let out = stdout(&reviewer_bin(&[&"--help"]));
+    let out = stdout(&bin(&[&"--help"]));
     for cmd in ["threads", "reply", "push"] {
         assert!(out.contains(cmd), "{cmd} missing from help: {out}");
     }
-    let out = stdout(&reviewer_bin(&[&"reply", &"--help"]));
+    let out = stdout(&bin(&[&"reply", &"--help"]));
     assert!(out.contains("Examples:"), "{out}");
     assert!(out.contains("reviewer reply --thread"), "{out}");
     assert!(out.contains("--recipients-file"), "{out}");
-    let out = stdout(&reviewer_bin(&[&"push", &"--help"]));
+    let out = stdout(&bin(&[&"push", &"--help"]));
     assert!(out.contains("reviewer push reply-1.json"), "{out}");
     assert!(out.contains("relay import-replies"), "{out}");
-    let out = stdout(&reviewer_bin(&[&"threads", &"--help"]));
+    let out = stdout(&bin(&[&"threads", &"--help"]));
     assert!(out.contains("Examples:"), "{out}");
 }

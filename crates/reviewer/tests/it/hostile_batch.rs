@@ -155,17 +155,8 @@ fn open_limited(env: &Env, relay: &Relay, key: &Path, batch: &Path) -> (bool, St
         .arg("-o")
         .arg(&rss_file)
         .args(["prlimit", "--as=2147483648", "timeout", "300"])
-        .arg(util::REVIEWER_BIN)
-        .arg("open")
-        .arg(batch)
-        .arg("--relay-key")
-        .arg(&relay.key)
-        .arg("--state")
-        .arg(&env.state)
-        .arg("--identity")
-        .arg(key)
-        .arg("--out")
-        .arg(&env.out)
+        .arg(testkit::reviewer_bin())
+        .args(util::open_cmd(env, relay, key, &[batch]).get_args())
         .output()
         .expect("/usr/bin/time, prlimit and timeout (packages time, util-linux, coreutils)");
     let secs = start.elapsed().as_secs_f64();
@@ -386,10 +377,7 @@ fn quarantined_submissions_are_listed_shown_and_audited() {
     let (ok, stderr, _, _) = open_limited(&env, &relay, &r.key_file, &path);
     assert!(ok, "{stderr}");
     let bin = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
-        let o = Command::new(util::REVIEWER_BIN)
-            .args(args)
-            .output()
-            .unwrap();
+        let o = util::bin(args);
         (
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -430,21 +418,8 @@ fn a_child_over_its_memory_limit_flags_the_file() {
     let path = relay
         .batch(std::slice::from_ref(&s))
         .write(&env.path("b.tar"));
-    util::run(&[
-        &"open",
-        &path,
-        &"--relay-key",
-        &relay.key,
-        &"--state",
-        &env.state,
-        &"--identity",
-        &r.key_file,
-        &"--out",
-        &env.out,
-        &"--scrub-memory",
-        &"96",
-    ])
-    .unwrap();
+    let cmd = util::open_cmd(&env, &relay, &r.key_file, &[&path]);
+    reviewer::run(cmd.args(["--scrub-memory", "96"]).argv()).unwrap();
     let archive = Archive::open(&env.out).unwrap();
     let a = &archive.submission(&s.id).unwrap().attachments[0];
     assert!(a.scrubbed.is_none());

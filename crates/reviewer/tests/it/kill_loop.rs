@@ -35,20 +35,8 @@ impl Lcg {
 }
 
 fn open_cmd(env: &Env, relay: &Relay, key: &Path, batch: &Path) -> Command {
-    let mut c = Command::new(util::REVIEWER_BIN);
-    c.arg("open")
-        .arg(batch)
-        .arg("--relay-key")
-        .arg(&relay.key)
-        .arg("--state")
-        .arg(&env.state)
-        .arg("--identity")
-        .arg(key)
-        .arg("--out")
-        .arg(&env.out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut c = util::open_cmd(env, relay, key, &[batch]).command();
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }
 

@@ -13,7 +13,7 @@ use format::{Digest, Receipt, SubmissionId};
 use reviewer::Error;
 use reviewer::identity::{Identity, PassphraseSource, Protection};
 use reviewer::state::{ChainAnchor, StateStore};
-use util::{Entry, Env, Relay, Reviewer, assert_empty, good_submission, reviewer, run, tree};
+use util::{Entry, Env, Relay, assert_empty, good_submission, open, open_cmd, reviewer, run, tree};
 
 fn open_with(
     env: &Env,
@@ -22,26 +22,7 @@ fn open_with(
     batches: &[&Path],
     extra: &[&dyn AsRef<OsStr>],
 ) -> Result<(), Error> {
-    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"open"];
-    for b in batches {
-        args.push(b);
-    }
-    args.extend([
-        &"--relay-key" as &dyn AsRef<OsStr>,
-        &relay.key,
-        &"--state",
-        &env.state,
-        &"--identity",
-        &identity,
-        &"--out",
-        &env.out,
-    ]);
-    args.extend_from_slice(extra);
-    run(&args)
-}
-
-fn open(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Result<(), Error> {
-    open_with(env, relay, &r.key_file, batches, &[])
+    reviewer::run(open_cmd(env, relay, identity, batches).args(extra).argv())
 }
 
 fn state_seq(env: &Env, relay: &Relay) -> Option<u64> {

@@ -7,7 +7,7 @@ use crate::util;
 use std::path::Path;
 
 use reviewer::Error;
-use util::{Batch, Env, Relay, Reviewer, assert_empty, good_submission, reviewer, run};
+use util::{Batch, Env, Relay, Reviewer, assert_empty, good_submission, open, reviewer, run};
 
 /// A relay with two good submissions sealed to one reviewer.
 fn setup(env: &Env) -> (Relay, Reviewer, Batch) {
@@ -29,24 +29,6 @@ fn verify(env: &Env, relay: &Relay, batches: &[&Path]) -> Result<(), Error> {
         &relay.key,
         &"--state",
         &env.state,
-    ]);
-    run(&args)
-}
-
-fn open(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Result<(), Error> {
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"open"];
-    for b in batches {
-        args.push(b);
-    }
-    args.extend([
-        &"--relay-key" as &dyn AsRef<std::ffi::OsStr>,
-        &relay.key,
-        &"--state",
-        &env.state,
-        &"--identity",
-        &r.key_file,
-        &"--out",
-        &env.out,
     ]);
     run(&args)
 }

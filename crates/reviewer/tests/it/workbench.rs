@@ -10,28 +10,19 @@ use crate::util;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use format::{FieldLabel, ManifestEntry, SubmissionId, ThreadId};
 use reviewer::Error;
 use reviewer::archive::{Archive, custody_batch_dir, custody_ciphertext, relay_fingerprint};
 use reviewer::state::StateStore;
 use reviewer::workbench::{ScrubOutcome, Status};
-use util::{Batch, Env, Relay, Reviewer, Sealed, good_submission, reviewer, run, tree};
+use testkit::ReviewerCmd;
+use util::{
+    Batch, Env, Relay, Reviewer, Sealed, bin, good_submission, open, open_cmd, reviewer, run, tree,
+};
 
 // ------------------------------------------------------------------ helpers
-
-/// Runs the binary (no terminal, no inherited state directory).
-fn bin(args: &[&dyn AsRef<OsStr>]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reviewer"));
-    for a in args {
-        cmd.arg(a);
-    }
-    cmd.env_remove("REVIEWER_STATE_DIR")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -41,51 +32,24 @@ fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
-/// `reviewer open BATCHES… --relay-key KEY --state STATE --identity … --out OUT`.
-// `&PathBuf`, not `&Path`: a sized value to lend as `&dyn AsRef<OsStr>`.
-#[allow(clippy::ptr_arg)]
-fn open_args<'a>(
-    out: &'a PathBuf,
-    state: &'a PathBuf,
-    relay: &'a Relay,
-    identity: &'a PathBuf,
-    batches: &'a [&'a Path],
-) -> Vec<&'a dyn AsRef<OsStr>> {
-    let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"open"];
-    for b in batches {
-        args.push(b);
-    }
-    args.extend([
-        &"--relay-key" as &dyn AsRef<OsStr>,
-        &relay.key,
-        &"--state",
-        state,
-        &"--identity",
-        identity,
-        &"--out",
-        out,
-    ]);
-    args
-}
-
-fn open(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Result<(), Error> {
-    run(&open_args(
-        &env.out,
-        &env.state,
-        relay,
-        &r.key_file,
-        batches,
-    ))
+/// `reviewer open BATCHES… --relay-key KEY --state STATE --identity FILE
+/// --out ENV/out`: [`open_cmd`] with another chain state.
+fn open_with_state(
+    env: &Env,
+    state: &Path,
+    relay: &Relay,
+    identity: &Path,
+    batches: &[&Path],
+) -> ReviewerCmd {
+    ReviewerCmd::open(batches)
+        .relay_key(&relay.key)
+        .state(state)
+        .identity(identity)
+        .out(&env.out)
 }
 
 fn open_bin(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Output {
-    bin(&open_args(
-        &env.out,
-        &env.state,
-        relay,
-        &r.key_file,
-        batches,
-    ))
+    open_cmd(env, relay, &r.key_file, batches).output()
 }
 
 fn state_seq(state: &Path, relay: &Relay) -> Option<u64> {
@@ -177,7 +141,7 @@ fn the_same_batch_twice_adds_nothing_and_says_so() {
 
     // Again: a clear no-op, exit 0, nothing written, no key needed.
     let nowhere = PathBuf::from("/nonexistent/identity.key");
-    let o = bin(&open_args(&env.out, &env.state, &relay, &nowhere, &[&p1]));
+    let o = open_cmd(&env, &relay, &nowhere, &[&p1]).output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
@@ -232,7 +196,7 @@ fn a_chain_state_behind_the_archive_catches_up() {
     // batch 1 is archived, so it is not opened again, and the state
     // catches up with it, so batch 2 opens.
     let fresh = env.path("fresh-state");
-    let o = bin(&open_args(&env.out, &fresh, &relay, &r.key_file, &[&p1]));
+    let o = open_with_state(&env, &fresh, &relay, &r.key_file, &[&p1]).output();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).ends_with("nothing to do (the chain state now records it)\n"),
@@ -240,10 +204,10 @@ fn a_chain_state_behind_the_archive_catches_up() {
         stdout(&o)
     );
     assert_eq!(state_seq(&fresh, &relay), Some(1));
-    run(&open_args(&env.out, &fresh, &relay, &r.key_file, &[&p2])).unwrap();
+    reviewer::run(open_with_state(&env, &fresh, &relay, &r.key_file, &[&p2]).argv()).unwrap();
     assert_eq!(state_seq(&fresh, &relay), Some(2));
     // A batch behind the state stays a plain no-op.
-    let o = bin(&open_args(&env.out, &fresh, &relay, &r.key_file, &[&p1]));
+    let o = open_with_state(&env, &fresh, &relay, &r.key_file, &[&p1]).output();
     assert!(stdout(&o).ends_with("nothing to do\n"), "{}", stdout(&o));
     assert_eq!(state_seq(&fresh, &relay), Some(2));
 }
@@ -1212,9 +1176,8 @@ fn verify_archive_reports_a_fork_as_a_problem_and_a_gap_as_a_note() {
     let p2 = forked.write(&env.path("b2.tar"));
     let other_state = env.path("other-state");
     let batches = [p2.as_path()];
-    let mut args = open_args(&env.out, &other_state, &relay, &r.key_file, &batches);
-    args.extend([&"--start-at" as &dyn AsRef<OsStr>, &"2"]);
-    run(&args).unwrap();
+    let cmd = open_with_state(&env, &other_state, &relay, &r.key_file, &batches);
+    reviewer::run(cmd.args(["--start-at", "2"]).argv()).unwrap();
     let report = reviewer::audit::verify_archive(&env.out, &[]).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(
@@ -1238,9 +1201,8 @@ fn verify_archive_reports_a_fork_as_a_problem_and_a_gap_as_a_note() {
     let p4 = relay.batch(&[s4]).write(&env.path("b4.tar"));
     let gap_state = env.path("gap-state");
     let batches = [p4.as_path()];
-    let mut args = open_args(&env.out, &gap_state, &relay, &r.key_file, &batches);
-    args.extend([&"--start-at" as &dyn AsRef<OsStr>, &"4"]);
-    run(&args).unwrap();
+    let cmd = open_with_state(&env, &gap_state, &relay, &r.key_file, &batches);
+    reviewer::run(cmd.args(["--start-at", "4"]).argv()).unwrap();
     let o = bin(&[&"verify-archive", &env.out]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(

@@ -8,9 +8,11 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +21,7 @@ use format::{
     TESTIMONY_FORMAT, Testimony, ThreadEntry, ThreadId, batch_member_for, padded_plaintext_len,
     unpadded_tar_len,
 };
+use testkit::{ReviewerCmd, reviewer_bin};
 
 /// Distinct ids within one test process.
 static COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -49,21 +52,45 @@ pub(crate) fn day() -> Day {
 
 pub(crate) mod hostile;
 
-/// The reviewer binary: in-process runs hand it to `open` and `retry` as
-/// the scrubbing helper (the test binary itself is not a reviewer).
-pub(crate) const REVIEWER_BIN: &str = env!("CARGO_BIN_EXE_reviewer");
+/// Runs the reviewer in-process with string-ish arguments (the reviewer
+/// binary as the scrubbing helper: [`ReviewerCmd::argv`]).
+pub(crate) fn run(args: &[&dyn AsRef<OsStr>]) -> Result<(), reviewer::Error> {
+    reviewer::run(ReviewerCmd::new(args).argv())
+}
 
-/// Runs the reviewer in-process with string-ish arguments.
-pub(crate) fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(), reviewer::Error> {
-    let mut v: Vec<std::ffi::OsString> = vec!["reviewer".into()];
-    v.extend(args.iter().map(|a| a.as_ref().to_os_string()));
-    v.extend(["--scrub-helper".into(), REVIEWER_BIN.into()]);
-    reviewer::run(v)
+/// Runs the reviewer binary (no terminal, no inherited state directory).
+pub(crate) fn bin(args: &[&dyn AsRef<OsStr>]) -> Output {
+    ReviewerCmd::new(args).output()
+}
+
+/// `reviewer open BATCHES… --relay-key KEY --state STATE --identity FILE
+/// --out OUT`, with `env`'s state and output directories.
+pub(crate) fn open_cmd(
+    env: &Env,
+    relay: &Relay,
+    identity: &Path,
+    batches: &[&Path],
+) -> ReviewerCmd {
+    ReviewerCmd::open(batches)
+        .relay_key(&relay.key)
+        .state(&env.state)
+        .identity(identity)
+        .out(&env.out)
+}
+
+/// [`open_cmd`] with `r`'s identity, in-process.
+pub(crate) fn open(
+    env: &Env,
+    relay: &Relay,
+    r: &Reviewer,
+    batches: &[&Path],
+) -> Result<(), reviewer::Error> {
+    reviewer::run(open_cmd(env, relay, &r.key_file, batches).argv())
 }
 
 /// The scrubber as the library takes it, with the reviewer binary.
 pub(crate) fn scrubber() -> reviewer::sandbox::Scrubber {
-    reviewer::sandbox::Scrubber::new(REVIEWER_BIN.into(), Default::default()).unwrap()
+    reviewer::sandbox::Scrubber::new(reviewer_bin().to_owned(), Default::default()).unwrap()
 }
 
 // ---------------------------------------------------------------- reviewers

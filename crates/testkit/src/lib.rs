@@ -5,6 +5,10 @@
 //!
 //! - [`contains`] and the tree walks [`paths`] and [`files`]: what tests
 //!   use to look for plaintext on disk;
+//! - [`identity_file`] and [`decrypt`]: a plain age identity file (such as
+//!   the demo reviewer key a demo relay writes) and decryption with it,
+//!   through the `age` library, for tests that open a sealed submission by
+//!   hand rather than with `reviewer open`;
 //! - [`ReviewerCmd`] and [`reviewer_bin`]: `reviewer` command lines, run
 //!   in-process (`reviewer::run`) or as the binary.
 //!
@@ -16,9 +20,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod reviewer;
+mod sealed;
 mod tree;
 
 pub use reviewer::{ReviewerCmd, reviewer_bin};
+pub use sealed::{decrypt, identity_file};
 pub use tree::{files, paths};
 
 /// Whether `needle` occurs in `hay`. An empty needle occurs nowhere (a test

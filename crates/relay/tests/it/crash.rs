@@ -50,7 +50,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::str::FromStr as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,17 +243,6 @@ fn kill_during_start_up(data: &Path, after: Duration) {
     child.wait().unwrap();
 }
 
-/// The demo reviewer identity (a plain age identity file).
-fn reviewer_identity(data: &Path) -> age::x25519::Identity {
-    let text = std::fs::read_to_string(data.join("demo-reviewer.key")).unwrap();
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .expect("an AGE-SECRET-KEY line");
-    age::x25519::Identity::from_str(line).unwrap()
-}
-
 /// One stored submission, opened.
 struct Opened {
     canary: String,
@@ -270,14 +258,7 @@ fn open_submission(
     ciphertext: &[u8],
     what: &str,
 ) -> Result<Opened, String> {
-    let decryptor =
-        age::Decryptor::new(ciphertext).map_err(|e| format!("{what}: age header: {e}"))?;
-    let mut plain = Vec::new();
-    decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| format!("{what}: decrypt: {e}"))?
-        .read_to_end(&mut plain)
-        .map_err(|e| format!("{what}: decrypt stream (truncated?): {e}"))?;
+    let plain = testkit::decrypt(identity, ciphertext).map_err(|e| format!("{what}: {e}"))?;
     let mut archive = tar::Archive::new(&plain[..]);
     let mut entries = archive.entries().map_err(|e| format!("{what}: tar: {e}"))?;
     let mut next = |expect: &str| -> Result<(String, Vec<u8>), String> {
@@ -537,7 +518,7 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
     let data: PathBuf = demo_data(root.path(), |c| c);
     let batches = root.path().join("batches");
     std::fs::create_dir(&batches).unwrap();
-    let identity = reviewer_identity(&data);
+    let identity = util::demo_identity(&data);
 
     let shared = Arc::new(Shared::default());
     let _stop = StopOnDrop(shared.clone());

@@ -43,14 +43,7 @@ fn relay_with(followup: &str) -> Relay {
         .unwrap()
         .trim()
         .to_owned();
-    let identity_text =
-        std::fs::read_to_string(data.join(relay::demo::DEMO_IDENTITY_FILE)).unwrap();
-    let reviewer = identity_text
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let reviewer = util::demo_identity(&data);
     Relay {
         _root: root,
         data,
@@ -541,15 +534,7 @@ async fn the_whole_follow_up_loop_through_the_router() {
         .unwrap()
         .read_to_end(&mut sealed)
         .unwrap();
-    let plain = {
-        let d = age::Decryptor::new(&sealed[..]).unwrap();
-        let mut out = Vec::new();
-        d.decrypt(std::iter::once(&r.reviewer as &dyn age::Identity))
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    };
+    let plain = testkit::decrypt(&r.reviewer, &sealed).unwrap();
     assert!(contains(&plain, b"%PDF-1.4 evidence"));
     assert!(contains(&plain, b"more: it was in March"));
     assert!(contains(&plain, b"\"kind\": \"followup\""));
@@ -1064,12 +1049,7 @@ async fn resending_a_stored_form_stores_nothing_twice() {
             .unwrap()
             .read_to_end(&mut sealed)
             .unwrap();
-        let d = age::Decryptor::new(&sealed[..]).unwrap();
-        let mut plain = Vec::new();
-        d.decrypt(std::iter::once(&r.reviewer as &dyn age::Identity))
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
+        let plain = testkit::decrypt(&r.reviewer, &sealed).unwrap();
         assert!(!contains(&plain, token.as_bytes()), "{id}");
     }
     for p in testkit::files(&r.data) {

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use reqwest::blocking::multipart::{Form, Part};
 use util::{
-    Served, client, demo_data, relay, settle_pools, status_line, stderr, stored_ciphertexts,
+    Served, client, demo_data, demo_identity, relay, settle_pools, status_line, stderr,
+    stored_ciphertexts,
 };
 
 /// What a submission got back.
@@ -323,27 +324,15 @@ impl Drop for Filler {
     }
 }
 
-/// The demo reviewer identity (a plain age identity file).
-fn demo_identity(data: &Path) -> age::x25519::Identity {
-    let text = std::fs::read_to_string(data.join("demo-reviewer.key")).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Decrypts every stored ciphertext and returns its testimony text, with
 /// how many attachment bytes it carries.
 fn decrypt_all(data: &Path) -> BTreeMap<String, u64> {
     let identity = demo_identity(data);
     let mut out = BTreeMap::new();
     for (_, ciphertext) in stored_ciphertexts(data) {
-        let decryptor = age::Decryptor::new(&ciphertext[..]).unwrap();
-        let plain = decryptor
-            .decrypt(std::iter::once(&identity as &dyn age::Identity))
-            .unwrap();
-        let mut archive = tar::Archive::new(plain);
+        // Decrypted to the end: the age stream is complete.
+        let plain = testkit::decrypt(&identity, &ciphertext).unwrap();
+        let mut archive = tar::Archive::new(&plain[..]);
         let mut entries = archive.entries().unwrap();
         let mut first = entries.next().unwrap().unwrap();
         assert_eq!(first.path().unwrap().to_str(), Some("testimony.json"));

@@ -7,7 +7,6 @@
 use crate::util;
 
 use std::ffi::OsStr;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -15,6 +14,7 @@ use format::{ReplyBundle, ReplyId, ReplyMessage, ThreadId};
 use reviewer::Error;
 use reviewer::state::StateStore;
 use reviewer::threads::ThreadIndex;
+use testkit::decrypt;
 use util::{
     Env, Relay, Reply, Reviewer, Source, bin, good_submission, new_thread_id, open, open_cmd,
     reviewer, run, serve, source, tree,
@@ -90,17 +90,6 @@ fn reply(
     ];
     args.extend_from_slice(extra);
     run(&args)
-}
-
-/// Decrypts an age file with one identity.
-fn decrypt(ciphertext: &[u8], identity: &age::x25519::Identity) -> Result<Vec<u8>, String> {
-    let d = age::Decryptor::new(ciphertext).map_err(|e| e.to_string())?;
-    let mut r = d
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 /// The test's reply-signing key (unencrypted), made on first use.
@@ -354,12 +343,12 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
 
     // The source and each reviewer read the same message; nobody else.
     for identity in [&src.identity, &r.identity, &colleague.identity] {
-        let plain = decrypt(&ciphertext, identity).unwrap();
+        let plain = decrypt(identity, &ciphertext).unwrap();
         let m = ReplyMessage::from_json(&plain).unwrap();
         assert_eq!(m.text.as_str(), MESSAGE);
         assert_eq!(m.written_day, format::Day::today());
     }
-    assert!(decrypt(&ciphertext, &stranger.identity).is_err());
+    assert!(decrypt(&stranger.identity, &ciphertext).is_err());
 
     // The plaintext is nowhere but in the message file the reviewer wrote.
     let needle = "Thank you: can you say";
@@ -401,7 +390,7 @@ fn reply_reads_reviewers_from_a_recipients_file() {
     .unwrap();
     let (_, _, ciphertext) = only_reply(&bundle);
     for identity in [&src.identity, &r.identity, &colleague.identity] {
-        assert!(decrypt(&ciphertext, identity).is_ok());
+        assert!(decrypt(identity, &ciphertext).is_ok());
     }
 
     // A line that is not a recipient: refused, naming the line.
@@ -604,8 +593,8 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     from_batches(&bundle, &relay.key).unwrap();
     let (t, _, ciphertext) = only_reply(&bundle);
     assert_eq!(t, thread);
-    assert!(decrypt(&ciphertext, &src.identity).is_ok());
-    assert!(decrypt(&ciphertext, &r.identity).is_ok());
+    assert!(decrypt(&src.identity, &ciphertext).is_ok());
+    assert!(decrypt(&r.identity, &ciphertext).is_ok());
 
     // Another relay key: the batches do not verify, no reply.
     let out = env.path("reply2.json");

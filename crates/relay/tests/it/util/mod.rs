@@ -244,6 +244,12 @@ pub fn settle_pools(data: &Path) -> Result<(), String> {
     }
 }
 
+/// The demo reviewer identity a demo data directory holds
+/// ([`relay::demo::DEMO_IDENTITY_FILE`], a plain age identity file).
+pub fn demo_identity(data: &Path) -> age::x25519::Identity {
+    testkit::identity_file(&data.join(relay::demo::DEMO_IDENTITY_FILE))
+}
+
 /// Every stored submission's id and ciphertext (the relay must be stopped).
 pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
     use std::io::Read as _;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use e2e::{TestRelay, arg, manifest, reviewer, run};
 use reqwest::blocking::multipart::{Form, Part};
-use testkit::contains;
+use testkit::{codename_of, contains, log_in};
 
 const CANARY_TEXT: &str = "first-testimony-canary-5521";
 const CANARY_REPLY: &str = "reply-canary-9137: please tell us the month";
@@ -25,21 +25,6 @@ fn client(relay: &TestRelay) -> reqwest::blocking::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-fn codename_in(page: &str) -> String {
-    let start = page.find("class=\"codename-words\"").expect("a codename");
-    let rest = &page[start..];
-    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</ol>").unwrap()];
-    let words: Vec<&str> = p
-        .split("<span>")
-        .skip(1)
-        .filter_map(|s| s.split("</span>").next())
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .collect();
-    assert_eq!(words.len(), 8, "{p}");
-    words.join(" ")
 }
 
 fn open(relay: &TestRelay, batch: &Path, state: &Path, out: &Path) {
@@ -63,7 +48,7 @@ fn codename_reply_and_follow_up_end_to_end() {
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
-    let codename = codename_in(&res.text().unwrap());
+    let codename = codename_of(&res.text().unwrap());
 
     // 2. The reviewer fetches and opens the batch: the submission is in a
     //    thread, whose source recipient lands in the thread index.
@@ -157,20 +142,9 @@ fn codename_reply_and_follow_up_end_to_end() {
     assert_eq!(relay.stats().replies, 1);
 
     // 5. The source comes back with the codename and reads the reply.
-    let res = http
-        .post(format!("{}/followup/en/login", relay.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("codename={}", codename.replace(' ', "+")))
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let cookie = res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let login = log_in(&http, &relay.url, &codename);
+    assert_eq!(login.status, 303);
+    let cookie = login.cookie.unwrap();
     let page = http
         .get(format!("{}/followup/en/", relay.url))
         .header("cookie", &cookie)
@@ -253,28 +227,7 @@ fn submit_for_codename(relay: &TestRelay, http: &reqwest::blocking::Client, text
         .send()
         .unwrap();
     assert_eq!(res.status(), 200);
-    codename_in(&res.text().unwrap())
-}
-
-/// Logs in: the status, and the session cookie if one was set.
-fn login(
-    relay: &TestRelay,
-    http: &reqwest::blocking::Client,
-    codename: &str,
-) -> (reqwest::StatusCode, Option<String>) {
-    let res = http
-        .post(format!("{}/followup/en/login", relay.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("codename={}", codename.replace(' ', "+")))
-        .send()
-        .unwrap();
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
-    (res.status(), cookie)
+    codename_of(&res.text().unwrap())
 }
 
 /// Issue 15: a flood of log-ins with a valid codename (one junk submission
@@ -305,9 +258,9 @@ fn a_flood_of_valid_log_ins_costs_no_source_a_log_in_or_a_codename() {
             s.spawn(move || {
                 // Bounded in time whatever happens to the main thread.
                 while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-                    let (status, _) = login(relay, &http, codename);
+                    let status = log_in(&http, &relay.url, codename).status;
                     sent.fetch_add(1, Ordering::Relaxed);
-                    match status.as_u16() {
+                    match status {
                         303 => renewed.fetch_add(1, Ordering::Relaxed),
                         503 => busy.fetch_add(1, Ordering::Relaxed),
                         other => panic!("a flooded log-in got {other}"),
@@ -322,10 +275,10 @@ fn a_flood_of_valid_log_ins_costs_no_source_a_log_in_or_a_codename() {
         let mut logins = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let (status, cookie) = login(&relay, &http, &source_codename);
-            logins.push((status.as_u16(), t.elapsed()));
+            let login = log_in(&http, &relay.url, &source_codename);
+            logins.push((login.status, t.elapsed()));
             // Log out again, so that the next log-in derives afresh.
-            if let Some(cookie) = cookie {
+            if let Some(cookie) = login.cookie {
                 let res = http
                     .post(format!("{}/followup/en/logout", relay.url))
                     .header("cookie", cookie)

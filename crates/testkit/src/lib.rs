@@ -9,6 +9,8 @@
 //!   the demo reviewer key a demo relay writes) and decryption with it,
 //!   through the `age` library, for tests that open a sealed submission by
 //!   hand rather than with `reviewer open`;
+//! - [`codename_of`], [`login_form`] and [`log_in`]: a source's codename
+//!   on a success page, and the follow-up log-in with it;
 //! - [`ReviewerCmd`] and [`reviewer_bin`]: `reviewer` command lines, run
 //!   in-process (`reviewer::run`) or as the binary.
 //!
@@ -19,10 +21,12 @@
 // A panic in a test helper is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod followup;
 mod reviewer;
 mod sealed;
 mod tree;
 
+pub use followup::{LogIn, codename_of, log_in, login_form};
 pub use reviewer::{ReviewerCmd, reviewer_bin};
 pub use sealed::{decrypt, identity_file};
 pub use tree::{files, paths};

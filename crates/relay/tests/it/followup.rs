@@ -16,7 +16,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use format::{Manifest, ReplyBundle, ReplyId, ReplyMessage, ThreadId};
 use relay::followup::{Codename, Kdf, Salt};
 use relay::web::{AppState, Listener};
-use testkit::contains;
+use testkit::{codename_of, contains, login_form};
 use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
@@ -136,29 +136,8 @@ async fn submit(r: &Relay, text: &str, followup: bool) -> Option<String> {
     assert!(res.headers().get(header::SET_COOKIE).is_none());
     let page = body_text(res).await;
     assert!(page.contains("Received and stored safely"), "{page}");
-    let start = page.find("class=\"codename-words\"")?;
-    let rest = &page[start..];
-    let p = &rest[rest.find('>').unwrap() + 1..rest.find("</ol>").unwrap()];
-    let words: Vec<String> = p
-        .split("<span>")
-        .skip(1)
-        .filter_map(|s| s.split("</span>").next())
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(words.len(), 8, "{p}");
-    Some(words.join(" "))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    page.contains("class=\"codename-words\"")
+        .then(|| codename_of(&page))
 }
 
 /// A router with one route, `/test-panic`, whose handler panics (only
@@ -191,11 +170,7 @@ fn session_cookie(res: &Response<Body>) -> String {
 async fn login(r: &Relay, codename: &str) -> String {
     let res = send(
         r,
-        post_form(
-            "/followup/en/login",
-            &format!("codename={}", urlencode(codename)),
-            None,
-        ),
+        post_form("/followup/en/login", &login_form(codename), None),
     )
     .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -440,11 +415,7 @@ async fn the_whole_follow_up_loop_through_the_router() {
     ] {
         let res = send(
             &r,
-            post_form(
-                "/followup/en/login",
-                &format!("codename={}", urlencode(&typed)),
-                None,
-            ),
+            post_form("/followup/en/login", &login_form(&typed), None),
         )
         .await;
         assert_eq!(res.status(), status, "{typed}");
@@ -630,7 +601,7 @@ async fn log_ins_beyond_the_derivation_limit_get_503() {
                 &r,
                 post_form(
                     "/followup/en/login",
-                    &format!("codename={}", urlencode(Codename::generate().as_str())),
+                    &login_form(Codename::generate().as_str()),
                     None,
                 ),
             )
@@ -653,7 +624,7 @@ async fn log_ins_beyond_the_derivation_limit_get_503() {
         &r,
         post_form(
             "/followup/en/login",
-            &format!("codename={}", urlencode(Codename::generate().as_str())),
+            &login_form(Codename::generate().as_str()),
             None,
         ),
     )
@@ -857,7 +828,7 @@ async fn follow_up_posts_work_from_old_and_privacy_minded_browsers() {
         }
         req
     };
-    let login_body = format!("codename={}", urlencode(&codename));
+    let login_body = login_form(&codename);
     let log_in = |site, origin| {
         with(
             post_form("/followup/en/login", &login_body, None),
@@ -960,11 +931,7 @@ async fn the_codename_box_forgives_separators_and_names_the_mistyped_word() {
     for typed in [words.join(", "), words.join("-"), numbered] {
         let res = send(
             &r,
-            post_form(
-                "/followup/en/login",
-                &format!("codename={}", urlencode(&typed)),
-                None,
-            ),
+            post_form("/followup/en/login", &login_form(&typed), None),
         )
         .await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{typed:?}");
@@ -976,28 +943,13 @@ async fn the_codename_box_forgives_separators_and_names_the_mistyped_word() {
     let typed = typo.join(" ");
     let res = send(
         &r,
-        post_form(
-            "/followup/ru/login",
-            &format!("codename={}", urlencode(&typed)),
-            None,
-        ),
+        post_form("/followup/ru/login", &login_form(&typed), None),
     )
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let page = body_text(res).await;
     assert!(page.contains("Слова номер 3 нет в списке"), "{page}");
     assert!(page.contains(&format!(">{typed}</textarea>")), "{page}");
-}
-
-fn codename_of(page: &str) -> String {
-    let start = page.find("class=\"codename-words\"").unwrap();
-    let rest = &page[start..];
-    let list = &rest[..rest.find("</ol>").unwrap()];
-    list.split("<span>")
-        .skip(1)
-        .filter_map(|s| s.split("</span>").next())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A reload of the success page ("Resend?") stores nothing a second time

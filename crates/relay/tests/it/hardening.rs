@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use testkit::{contains, files};
+use testkit::{codename_of, contains, files, log_in};
 use util::{Served, client, client_builder, demo_data, relay, stderr};
 
 #[test]
@@ -431,20 +431,7 @@ fn follow_up_leaves_no_codename_or_plaintext_in_files_or_logs() {
         .unwrap()
         .text()
         .unwrap();
-    let words = page
-        .split("class=\"codename-words\"")
-        .nth(1)
-        .unwrap()
-        .split("</p>")
-        .next()
-        .unwrap();
-    let codename: Vec<&str> = words
-        .split("<span>")
-        .skip(1)
-        .map(|w| w.split("</span>").next().unwrap())
-        .collect();
-    assert_eq!(codename.len(), 8);
-    let codename = codename.join(" ");
+    let codename = codename_of(&page);
 
     // The thread and the source's recipient, from a batch.
     let token = std::fs::read_to_string(data.join("demo-api.token")).unwrap();
@@ -491,27 +478,15 @@ fn follow_up_leaves_no_codename_or_plaintext_in_files_or_logs() {
     assert_eq!(pushed.status(), 200);
 
     // Log in (once with a wrong codename too), read, add, delete, log out.
-    let wrong = http
-        .post(format!("{url}/followup/en/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("codename=abacus+abdomen+abdominal+abide+abiding+ability+ablaze+able")
-        .send()
-        .unwrap();
-    assert_eq!(wrong.status(), 403);
-    let login = http
-        .post(format!("{url}/followup/en/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("codename={}", codename.replace(' ', "+")))
-        .send()
-        .unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let wrong = log_in(
+        &http,
+        &url,
+        "abacus abdomen abdominal abide abiding ability ablaze able",
+    );
+    assert_eq!(wrong.status, 403);
+    let login = log_in(&http, &url, &codename);
+    assert_eq!(login.status, 303);
+    let cookie = login.cookie.unwrap();
     let thread_page = http
         .get(format!("{url}/followup/en/"))
         .header("cookie", &cookie)

@@ -13,7 +13,8 @@ use crate::util;
 use std::time::Duration;
 
 use reqwest::blocking::multipart::{Form, Part};
-use util::{Served, client_builder, codename_of, demo_data, find_in_memory};
+use testkit::{codename_of, log_in};
+use util::{Served, client_builder, demo_data, find_in_memory};
 
 /// Percent-encoded, as reqwest (and some browsers) send a non-ASCII file
 /// name in `filename*=`.
@@ -79,27 +80,14 @@ fn the_relays_memory_holds_no_plaintext_a_few_seconds_after_requests() {
         assert_eq!(res.status(), 400);
         assert!(res.text().unwrap().contains(&refused_text));
         // 3. A mistyped log-in (given back in the box), then the log-in.
-        let login = |typed: &str| {
-            http.post(format!("{url}/followup/en/login"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("codename={}", typed.replace(' ', "+")))
-                .send()
-                .unwrap()
-        };
         let mut words: Vec<&str> = codename.split(' ').collect();
         words[2] = &typo;
-        let res = login(&words.join(" "));
-        assert_eq!(res.status(), 400);
-        assert!(res.text().unwrap().contains(&typo));
-        let res = login(&codename);
-        assert_eq!(res.status(), 303);
-        let cookie = res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let mistyped = log_in(&http, &url, &words.join(" "));
+        assert_eq!(mistyped.status, 400);
+        assert!(mistyped.page.contains(&typo));
+        let login = log_in(&http, &url, &codename);
+        assert_eq!(login.status, 303);
+        let cookie = login.cookie.unwrap();
         // 4. A follow-up in the thread.
         let form = Form::new().text("text", followup_text.clone());
         let res = http

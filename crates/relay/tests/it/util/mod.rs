@@ -267,22 +267,6 @@ pub fn stored_ciphertexts(data: &Path) -> Vec<(format::SubmissionId, Vec<u8>)> {
     out
 }
 
-/// The 8 words of the codename on a success page, joined by spaces.
-pub fn codename_of(page: &str) -> String {
-    let start = page.find("class=\"codename-words\"").expect("a codename");
-    let rest = &page[start..];
-    let list = &rest[..rest.find("</ol>").unwrap()];
-    let words: Vec<&str> = list
-        .split("<span>")
-        .skip(1)
-        .filter_map(|s| s.split("</span>").next())
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .collect();
-    assert_eq!(words.len(), 8, "{list}");
-    words.join(" ")
-}
-
 /// One readable mapping of a process, as `/proc/PID/maps` lists it.
 #[derive(Debug, Clone)]
 pub struct Region {

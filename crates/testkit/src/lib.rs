@@ -12,7 +12,9 @@
 //! - [`codename_of`], [`login_form`] and [`log_in`]: a source's codename
 //!   on a success page, and the follow-up log-in with it;
 //! - [`ReviewerCmd`] and [`reviewer_bin`]: `reviewer` command lines, run
-//!   in-process (`reviewer::run`) or as the binary.
+//!   in-process (`reviewer::run`) or as the binary;
+//! - [`html`]: a strict HTML reader, for pages that must parse as a browser
+//!   would build them.
 //!
 //! It depends on neither the relay nor the reviewer, so that a change to one
 //! does not rebuild the other's tests; callers pass what they know (a path,
@@ -22,6 +24,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod followup;
+pub mod html;
 mod reviewer;
 mod sealed;
 mod tree;

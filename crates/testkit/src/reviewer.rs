@@ -99,8 +99,19 @@ impl ReviewerCmd {
 }
 
 /// The `reviewer` binary of this build: `target/<profile>/reviewer`, beside
-/// the `deps/` directory the running test binary is in. `cargo test
-/// --workspace` (or `-p reviewer`) builds it before any test runs.
+/// the `deps/` directory the running test binary is in.
+///
+/// `cargo test --workspace` (or `-p reviewer`) builds it before any test
+/// runs. `cargo test -p e2e` alone does not (cargo builds the binaries of
+/// the packages under test only), yet the end-to-end tests need it as the
+/// scrubbing child of `reviewer open`. So if it is missing, the first call
+/// builds it, once per test process (a `OnceLock`; cargo's own lock keeps
+/// two processes apart), with `cargo build --locked -p reviewer --bin
+/// reviewer` into the same target directory and profile. The package under
+/// test is named too, so that the dependencies resolve with the features the
+/// test build used and are reused, not rebuilt. (Chosen over a copy of the
+/// reviewer's `main` in the e2e package, a second binary to link on every
+/// build, and over cargo's artifact dependencies, which are unstable.)
 pub fn reviewer_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -109,14 +120,54 @@ pub fn reviewer_bin() -> &'static Path {
         let profile_dir = exe
             .parent()
             .and_then(Path::parent)
-            .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()));
+            .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
+            .to_owned();
         let bin = profile_dir.join(format!("reviewer{}", std::env::consts::EXE_SUFFIX));
+        if !bin.is_file() {
+            build_reviewer(&profile_dir);
+        }
         assert!(
             bin.is_file(),
-            "{} is missing: run the tests with `cargo test --workspace` (it builds the \
-             reviewer binary)",
+            "{} is missing: build it with `cargo build -p reviewer --bin reviewer`, or run \
+             the tests with `cargo test --workspace`",
             bin.display()
         );
         bin
     })
+}
+
+/// `cargo build --locked -p reviewer --bin reviewer` into the target
+/// directory and profile `profile_dir` belongs to.
+fn build_reviewer(profile_dir: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--locked", "--bin", "reviewer", "-p", "reviewer"]);
+    // Cargo sets CARGO_PKG_NAME for the test binaries it runs.
+    if let Some(package) = std::env::var_os("CARGO_PKG_NAME")
+        && package != "reviewer"
+    {
+        cmd.arg("-p").arg(package);
+    }
+    match profile_dir.file_name().and_then(OsStr::to_str) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    cmd.arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    eprintln!("testkit: building the reviewer binary ({cmd:?})");
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
+    assert!(status.success(), "{cmd:?} failed: {status}");
 }

@@ -149,7 +149,7 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
 }
 
 /// Reads every stored file (data dir and temp dir). (What their times say
-/// is `tests/seizure.rs`'s subject.)
+/// is the `seizure` module's subject.)
 fn scan_stored(data: &Path, tmp: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for path in files(data).into_iter().chain(files(tmp)) {

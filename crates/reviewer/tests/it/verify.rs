@@ -399,7 +399,7 @@ fn replayed_batch() {
     );
     assert!(e.to_string().contains("already accepted"));
     // Into the archive that holds it, opening it again is a harmless no-op
-    // (tests/workbench.rs); into another output directory it is a replay.
+    // (the `workbench` module); into another output directory it is a replay.
     open(&env, &relay, &r, &[&path]).unwrap();
     let elsewhere = Env {
         dir: tempfile::tempdir().unwrap(),

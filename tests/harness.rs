@@ -17,6 +17,7 @@ use relay::config::Config;
 use relay::server::{self, Running};
 use relay::web::AppState;
 use reqwest::blocking::multipart::{Form, Part};
+use testkit::ReviewerCmd;
 
 /// A relay running in this process, on its own runtime.
 pub struct TestRelay {
@@ -118,6 +119,15 @@ impl TestRelay {
         self.data.join(relay::demo::DEMO_IDENTITY_FILE)
     }
 
+    /// `reviewer open BATCHES… --identity DEMO --relay-key KEY`, with the
+    /// demo reviewer identity and this relay's key; add `--state` and
+    /// `--out`.
+    pub fn open_cmd(&self, batches: &[&Path]) -> ReviewerCmd {
+        ReviewerCmd::open(batches)
+            .identity(self.identity())
+            .relay_key(self.pubkey())
+    }
+
     /// Path of the demo reviewer's reply-signing key (the demo config pins
     /// its public half).
     pub fn reply_signing_key(&self) -> PathBuf {
@@ -205,31 +215,15 @@ impl Drop for TestRelay {
     }
 }
 
-/// The `reviewer` binary the workspace build made (`open` runs it as its
-/// scrubbing child; this test binary is not a reviewer).
-pub fn reviewer_bin() -> PathBuf {
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/reviewer
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(format!("reviewer{}", std::env::consts::EXE_SUFFIX)))
-        .unwrap();
-    assert!(
-        bin.is_file(),
-        "{} is missing: run the end-to-end tests with `cargo test --workspace` (it builds the reviewer binary)",
-        bin.display()
-    );
-    bin
+/// Runs the reviewer CLI in-process (with the reviewer binary as the
+/// scrubbing child `open` starts: [`ReviewerCmd::argv`]).
+pub fn reviewer<S: AsRef<str>>(args: &[S]) -> Result<(), reviewer::Error> {
+    run(&ReviewerCmd::new(args.iter().map(|a| a.as_ref())))
 }
 
-/// Runs the reviewer CLI in-process.
-pub fn reviewer<S: AsRef<str>>(args: &[S]) -> Result<(), reviewer::Error> {
-    let mut argv = vec!["reviewer".to_owned()];
-    argv.extend(args.iter().map(|a| a.as_ref().to_owned()));
-    argv.push("--scrub-helper".to_owned());
-    argv.push(reviewer_bin().to_str().unwrap().to_owned());
-    reviewer::run(argv)
+/// Runs a reviewer command in-process.
+pub fn run(cmd: &ReviewerCmd) -> Result<(), reviewer::Error> {
+    reviewer::run(cmd.argv())
 }
 
 /// Path as a string argument.
@@ -250,33 +244,10 @@ pub fn random_with_canary(len: usize, canary: &[u8]) -> Vec<u8> {
 
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    all_files(dir)
+    testkit::files(dir)
         .into_iter()
-        .filter(|path| {
-            std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        })
+        .filter(|path| std::fs::read(path).is_ok_and(|bytes| testkit::contains(&bytes, needle)))
         .collect()
-}
-
-/// Every regular file under `dir` (recursively).
-pub fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The members of a tar file, in order, with their bytes.
@@ -350,19 +321,7 @@ pub fn workspace_root() -> PathBuf {
 /// it) and returns the folder of the one submission it holds.
 pub fn open_single(relay: &TestRelay, batch: &Path, out: &Path) -> PathBuf {
     let state = out.with_extension("state");
-    reviewer(&[
-        "open".to_owned(),
-        arg(batch),
-        "--identity".into(),
-        arg(&relay.identity()),
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(&state),
-        "--out".into(),
-        arg(out),
-    ])
-    .unwrap();
+    run(&relay.open_cmd(&[batch]).state(&state).out(out)).unwrap();
     let dirs: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -12,7 +12,7 @@
 // stdout; progress and failures go to stderr; the exit code is 0 only if
 // every check passed.
 //
-// Run by tests/browser.rs, which starts the relay and checks the sealed batch.
+// Run by tests/it/browser.rs, which starts the relay and checks the sealed batch.
 // By hand, against a running relay:
 //
 //   node tests/browser/drive.mjs --url https://127.0.0.1:8443 \

@@ -2,7 +2,7 @@
 //! on disk dates a submission.
 //!
 //! This is the only module that imports `sled` (a test keeps it so:
-//! `tests/boundaries.rs`), so the engine can be read, tested and swapped
+//! `tests/it/boundaries.rs`), so the engine can be read, tested and swapped
 //! alone (an object store would go behind this same boundary if ciphertext
 //! ever outgrew a disk).
 //!

@@ -327,23 +327,6 @@ fn offline_reply_import_is_all_or_nothing() {
     assert!(status_line(&data).contains("follow-up threads: 1, replies held: 1"));
 }
 
-/// Every file and directory under `dir`, relative, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            if p.is_dir() {
-                todo.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A real (non-demo) config outside its data directory, as in /etc/relay:
 /// the demo's certificate and reviewer key (copied to `root/etc`), without
 /// `demo = true`.
@@ -379,8 +362,8 @@ fn a_real_relays_data_directory_never_becomes_a_demo() {
         200
     );
     served.stop();
-    let before = listing(&data);
-    assert!(before.contains(&"signing.key".to_owned()), "{before:?}");
+    let before = testkit::paths(&data);
+    assert!(before.contains(&data.join("signing.key")), "{before:?}");
 
     // Forgetting --config: refused, and nothing is added to the directory.
     let o = relay(&["serve", "--data", d]);
@@ -390,7 +373,7 @@ fn a_real_relays_data_directory_never_becomes_a_demo() {
         e.contains("no config") && e.contains("--config") && e.contains("relay demo"),
         "{e}"
     );
-    assert_eq!(listing(&data), before);
+    assert_eq!(testkit::paths(&data), before);
 
     // An explicit demo in it: refused too.
     let o = relay(&["demo", "--data", d]);
@@ -400,7 +383,7 @@ fn a_real_relays_data_directory_never_becomes_a_demo() {
         e.contains("refusing to set up a demo") && e.contains("store"),
         "{e}"
     );
-    assert_eq!(listing(&data), before);
+    assert_eq!(testkit::paths(&data), before);
 
     // A demo key left in a real relay's directory stops it from starting.
     std::fs::copy(

@@ -994,19 +994,12 @@ fn a_demo_relays_batch_says_so_to_production_keys() {
     let id_file = relay.root.path().join("production.key");
     std::fs::write(&id_file, &identity).unwrap();
     let out = relay.root.path().join("cases");
-    let e = reviewer(&[
-        "open".to_owned(),
-        arg(&batch),
-        "--identity".into(),
-        arg(&id_file),
-        "--relay-key".into(),
-        relay.pubkey(),
-        "--state".into(),
-        arg(&relay.root.path().join("state")),
-        "--out".into(),
-        arg(&out),
-    ])
-    .unwrap_err();
+    let open = ReviewerCmd::open([&batch])
+        .identity(&id_file)
+        .relay_key(relay.pubkey())
+        .state(relay.root.path().join("state"))
+        .out(&out);
+    let e = run(&open).unwrap_err();
     let text = e.to_string();
     assert!(
         text.contains("comes from a demo relay") && text.contains("demo-reviewer.key"),
@@ -1048,18 +1041,11 @@ fn two_relays_merge_into_one_archive() {
     let out = work.path().join("cases");
     let state = work.path().join("state");
     let open_one = |relay: &TestRelay, batch: &Path| {
-        reviewer(&[
-            "open".to_owned(),
-            arg(batch),
-            "--identity".into(),
-            arg(&a.identity()),
-            "--relay-key".into(),
-            relay.pubkey(),
-            "--state".into(),
-            arg(&state),
-            "--out".into(),
-            arg(&out),
-        ])
+        run(&ReviewerCmd::open([batch])
+            .identity(a.identity())
+            .relay_key(relay.pubkey())
+            .state(&state)
+            .out(&out))
     };
     let mut batches = Vec::new();
     for round in 0..2 {

@@ -9,3 +9,4 @@ mod browser;
 mod end_to_end;
 mod epochs;
 mod followup;
+mod one_build;

@@ -317,11 +317,10 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// Opens `batch` with the demo reviewer identity into `out` (state beside
-/// it) and returns the folder of the one submission it holds.
+/// Opens `batch` with the demo reviewer identity into the archive `out`
+/// and returns the folder of the one submission it holds.
 pub fn open_single(relay: &TestRelay, batch: &Path, out: &Path) -> PathBuf {
-    let state = out.with_extension("state");
-    run(&relay.open_cmd(&[batch]).state(&state).out(out)).unwrap();
+    run(&relay.open_cmd(&[batch]).out(out)).unwrap();
     let dirs: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

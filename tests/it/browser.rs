@@ -125,10 +125,7 @@ fn kazakh_form_without_javascript_reaches_the_reviewer() {
             .all(|e| e.thread == Some(m.threads[0].id))
     );
     let opened = relay.root.path().join("opened");
-    let open = relay
-        .open_cmd(&[&batch])
-        .state(opened.with_extension("state"))
-        .out(&opened);
+    let open = relay.open_cmd(&[&batch]).out(&opened);
     run(&open).unwrap();
     let read = |e: &format::ManifestEntry| -> serde_json::Value {
         let json =

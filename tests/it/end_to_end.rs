@@ -15,24 +15,20 @@ type Members = Vec<(String, Vec<u8>)>;
 
 const CATEGORY: &str = "prisoners";
 
-/// Opens every batch in `batches` (in order) into `out`.
-fn open(
-    relay: &TestRelay,
-    batches: &[&Path],
-    state: &Path,
-    out: &Path,
-) -> Result<(), reviewer::Error> {
-    run(&relay.open_cmd(batches).state(state).out(out))
+/// Opens every batch in `batches` (in order) into the archive `out`.
+fn open(relay: &TestRelay, batches: &[&Path], out: &Path) -> Result<(), reviewer::Error> {
+    run(&relay.open_cmd(batches).out(out))
 }
 
-fn verify(relay: &TestRelay, batch: &Path, state: &Path) -> Result<(), reviewer::Error> {
+/// `reviewer verify BATCH --archive ARCHIVE`: against what the archive holds.
+fn verify(relay: &TestRelay, batch: &Path, archive: &Path) -> Result<(), reviewer::Error> {
     reviewer(&[
         "verify".to_owned(),
         arg(batch),
         "--relay-key".into(),
         relay.pubkey(),
-        "--state".into(),
-        arg(state),
+        "--archive".into(),
+        arg(archive),
     ])
 }
 
@@ -99,10 +95,9 @@ fn submit_fetch_verify_open_ack_over_tls() {
     assert_eq!(fetched.len(), 1, "{fetched:?}");
 
     // Offline: verify, then open.
-    let state = work.join("state");
     let out = work.join("opened");
-    verify(&relay, &fetched[0], &state).unwrap();
-    open(&relay, &[&fetched[0]], &state, &out).unwrap();
+    verify(&relay, &fetched[0], &out).unwrap();
+    open(&relay, &[&fetched[0]], &out).unwrap();
 
     let sub = submission_dir(&out);
     let testimony = std::fs::read_to_string(sub.join("testimony.json")).unwrap();
@@ -195,11 +190,9 @@ fn every_configured_reviewer_can_open() {
         let id_file = relay.root.path().join(format!("reviewer{n}.key"));
         std::fs::write(&id_file, identity).unwrap();
         let out = relay.root.path().join(format!("out{n}"));
-        let state = relay.root.path().join(format!("state{n}"));
         let open = ReviewerCmd::open([&batch])
             .identity(&id_file)
             .relay_key(relay.pubkey())
-            .state(&state)
             .out(&out);
         run(&open).unwrap();
         let t = std::fs::read_to_string(submission_dir(&out).join("testimony.json")).unwrap();
@@ -405,14 +398,13 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
     for (what, m) in &variants {
         let path = work.join("bad.tar");
         write_tar(&path, m);
-        let state = work.join("state");
         let out = work.join("out");
         assert!(
-            verify(&relay, &path, &state).is_err(),
+            verify(&relay, &path, &out).is_err(),
             "verify accepted: {what}"
         );
         assert!(
-            open(&relay, &[&path], &state, &out).is_err(),
+            open(&relay, &[&path], &out).is_err(),
             "open accepted: {what}"
         );
         assert!(
@@ -420,7 +412,6 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
             "{what}: wrote {:?}",
             testkit::files(&out)
         );
-        assert!(testkit::files(&state).is_empty(), "{what}: state changed");
     }
 
     // A truncated download.
@@ -437,7 +428,7 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
             arg(&batch),
             "--relay-key".into(),
             other.pubkey(),
-            "--state".into(),
+            "--archive".into(),
             arg(&work.join("s2")),
         ])
         .is_err()
@@ -445,7 +436,7 @@ fn tampered_batches_are_refused_and_nothing_is_written() {
 
     // The untouched batch still opens.
     let out = work.join("good");
-    open(&relay, &[&batch], &work.join("state"), &out).unwrap();
+    open(&relay, &[&batch], &out).unwrap();
     assert_eq!(
         testkit::files(&out)
             .iter()
@@ -463,22 +454,22 @@ fn chain_refuses_replayed_and_skipped_batches() {
         assert_eq!(relay.submit(CATEGORY, &format!("batch {n}"), &[]).0, 200);
         batches.push(relay.next_batch().unwrap());
     }
-    let state = relay.root.path().join("state");
     let out = relay.root.path().join("out");
-    open(&relay, &[&batches[0]], &state, &out).unwrap();
+    open(&relay, &[&batches[0]], &out).unwrap();
     // Skipping batch 2 is refused, and writes nothing.
     let before = testkit::files(&out);
-    assert!(open(&relay, &[&batches[2]], &state, &out).is_err());
-    // Replaying batch 1: into the archive that holds it, a harmless no-op;
-    // into another archive, refused by the chain state.
-    open(&relay, &[&batches[0]], &state, &out).unwrap();
+    assert!(open(&relay, &[&batches[2]], &out).is_err());
+    // Replaying batch 1 into the archive that holds it: a harmless no-op.
+    open(&relay, &[&batches[0]], &out).unwrap();
+    assert!(verify(&relay, &batches[0], &out).is_ok());
+    assert_eq!(testkit::files(&out), before);
+    // Another archive has a chain of its own: batch 1 opens there (the
+    // reviewer's choice), and the first archive is not affected by it.
     let other = relay.root.path().join("other");
-    assert!(open(&relay, &[&batches[0]], &state, &other).is_err());
-    assert!(!other.exists());
-    assert!(verify(&relay, &batches[0], &state).is_err());
+    open(&relay, &[&batches[0]], &other).unwrap();
     assert_eq!(testkit::files(&out), before);
     // In order, both open.
-    open(&relay, &[&batches[2], &batches[1]], &state, &out).unwrap();
+    open(&relay, &[&batches[2], &batches[1]], &out).unwrap();
     assert_eq!(testkit::files(&out.join("receipts")).len(), 3);
 }
 
@@ -495,7 +486,7 @@ fn submissions_survive_a_restart_and_acks_wait_for_durability() {
     assert_eq!(relay.stats().submissions, 1);
     let batch = relay.next_batch().unwrap();
     let out = relay.root.path().join("out");
-    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    open(&relay, &[&batch], &out).unwrap();
     assert!(
         std::fs::read_to_string(submission_dir(&out).join("testimony.json"))
             .unwrap()
@@ -843,7 +834,7 @@ fn a_kazakh_submission_records_its_language_and_labelled_answers() {
 
     let batch = relay.next_batch().unwrap();
     let out = relay.root.path().join("out");
-    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    open(&relay, &[&batch], &out).unwrap();
     let sub = submission_dir(&out);
     let json = std::fs::read(sub.join("testimony.json")).unwrap();
     let t = format::Testimony::from_json(&json).unwrap();
@@ -969,7 +960,7 @@ fn operator_questions_are_asked_and_required() {
 
     let batch = relay.next_batch().unwrap();
     let out = relay.root.path().join("out");
-    open(&relay, &[&batch], &relay.root.path().join("state"), &out).unwrap();
+    open(&relay, &[&batch], &out).unwrap();
     let t = format::Testimony::from_json(
         &std::fs::read(submission_dir(&out).join("testimony.json")).unwrap(),
     )
@@ -997,7 +988,6 @@ fn a_demo_relays_batch_says_so_to_production_keys() {
     let open = ReviewerCmd::open([&batch])
         .identity(&id_file)
         .relay_key(relay.pubkey())
-        .state(relay.root.path().join("state"))
         .out(&out);
     let e = run(&open).unwrap_err();
     let text = e.to_string();
@@ -1039,12 +1029,10 @@ fn two_relays_merge_into_one_archive() {
     assert_ne!(a.pubkey(), b.pubkey());
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("cases");
-    let state = work.path().join("state");
     let open_one = |relay: &TestRelay, batch: &Path| {
         run(&ReviewerCmd::open([batch])
             .identity(a.identity())
             .relay_key(relay.pubkey())
-            .state(&state)
             .out(&out))
     };
     let mut batches = Vec::new();
@@ -1094,4 +1082,166 @@ fn two_relays_merge_into_one_archive() {
     assert_eq!(count(), 4);
     // The archive holds up as a whole.
     reviewer(&["verify-archive".to_owned(), arg(&out)]).unwrap();
+}
+
+/// The reviewer binary's exit code, standard output and standard error.
+fn reviewer_bin(args: &[String]) -> (i32, String, String) {
+    let o = ReviewerCmd::new(args).output();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn globs_work_a_cut_off_batch_is_fetched_again_and_ack_takes_many_receipts() {
+    let relay = TestRelay::start();
+    let work = relay.root.path().join("reviewer");
+    let batches = work.join("batches");
+    let cases = work.join("cases");
+    let online = |cmd: &str, rest: &[String]| {
+        let mut args = vec![cmd.to_owned()];
+        args.extend(rest.iter().cloned());
+        args.extend([
+            "--relay".into(),
+            relay.url.clone(),
+            "--token-file".into(),
+            arg(&relay.token_file()),
+            "--tls-cert".into(),
+            arg(&relay.cert()),
+        ]);
+        reviewer_bin(&args)
+    };
+    let fetch = |extra: &[&str]| {
+        let mut rest = vec!["--out".to_owned(), arg(&batches)];
+        rest.extend(extra.iter().map(|s| (*s).to_owned()));
+        online("fetch", &rest)
+    };
+    for n in 1..=2 {
+        assert_eq!(relay.submit(CATEGORY, &format!("batch {n}"), &[]).0, 200);
+        let (code, out, err) = fetch(&[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("saved "), "{out}");
+    }
+    let files = testkit::files(&batches);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (b1, b2) = (files[0].clone(), files[1].clone());
+    let whole_2 = std::fs::read(&b2).unwrap();
+
+    // A download cut off: the next fetch replaces it, byte for byte.
+    std::fs::write(&b2, &whole_2[..whole_2.len() / 2]).unwrap();
+    let (code, out, err) = fetch(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("replaced a cut-off or damaged copy with "),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&b2).unwrap(), whole_2);
+    // One batch by its number: whole, nothing to do; damaged, replaced.
+    let (code, out, _) = fetch(&["--batch", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("batch 1 is already in ") && out.contains("whole: nothing to do"),
+        "{out}"
+    );
+    let whole_1 = std::fs::read(&b1).unwrap();
+    let mut damaged = whole_1.clone();
+    let n = damaged.len();
+    damaged[n - 2000] ^= 0x40;
+    std::fs::write(&b1, &damaged).unwrap();
+    let (code, out, err) = fetch(&["--batch", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("replaced a cut-off or damaged copy with "),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&b1).unwrap(), whole_1);
+    let (code, _, err) = fetch(&["--batch", "9"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the relay lists no unacknowledged batch 9"),
+        "{err}"
+    );
+
+    // `open --out` into a folder of other things is refused, writing nothing.
+    let documents = work.join("Documents");
+    std::fs::create_dir_all(&documents).unwrap();
+    std::fs::write(documents.join("letter.odt"), b"personal").unwrap();
+    let open_into = |dir: &Path| {
+        let mut args = vec!["open".to_owned(), arg(&b1), arg(&b2)];
+        args.extend([
+            "--identity".into(),
+            arg(&relay.identity()),
+            "--relay-key".into(),
+            relay.pubkey(),
+            "--out".into(),
+            arg(dir),
+        ]);
+        reviewer_bin(&args)
+    };
+    let (code, _, err) = open_into(&documents);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is not empty and is not a reviewer archive"),
+        "{err}"
+    );
+    assert_eq!(testkit::files(&documents), [documents.join("letter.odt")]);
+
+    // verify, open, verify: what the archive holds is said and skipped.
+    let verify = || {
+        reviewer_bin(&[
+            "verify".into(),
+            arg(&b1),
+            arg(&b2),
+            "--relay-key".into(),
+            relay.pubkey(),
+            "--archive".into(),
+            arg(&cases),
+        ])
+    };
+    let (code, out, err) = verify();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("OK batch ").count(), 2, "{out}");
+    let (code, _, err) = open_into(&cases);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = verify();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("is already in the archive").count(), 2, "{out}");
+
+    // ack takes every receipt; one that is not a receipt is named, the
+    // others are acknowledged, and the exit code says something failed.
+    let mut receipts: Vec<String> = testkit::files(&cases.join("receipts"))
+        .iter()
+        .map(|p| arg(p))
+        .collect();
+    assert_eq!(receipts.len(), 2);
+    let bogus = work.join("not-a-receipt.json");
+    std::fs::write(&bogus, b"{}").unwrap();
+    let mut with_bogus = receipts.clone();
+    with_bogus.insert(1, arg(&bogus));
+    assert_eq!(relay.stats().submissions, 2);
+    let (code, out, err) = online("ack", &with_bogus);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.matches("relay deleted 1 submissions of batch").count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        err.contains("not-a-receipt.json: ")
+            && err.contains("1 of 3 receipts were not acknowledged"),
+        "{err}"
+    );
+    assert_eq!(relay.stats().submissions, 0);
+    // Again: already done, said so, exit 0.
+    receipts.reverse();
+    let (code, out, err) = online("ack", &receipts);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.matches("was already acknowledged: nothing to do")
+            .count(),
+        2,
+        "{out}"
+    );
 }

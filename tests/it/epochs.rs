@@ -16,7 +16,6 @@ fn open(
     relay: &TestRelay,
     batches: &[&Path],
     identities: &[&Path],
-    state: &Path,
     out: &Path,
     extra: &[&str],
 ) -> Result<(), reviewer::Error> {
@@ -24,11 +23,7 @@ fn open(
     for i in identities {
         open = open.identity(i);
     }
-    let open = open
-        .relay_key(relay.pubkey())
-        .state(state)
-        .out(out)
-        .args(extra);
+    let open = open.relay_key(relay.pubkey()).out(out).args(extra);
     run(&open)
 }
 
@@ -125,13 +120,12 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     assert_eq!(epochs(&batch_2), [2]);
 
     // Opened with each epoch's identity.
-    let state = work.join("state");
     let out = work.join("opened");
-    open(&relay, &[&batch_1], &[&identity_1], &state, &out, &[]).unwrap();
+    open(&relay, &[&batch_1], &[&identity_1], &out, &[]).unwrap();
     // The relay sealed epoch 2's submission to epoch 2 only: the old
     // identity cannot open it, and the refusal writes nothing.
     let before = testkit::files(&out);
-    let e = open(&relay, &[&batch_2], &[&identity_1], &state, &out, &[]).unwrap_err();
+    let e = open(&relay, &[&batch_2], &[&identity_1], &out, &[]).unwrap_err();
     assert!(
         matches!(
             e,
@@ -140,7 +134,7 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
         "{e}"
     );
     assert_eq!(testkit::files(&out), before);
-    open(&relay, &[&batch_2], &[&identity_2], &state, &out, &[]).unwrap();
+    open(&relay, &[&batch_2], &[&identity_2], &out, &[]).unwrap();
     let txt = |d: &Path| std::fs::read_to_string(d.join("testimony.txt")).unwrap();
     let sub_1 = opened_with(&out, canary_1);
     let sub_2 = opened_with(&out, canary_2);
@@ -154,7 +148,6 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
         &relay,
         &[&batch_1, &batch_2],
         &[&identity_2, &identity_1],
-        &work.join("state-both"),
         &both_out,
         &[],
     )
@@ -179,17 +172,8 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
     // with what is left, and the attempt writes nothing.
     let copy_1 = work.join("copy-of-batch-1.tar");
     std::fs::copy(&batch_1, &copy_1).unwrap();
-    let fresh_state = work.join("state-after");
     let fresh_out = work.join("opened-after");
-    let e = open(
-        &relay,
-        &[&copy_1],
-        &[&identity_2],
-        &fresh_state,
-        &fresh_out,
-        &[],
-    )
-    .unwrap_err();
+    let e = open(&relay, &[&copy_1], &[&identity_2], &fresh_out, &[]).unwrap_err();
     assert!(
         matches!(
             e,
@@ -197,23 +181,18 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("sealed to epoch 1"), "{e}");
+    assert!(
+        e.to_string().contains("is not a recipient of submission")
+            && e.to_string().contains("your reviewer key for epoch 1?"),
+        "{e}"
+    );
     assert!(
         testkit::files(&fresh_out).is_empty(),
         "{:?}",
         testkit::files(&fresh_out)
     );
-    assert!(testkit::files(&fresh_state).is_empty());
     // The retired identity file itself is gone, not merely renamed.
-    let e = open(
-        &relay,
-        &[&copy_1],
-        &[&identity_1],
-        &fresh_state,
-        &fresh_out,
-        &[],
-    )
-    .unwrap_err();
+    let e = open(&relay, &[&copy_1], &[&identity_1], &fresh_out, &[]).unwrap_err();
     assert!(matches!(e, reviewer::Error::Io { .. }), "{e}");
 
     // Epoch 2's submission still opens with identity 2.
@@ -222,7 +201,6 @@ fn a_retired_epoch_stays_sealed_and_the_current_one_opens() {
         &relay,
         &[&batch_2],
         &[&identity_2],
-        &work.join("state-epoch-2"),
         &out_2,
         &["--start-at", "2"],
     )

@@ -27,8 +27,8 @@ fn client(relay: &TestRelay) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn open(relay: &TestRelay, batch: &Path, state: &Path, out: &Path) {
-    run(&relay.open_cmd(&[batch]).state(state).out(out)).unwrap();
+fn open(relay: &TestRelay, batch: &Path, out: &Path) {
+    run(&relay.open_cmd(&[batch]).out(out)).unwrap();
 }
 
 #[test]
@@ -57,9 +57,9 @@ fn codename_reply_and_follow_up_end_to_end() {
     assert_eq!(m1.threads.len(), 1);
     let thread = m1.threads[0].id;
     assert_eq!(m1.submissions[0].thread, Some(thread));
-    let state = root.join("reviewer-state");
     let cases = root.join("cases");
-    open(&relay, &batch1, &state, &cases);
+    let state = cases.join(".state");
+    open(&relay, &batch1, &cases);
     let index = std::fs::read_to_string(state.join("threads.json")).unwrap();
     assert!(index.contains(&thread.to_string()), "{index}");
     assert!(index.contains(&m1.threads[0].recipient));
@@ -75,6 +75,7 @@ fn codename_reply_and_follow_up_end_to_end() {
     let bundle = root.join("reply-1.json");
     reviewer(&[
         "reply".to_owned(),
+        arg(&cases),
         "--signing-key".into(),
         arg(&relay.reply_signing_key()),
         "--thread".into(),
@@ -85,8 +86,6 @@ fn codename_reply_and_follow_up_end_to_end() {
         arg(&bundle),
         "-r".into(),
         reviewer_recipient,
-        "--state".into(),
-        arg(&state),
     ])
     .unwrap();
     std::fs::remove_file(&message).unwrap();
@@ -177,9 +176,8 @@ fn codename_reply_and_follow_up_end_to_end() {
     assert_eq!(m2.submissions.len(), 1);
     assert_eq!(m2.submissions[0].thread, Some(thread));
     assert_eq!(m2.threads, m1.threads);
-    let cases2 = root.join("cases2");
-    open(&relay, &batch2, &state, &cases2);
-    let folder = cases2.join(m2.submissions[0].id.to_string());
+    open(&relay, &batch2, &cases);
+    let folder = cases.join(m2.submissions[0].id.to_string());
     let text = std::fs::read_to_string(folder.join("testimony.txt")).unwrap();
     assert!(text.contains(CANARY_FOLLOWUP), "{text}");
     assert!(text.contains(&format!("Thread: {thread}")), "{text}");

@@ -237,6 +237,45 @@ impl Archive {
             .map_err(|reason| Error::Archive(ArchiveError::BadArchive { path, reason }))
     }
 
+    /// The archive `reviewer open` may write into `root`: an existing
+    /// archive, or a folder that does not exist or is empty. Anything else
+    /// (`~/Documents`, a typo for the real archive) is refused before
+    /// anything is written: testimony mixed with personal files is hard to
+    /// separate and easy to leak, and a batch opened there would be held
+    /// by the wrong archive. An empty folder may hold what a file manager
+    /// puts in every folder (`.DS_Store`, `Thumbs.db`, `desktop.ini`); a
+    /// folder with a `.staging-…` directory is one whose first `open` was
+    /// interrupted, and is ours.
+    pub fn load_for_open(root: &Path) -> Result<Self, Error> {
+        if !exists_no_follow(&root.join(ARCHIVE_FILE))? {
+            let entries = match std::fs::read_dir(root) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::load(root),
+                Err(e) => return Err(Error::io("read directory", root, e)),
+            };
+            let mut foreign = false;
+            for entry in entries {
+                let name = entry
+                    .map_err(|e| Error::io("read directory", root, e))?
+                    .file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".staging-") {
+                    foreign = false;
+                    break;
+                }
+                if !matches!(&*name, ".DS_Store" | "Thumbs.db" | "desktop.ini") {
+                    foreign = true;
+                }
+            }
+            if foreign {
+                return Err(Error::Archive(ArchiveError::NotEmptyNotArchive {
+                    dir: root.into(),
+                }));
+            }
+        }
+        Self::load(root)
+    }
+
     /// The archive in `root`, which must exist (the triage, export, report
     /// and verify commands).
     pub fn open(root: &Path) -> Result<Self, Error> {
@@ -377,6 +416,20 @@ impl Archive {
         self.batches
             .iter()
             .find(|b| b.relay_key == relay_key && b.batch_id == *id)
+    }
+
+    /// The last (highest-sequence) batch of this relay in the archive, as
+    /// a chain state: where the relay's chain continues in this archive.
+    pub fn tip(&self, relay_key: &str) -> Option<crate::state::ChainState> {
+        self.batches
+            .iter()
+            .filter(|b| b.relay_key == relay_key)
+            .max_by_key(|b| b.sequence)
+            .map(|b| crate::state::ChainState {
+                sequence: b.sequence,
+                batch_id: b.batch_id,
+                manifest_sha256: b.manifest_sha256,
+            })
     }
 
     /// Whether a batch that verified with the pinned key is already in the
@@ -834,6 +887,26 @@ pub enum ArchiveError {
         archived_sequence: u64,
     },
 
+    /// The archive's replies file is unreadable or broken.
+    #[error(
+        "the replies file {path} is unusable ({reason}): restore it from the archive's backup; the replies themselves are on the relay until each source reads them"
+    )]
+    BadReplies {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// `open --out` names a folder with other things in it.
+    #[error(
+        "{dir} is not empty and is not a reviewer archive (it has no archive.json): testimony would be mixed with what is there; pass a new or empty folder, or the archive you opened batches into before"
+    )]
+    NotEmptyNotArchive {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+
     /// The batch is already in the archive (`reviewer open` reports it as
     /// nothing to do; the library refuses to open it twice).
     #[error("batch {sequence} of relay {relay} is already in the archive {dir}: nothing to do")]
@@ -886,6 +959,26 @@ pub enum ArchiveError {
     /// An id prefix matches several submissions.
     #[error("{given} is the start of {matches} submission ids: give more of its digits")]
     AmbiguousSubmission {
+        /// The prefix given.
+        given: String,
+        /// How many ids start with it.
+        matches: usize,
+    },
+
+    /// No follow-up thread of the archive has this id (or prefix).
+    #[error(
+        "no follow-up thread in the archive {dir} has an id starting with {given}: `reviewer threads {dir}` lists them (a thread is known once a batch naming it is opened)"
+    )]
+    UnknownThread {
+        /// The id or prefix given.
+        given: String,
+        /// The archive directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// A thread id prefix matches several threads.
+    #[error("{given} is the start of {matches} thread ids: give more of its digits")]
+    AmbiguousThread {
         /// The prefix given.
         given: String,
         /// How many ids start with it.

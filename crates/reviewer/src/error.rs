@@ -91,7 +91,7 @@ impl Error {
             Self::Verify(crate::verify::VerifyError::NotFirst { .. })
             | Self::Verify(crate::verify::VerifyError::Gap { .. })
             | Self::Verify(crate::verify::VerifyError::Replay { .. }) => Some(
-                "the chain state lives in --state DIR, $REVIEWER_STATE_DIR, or $XDG_STATE_HOME/relay-reviewer",
+                "each archive keeps the chain of the batches it holds in its .state folder; open a relay's batches into one archive, in order",
             ),
             Self::Verify(crate::verify::VerifyError::BadSignature { .. }) => Some(
                 "pin the key once, from a trusted channel: compare it with the operator in person",
@@ -103,9 +103,9 @@ impl Error {
                 "a thread's source recipient is derived from the source's codename and never changes",
             ),
             Self::Thread(crate::threads::ThreadError::UnknownThread { .. })
-            | Self::Thread(crate::threads::ThreadError::ThreadNotInBatches { .. }) => Some(
-                "`reviewer open` records the threads of every batch it opens in the state directory",
-            ),
+            | Self::Thread(crate::threads::ThreadError::ThreadNotInBatches { .. }) => {
+                Some("`reviewer open` records the threads of every batch it opens in the archive")
+            }
             Self::Archive(crate::archive::ArchiveError::SubmissionConflict { .. })
             | Self::Archive(crate::archive::ArchiveError::BatchConflict { .. }) => Some(
                 "nothing in the archive changed; `reviewer verify-archive DIR` re-checks what it holds",
@@ -116,6 +116,25 @@ impl Error {
                 "retire an epoch only after the relay seals to a newer one and every batch of it is opened and acknowledged",
             ),
             _ => None,
+        }
+    }
+
+    /// Names the archive in a replay refusal (the chain state it was
+    /// checked against is that archive's).
+    pub(crate) fn in_archive(self, dir: &std::path::Path) -> Self {
+        match self {
+            Self::Verify(crate::verify::VerifyError::Replay {
+                path,
+                sequence,
+                last,
+                archive: None,
+            }) => Self::Verify(crate::verify::VerifyError::Replay {
+                path,
+                sequence,
+                last,
+                archive: Some(dir.into()),
+            }),
+            e => e,
         }
     }
 

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::fsutil::{HashingReader, ensure_dir, exists_no_follow, read_small, sync_dir};
 use crate::reply::CheckedBundle;
-use crate::verify::read_manifest_unverified;
+use crate::verify::{VerifyError, check_complete_unverified};
 
 /// Largest batch download accepted (64 GiB). A batch holds at most 65,536
 /// submissions; anything larger than this is not a batch worth a disk.
@@ -79,6 +79,8 @@ pub struct FetchedBatch {
     pub batch_id: BatchId,
     /// How many submissions its manifest lists.
     pub submissions: usize,
+    /// Whether it replaced a damaged or cut-off copy of itself.
+    pub replaced: bool,
 }
 
 /// What the relay said to an acknowledgement.
@@ -165,12 +167,34 @@ impl RelayClient {
     }
 }
 
-/// Downloads every batch the relay holds that `out` does not, then asks for
-/// new batches until there are none. `on_saved` is called after each batch
-/// is safely on disk.
+/// Which batches [`fetch`] downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// Every batch the relay holds that `out` does not hold whole, then
+    /// new batches until there are none.
+    New,
+    /// This one only (its sequence number or id, as the listing gives
+    /// them), even if `out` holds a copy, unless that copy is whole.
+    One(String),
+}
+
+/// Whether `path` holds batch `id`/`sequence` whole: every ciphertext its
+/// manifest lists, with its size and hash ([`check_complete_unverified`]).
+/// A cut-off download or a damaged copy is not whole.
+fn holds_whole(path: &Path, id: &BatchId, sequence: u64) -> Result<bool, Error> {
+    if !exists_no_follow(path)? {
+        return Ok(false);
+    }
+    Ok(check_complete_unverified(path).is_ok_and(|m| m.batch_id == *id && m.sequence == sequence))
+}
+
+/// Downloads batches into `out` ([`Which`]). A copy in `out` that is not
+/// whole (a download cut off, a damaged disk) is downloaded again and
+/// replaced. `on_saved` is called after each batch is safely on disk.
 pub fn fetch(
     client: &RelayClient,
     out: &Path,
+    which: &Which,
     mut on_saved: impl FnMut(&FetchedBatch),
 ) -> Result<Vec<FetchedBatch>, Error> {
     ensure_dir(out)?;
@@ -192,12 +216,33 @@ pub fn fetch(
             reason: "it lists too many batches".into(),
         }));
     }
+    let wanted: Vec<_> = match which {
+        Which::New => listing.batches.iter().collect(),
+        Which::One(given) => {
+            let g = given.trim().to_ascii_lowercase();
+            let found: Vec<_> = listing
+                .batches
+                .iter()
+                .filter(|b| {
+                    g.parse::<u64>().is_ok_and(|n| n == b.sequence) || b.batch_id.to_string() == g
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(Error::Fetch(FetchError::NoSuchBatch {
+                    given: given.clone(),
+                    listed: listing.batches.len(),
+                }));
+            }
+            found
+        }
+    };
 
-    for listed in &listing.batches {
+    for listed in wanted {
         let name = out.join(batch_file_name(listed.sequence, &listed.batch_id));
-        if exists_no_follow(&name)? {
+        if holds_whole(&name, &listed.batch_id, listed.sequence)? {
             continue;
         }
+        let replace = exists_no_follow(&name)?;
         let path = format!("/api/v1/batches/{}", listed.batch_id);
         let what = format!("GET {path}");
         let (response, url) = client.get(&path)?;
@@ -212,11 +257,15 @@ pub fn fetch(
             &url,
             &what,
             Some((listed.batch_id, listed.sequence)),
+            replace,
         )?;
         if let Some(f) = fetched {
             on_saved(&f);
             saved.push(f);
         }
+    }
+    if matches!(which, Which::One(_)) {
+        return Ok(saved);
     }
 
     let what = "GET /api/v1/batches/next";
@@ -225,7 +274,7 @@ pub fn fetch(
         match response.status() {
             StatusCode::NO_CONTENT => break,
             StatusCode::OK => {
-                if let Some(f) = save_batch(response, out, &url, what, None)? {
+                if let Some(f) = save_batch(response, out, &url, what, None, false)? {
                     on_saved(&f);
                     saved.push(f);
                 }
@@ -241,14 +290,17 @@ pub fn fetch(
     Ok(saved)
 }
 
-/// Streams a batch to a temporary file in `out`, names it after its
-/// manifest and moves it into place. `None` if an identical copy was there.
+/// Streams a batch to a temporary file in `out`, checks that it is whole,
+/// names it after its manifest and moves it into place. `None` if an
+/// identical copy was there. With `replace`, a copy of it that is not whole
+/// is replaced (atomically: a rename over it).
 fn save_batch(
     mut response: Response,
     out: &Path,
     url: &str,
     what: &str,
     expected: Option<(BatchId, u64)>,
+    replace: bool,
 ) -> Result<Option<FetchedBatch>, Error> {
     if response
         .content_length()
@@ -294,8 +346,18 @@ fn save_batch(
             reason,
         })
     };
-    let manifest =
-        read_manifest_unverified(&tmp_path).map_err(|r| bad(format!("not a batch: {r}")))?;
+    // Whole: a download cut off (or a relay sending less than its
+    // manifest lists) is never saved under a batch's name.
+    let manifest = check_complete_unverified(&tmp_path).map_err(|e| {
+        bad(format!(
+            "not a whole batch ({}); nothing was saved: run `reviewer fetch` again",
+            match e {
+                Error::Verify(VerifyError::MalformedBatch { reason, .. })
+                | Error::Verify(VerifyError::InvalidManifest { reason, .. }) => reason,
+                other => other.to_string(),
+            }
+        ))
+    })?;
     if let Some((id, seq)) = expected
         && (manifest.batch_id != id || manifest.sequence != seq)
     {
@@ -309,7 +371,15 @@ fn save_batch(
         sequence: manifest.sequence,
         batch_id: manifest.batch_id,
         submissions: manifest.submissions.len(),
+        replaced: replace,
     };
+    if replace {
+        // The copy there was checked and is not whole: this one is.
+        tmp.persist(&fetched.path)
+            .map_err(|e| Error::io("save", &fetched.path, e.error))?;
+        sync_dir(out)?;
+        return Ok(Some(fetched));
+    }
     match tmp.persist_noclobber(&fetched.path) {
         Ok(_) => {}
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
@@ -724,6 +794,28 @@ pub enum FetchError {
     AckUnknown {
         /// The batch id.
         batch_id: format::BatchId,
+    },
+
+    /// `fetch --batch` names a batch the relay does not list.
+    #[error(
+        "the relay lists no unacknowledged batch {given} ({listed} listed): check the number or id (the file name batch-<sequence>-<id>.tar has both); an acknowledged batch is gone from the relay"
+    )]
+    NoSuchBatch {
+        /// What was given.
+        given: String,
+        /// How many batches the relay listed.
+        listed: usize,
+    },
+
+    /// Some receipts of an `ack` were not acknowledged (each said why).
+    #[error(
+        "{failed} of {total} receipts were not acknowledged (the lines above say why); the others were: fix those and run the same command again, acknowledging twice is safe"
+    )]
+    SomeAcksFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many were given.
+        total: usize,
     },
 
     /// The receipt file is unusable.

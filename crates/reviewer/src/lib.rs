@@ -31,7 +31,10 @@
 //!   from the same source (a follow-up thread), across batches, and the
 //!   source's recipient, taken only from verified batches.
 //! - [`reply`] writes a reply to a source, offline: an age file encrypted to
-//!   the source's recipient and to the reviewers, in a bundle for `push`.
+//!   the source's recipient and to the reviewers, in a bundle for `push`;
+//!   [`replies`] keeps the NGO's record of each one in the archive.
+//! - [`state`] is the chain state: the last batch of each relay the archive
+//!   accepted, kept in the archive's `.state/` with the thread index.
 //!
 //! The formats are specified in `docs/format.md` at the repository root and
 //! shared with the relay through the `format` crate.
@@ -59,14 +62,16 @@
 //!
 //! # fn main() -> Result<(), reviewer::Error> {
 //! let key = verify::PinnedKey::from_arg("relay.pub")?;
-//! let store = StateStore::new("state");
+//! // The chain state and thread index belong to the archive they describe.
+//! let archive = Path::new("cases");
+//! let store = StateStore::for_archive(archive);
 //! let anchor = store.anchor(key.as_base64(), None)?;
 //! let batches = verify::verify_batches(&[Path::new("batch.tar")], &key, &anchor)?;
 //! let identities = [Identity::load(Path::new("reviewer.key"), &PassphraseSource::Terminal)?];
 //! // Attachments are scrubbed by this binary run as a child with limits.
 //! let scrubber = reviewer::sandbox::Scrubber::current_exe(Default::default())?;
 //! for batch in batches {
-//!     let opened = open::open_batch(batch, &identities, &scrubber, Path::new("opened"), &store)?;
+//!     let opened = open::open_batch(batch, &identities, &scrubber, archive, &store)?;
 //!     println!("receipt: {}", opened.receipt.display());
 //!     for (id, reason) in &opened.quarantined {
 //!         println!("quarantined {id}: {reason}");
@@ -86,6 +91,7 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod open;
+pub mod replies;
 pub mod reply;
 pub mod report;
 pub mod retire;

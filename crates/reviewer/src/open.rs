@@ -789,7 +789,10 @@ pub fn open_batches(
     progress: &mut dyn OpenProgress,
 ) -> Result<OpenReport, Error> {
     use crate::verify;
-    let archive = Archive::load(out)?;
+    let archive = Archive::load_for_open(out)?;
+    // The archive's state is derived from the archive where it is missing
+    // (an archive made before the state moved in, or `.state` deleted).
+    store.seed(key.as_base64(), archive.tip(key.as_base64()))?;
     let mut report = OpenReport::default();
     let mut known = Vec::new();
     let mut fresh = Vec::new();
@@ -799,6 +802,15 @@ pub fn open_batches(
             Known::Archived => known.push(b),
             Known::New => fresh.push(b),
         }
+    }
+    // Only batches with threads read the thread index (a batch without
+    // them never does, so a damaged index cannot stop it).
+    if known
+        .iter()
+        .chain(&fresh)
+        .any(|b| !b.manifest().threads.is_empty())
+    {
+        crate::threads::ThreadIndex::ensure(&archive, store)?;
     }
     known.sort_by_key(verify::SignedBatch::sequence);
     for b in known {
@@ -824,7 +836,7 @@ pub fn open_batches(
         return Ok(report);
     }
     let anchor = store.anchor(key.as_base64(), start_at)?;
-    let verified = verify::verify_chain(fresh, &anchor)?;
+    let verified = verify::verify_chain(fresh, &anchor).map_err(|e| e.in_archive(out))?;
     crate::threads::check_batches(store, &verified)?;
     archive.check_new(&verified)?;
     let identities = unlock()?;
@@ -1555,8 +1567,9 @@ fn check_zeros<R: Read>(data: &mut R, id: SubmissionId) -> Result<(), Error> {
 pub enum OpenError {
     /// None of the identities given can decrypt a submission.
     #[error(
-        "submission {id} was sealed to epoch {epoch}; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}{}",
-        crate::error::paths(.identities),
+        "{} not a recipient of submission {id} (is {} your reviewer key for epoch {epoch}?): the batch was refused and nothing from it was written{}",
+        if .identities.len() == 1 { format!("this key ({}) is", crate::error::paths(.identities)) } else { format!("none of these keys ({}) is", crate::error::paths(.identities)) },
+        if .identities.len() == 1 { "it" } else { "one of them" },
         if *.demo { "; this batch comes from a demo relay: it is sealed to the demo reviewer key in that relay's data directory (demo-reviewer.key), not to real reviewer keys, and protects nothing: keep demo batches out of a real archive" } else { "" }
     )]
     WrongIdentity {

@@ -6,14 +6,22 @@
 //! history, only sequence 1 is accepted unless the reviewer explicitly says
 //! where to start."
 //!
-//! The state of one relay is a small JSON file in the state directory,
-//! named after the relay's public key (`chain-<16 hex>.json`, the start of
-//! the SHA-256 of the pinned key as written). Only a successful
-//! `reviewer open` advances it, by an atomic replace (temp file, fsync,
-//! rename, fsync of the directory), and only if it still holds the state
-//! the batch was verified against.
+//! The state belongs to the archive it describes: it lives in the
+//! archive's `.state/` directory ([`StateStore::for_archive`]), next to the
+//! thread index. A state kept apart from its archive (it used to be in
+//! `~/.local/state`) let a batch opened into the wrong folder count as
+//! accepted for the real archive, which then refused it as a replay.
+//!
+//! The state of one relay is a small JSON file, named after the relay's
+//! public key (`chain-<16 hex>.json`, the start of the SHA-256 of the
+//! pinned key as written). Only a successful `reviewer open` advances it,
+//! by an atomic replace (temp file, fsync, rename, fsync of the directory),
+//! and only if it still holds the state the batch was verified against.
+//! Everything in it can be derived again from the archive's index (the
+//! last archived batch of each relay), which is what happens when it is
+//! missing: an archive made before the state moved in, or a `.state`
+//! deleted by mistake.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +35,8 @@ use crate::fsutil::{ensure_dir, exists_no_follow, read_small, sync_dir};
 pub const STATE_FORMAT: &str = "relay-reviewer-chain/1";
 /// State files are tiny; anything larger is not one.
 const MAX_STATE_FILE: u64 = 64 * 1024;
-/// Environment variable naming the state directory.
-pub const STATE_DIR_ENV: &str = "REVIEWER_STATE_DIR";
+/// The state directory's name inside an archive.
+pub const STATE_DIR: &str = ".state";
 
 /// The last batch accepted from one relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,11 +94,9 @@ impl StateStore {
         Self { dir: dir.into() }
     }
 
-    /// The store the command line asks for: `--state DIR`, else
-    /// `$REVIEWER_STATE_DIR`, else `$XDG_STATE_HOME/relay-reviewer`, else
-    /// `$HOME/.local/state/relay-reviewer`.
-    pub fn resolve(explicit: Option<&Path>) -> Result<Self, Error> {
-        resolve_from(explicit, |k| std::env::var_os(k)).map(Self::new)
+    /// The store of the archive in `root`: `root/.state`.
+    pub fn for_archive(root: &Path) -> Self {
+        Self::new(root.join(STATE_DIR))
     }
 
     /// The directory.
@@ -150,6 +156,19 @@ impl StateStore {
         }
     }
 
+    /// Records `tip` (the archive's last batch of this relay) when the
+    /// store has no state for the relay: the state is derived from the
+    /// archive it belongs to. Returns whether it wrote one.
+    pub(crate) fn seed(&self, relay_key: &str, tip: Option<ChainState>) -> Result<bool, Error> {
+        match (self.load(relay_key)?, tip) {
+            (None, Some(tip)) => {
+                self.advance(relay_key, None, &tip)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Fails unless the store holds exactly `expected` for this relay.
     pub(crate) fn check(
         &self,
@@ -201,28 +220,6 @@ impl StateStore {
     }
 }
 
-/// The state directory from an explicit choice or the environment.
-fn resolve_from(
-    explicit: Option<&Path>,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<PathBuf, Error> {
-    if let Some(dir) = explicit {
-        return Ok(dir.into());
-    }
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = non_empty(STATE_DIR_ENV) {
-        return Ok(dir);
-    }
-    // The XDG spec: a relative XDG_STATE_HOME is invalid and is ignored.
-    if let Some(xdg) = non_empty("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
-        return Ok(xdg.join("relay-reviewer"));
-    }
-    if let Some(home) = non_empty("HOME").filter(|p| p.is_absolute()) {
-        return Ok(home.join(".local/state/relay-reviewer"));
-    }
-    Err(Error::State(StateError::NoStateDir))
-}
-
 // ------------------------------------------------------------------ errors
 
 /// What can go wrong with the chain state directory (nested in [`crate::Error::State`]).
@@ -231,7 +228,7 @@ fn resolve_from(
 pub enum StateError {
     /// `--start-at` was given although a chain state exists.
     #[error(
-        "--start-at is only for a first contact with a relay, but {state} already records batch {last}: drop --start-at (or move the state file away to restart the chain deliberately)"
+        "--start-at is only for a relay this archive holds no batch of, but {state} already records batch {last}: drop --start-at (to start a new chain deliberately, open into a new archive)"
     )]
     StartAtWithState {
         /// The chain state file.
@@ -242,7 +239,7 @@ pub enum StateError {
 
     /// The chain state file is unreadable or for another relay key.
     #[error(
-        "the chain state file {path} is unusable ({reason}): restore it from a backup, or move it away and restart the chain with --start-at"
+        "the chain state file {path} is unusable ({reason}): delete it, and the next `reviewer open` derives it again from the archive"
     )]
     BadState {
         /// The state file.
@@ -260,9 +257,15 @@ pub enum StateError {
         path: std::path::PathBuf,
     },
 
-    /// No state directory could be determined.
-    #[error("no directory for the chain state: pass --state DIR or set REVIEWER_STATE_DIR")]
-    NoStateDir,
+    /// `--state` was given: the state lives in the archive now.
+    #[error(
+        "--state is gone: each archive keeps its own chain state and thread index in its .state folder; drop --state{}",
+        if *.verify { " (to check batches against an archive, pass --archive DIR)" } else { "" }
+    )]
+    StateOptionGone {
+        /// Whether the command was `verify`.
+        verify: bool,
+    },
 }
 
 #[cfg(test)]
@@ -277,41 +280,6 @@ mod tests {
             batch_id: BatchId::from_bytes([seq as u8; 16]),
             manifest_sha256: Digest::of(&seq.to_le_bytes()),
         }
-    }
-
-    #[test]
-    fn resolution_order() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
-        let all = env(&[
-            ("REVIEWER_STATE_DIR", "/r"),
-            ("XDG_STATE_HOME", "/x"),
-            ("HOME", "/h"),
-        ]);
-        assert_eq!(
-            resolve_from(Some(Path::new("/e")), all).unwrap(),
-            Path::new("/e")
-        );
-        assert_eq!(resolve_from(None, all).unwrap(), Path::new("/r"));
-        let xdg = env(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]);
-        assert_eq!(
-            resolve_from(None, xdg).unwrap(),
-            Path::new("/x/relay-reviewer")
-        );
-        let rel = env(&[("XDG_STATE_HOME", "x"), ("HOME", "/h")]);
-        assert_eq!(
-            resolve_from(None, rel).unwrap(),
-            Path::new("/h/.local/state/relay-reviewer")
-        );
-        assert!(matches!(
-            resolve_from(None, env(&[])),
-            Err(Error::State(StateError::NoStateDir))
-        ));
     }
 
     #[test]

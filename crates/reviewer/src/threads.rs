@@ -165,6 +165,51 @@ impl ThreadIndex {
         out
     }
 
+    /// Makes sure the archive's state directory has a thread index: when
+    /// `threads.json` is missing from an archive that holds batches (an
+    /// archive made before the index moved in, or a `.state` deleted by
+    /// mistake), it is rebuilt from the custody copies of the batches'
+    /// signed manifests, each checked against the SHA-256 the archive
+    /// recorded and verified with the relay key it was opened with, and
+    /// saved. Returns whether it rebuilt one.
+    pub fn ensure(archive: &crate::archive::Archive, store: &StateStore) -> Result<bool, Error> {
+        if exists_no_follow(&index_path(store))? || archive.batches().is_empty() {
+            return Ok(false);
+        }
+        let mut index = Self::default();
+        for b in archive.batches() {
+            let dir = crate::archive::custody_batch_dir(
+                archive.root(),
+                &b.relay_key,
+                b.sequence,
+                &b.batch_id,
+            );
+            let bad = |reason: String| {
+                Error::Thread(ThreadError::CannotRebuild {
+                    dir: dir.clone(),
+                    reason,
+                })
+            };
+            let manifest = read_small(
+                &dir.join(format::BATCH_MANIFEST),
+                format::MAX_MANIFEST_BYTES as u64,
+            )?;
+            let sig = read_small(
+                &dir.join(format::BATCH_SIGNATURE),
+                format::MAX_SIGNATURE_BYTES as u64,
+            )?;
+            if format::Digest::of(&manifest) != b.manifest_sha256 {
+                return Err(bad("its manifest.json is not the one archived".into()));
+            }
+            let key = crate::verify::PinnedKey::from_arg(&b.relay_key)?;
+            let m = crate::verify::check_signed_manifest(&key, &manifest, &sig)
+                .map_err(|_| bad("its signature does not verify".into()))?;
+            index.record_manifest(&m, &dir, &b.relay_key)?;
+        }
+        index.save(store)?;
+        Ok(true)
+    }
+
     /// Writes the index into `store` (atomically replaced, `0600`).
     pub(crate) fn save(&self, store: &StateStore) -> Result<(), Error> {
         replace_file(store.dir(), &index_path(store), &self.to_json())
@@ -316,11 +361,22 @@ pub enum ThreadError {
 
     /// The thread index file is unreadable or broken.
     #[error(
-        "the thread index {path} is unusable ({reason}): restore it from a backup, or move it away (replies can still be written with --batch-dir)"
+        "the thread index {path} is unusable ({reason}): delete it, and the next command rebuilds it from the archive's signed manifests"
     )]
     BadThreadIndex {
         /// The thread index file.
         path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A missing thread index could not be rebuilt from the archive.
+    #[error(
+        "the thread index cannot be rebuilt from the custody copy in {dir} ({reason}): run `reviewer verify-archive` on the archive to see what is damaged"
+    )]
+    CannotRebuild {
+        /// The custody directory of the batch.
+        dir: std::path::PathBuf,
         /// What is wrong with it.
         reason: String,
     },

@@ -108,13 +108,13 @@ pub fn resolve_thread(archive: &Archive, given: &str) -> Result<ThreadId, Error>
     match threads.as_slice() {
         [one] => Ok(*one),
         [] => Err(Error::Archive(
-            crate::archive::ArchiveError::UnknownSubmission {
+            crate::archive::ArchiveError::UnknownThread {
                 given: g,
                 dir: archive.root().into(),
             },
         )),
         more => Err(Error::Archive(
-            crate::archive::ArchiveError::AmbiguousSubmission {
+            crate::archive::ArchiveError::AmbiguousThread {
                 given: g,
                 matches: more.len(),
             },

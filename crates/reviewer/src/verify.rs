@@ -20,7 +20,7 @@
 //! steps 1–3 done), and only a `VerifiedBatch` can be opened.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use format::{
@@ -307,6 +307,7 @@ pub fn verify_chain(
                                 path: b.path,
                                 sequence: seq,
                                 last: last.sequence,
+                                archive: None,
                             }));
                         }
                         check_follows(&b, last)?;
@@ -388,6 +389,50 @@ pub(crate) fn open_batch_file(path: &Path) -> Result<ustar::Reader<BufReader<Fil
 
 /// Steps 1–3 for one batch file.
 fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
+    let (manifest, manifest_sha256) = read_batch(path, &|manifest_bytes, sig_bytes| {
+        check_signed_manifest(key, manifest_bytes, sig_bytes).map_err(|e| match e {
+            SignatureProblem::BadSignature => {
+                Error::Verify(VerifyError::BadSignature { path: path.into() })
+            }
+            SignatureProblem::Invalid(reason) => Error::Verify(VerifyError::InvalidManifest {
+                path: path.into(),
+                reason,
+            }),
+        })
+    })?;
+    Ok(SignedBatch {
+        path: path.into(),
+        manifest_sha256,
+        manifest,
+        relay_key: key.base64.clone(),
+    })
+}
+
+/// Steps 1 and 3 without the key: the file is a whole batch, every
+/// ciphertext its manifest lists is there with its size and SHA-256, and
+/// nothing else is. `reviewer fetch` (which holds no relay key) uses it to
+/// tell a complete download from a cut-off or damaged one. Says nothing
+/// about who made the batch.
+pub(crate) fn check_complete_unverified(path: &Path) -> Result<Manifest, Error> {
+    read_batch(path, &|manifest_bytes, _| {
+        Manifest::from_json(manifest_bytes).map_err(|e| {
+            Error::Verify(VerifyError::InvalidManifest {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+        })
+    })
+    .map(|(m, _)| m)
+}
+
+/// What [`read_batch`] asks of a manifest and its signature (their bytes).
+type ManifestCheck<'a> = dyn Fn(&[u8], &[u8]) -> Result<Manifest, Error> + 'a;
+
+/// Reads a batch file member by member: the manifest and signature (given
+/// to `check`, which returns the manifest it accepts), then every
+/// submission in manifest order against its entry. Returns the manifest
+/// and the SHA-256 of its bytes.
+fn read_batch(path: &Path, check: &ManifestCheck<'_>) -> Result<(Manifest, Digest), Error> {
     let malformed = |reason: String| {
         Error::Verify(VerifyError::MalformedBatch {
             path: path.into(),
@@ -424,16 +469,7 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
         MAX_SIGNATURE_BYTES,
     )?;
 
-    let manifest =
-        check_signed_manifest(key, &manifest_bytes, &sig_bytes).map_err(|e| match e {
-            SignatureProblem::BadSignature => {
-                Error::Verify(VerifyError::BadSignature { path: path.into() })
-            }
-            SignatureProblem::Invalid(reason) => Error::Verify(VerifyError::InvalidManifest {
-                path: path.into(),
-                reason,
-            }),
-        })?;
+    let manifest = check(&manifest_bytes, &sig_bytes)?;
 
     // The submissions, in manifest order, each matching its entry.
     for entry in &manifest.submissions {
@@ -472,12 +508,7 @@ fn authenticate(path: &Path, key: &PinnedKey) -> Result<SignedBatch, Error> {
         return Err(malformed(unexpected_member(&head.path, &manifest, None)));
     }
 
-    Ok(SignedBatch {
-        path: path.into(),
-        manifest_sha256: Digest::of(&manifest_bytes),
-        manifest,
-        relay_key: key.base64.clone(),
-    })
+    Ok((manifest, Digest::of(&manifest_bytes)))
 }
 
 /// Why a signed manifest was refused.
@@ -547,27 +578,6 @@ fn unexpected_member(found: &str, manifest: &Manifest, expected: Option<&str>) -
     }
 }
 
-/// The manifest of a batch file, parsed but NOT verified: for naming
-/// downloaded files only.
-pub(crate) fn read_manifest_unverified(path: &Path) -> Result<Manifest, String> {
-    let mut tar = open_batch_file(path).map_err(|e| e.to_string())?;
-    let head = tar
-        .next_entry()
-        .map_err(|e| e.to_string())?
-        .ok_or("the batch is empty")?;
-    if head.path != BATCH_MANIFEST {
-        return Err(format!("the first member is not {BATCH_MANIFEST}"));
-    }
-    if head.size > MAX_MANIFEST_BYTES as u64 {
-        return Err(format!("{BATCH_MANIFEST} is too large"));
-    }
-    let mut bytes = Vec::new();
-    tar.data()
-        .read_to_end(&mut bytes)
-        .map_err(|e: io::Error| e.to_string())?;
-    Manifest::from_json(&bytes).map_err(|e| e.to_string())
-}
-
 // ------------------------------------------------------------------ errors
 
 /// What can go wrong with a batch that does not verify (structure, signature, hashes, chain) (nested in [`crate::Error::Verify`]).
@@ -629,9 +639,12 @@ pub enum VerifyError {
         what: &'static str,
     },
 
-    /// The batch was accepted before (a replay or an old copy).
+    /// The batch comes before the last one accepted, and is not the one
+    /// accepted at its place (a replay, an old copy, or a batch opened
+    /// into another archive).
     #[error(
-        "batch {sequence} ({path}) was already accepted (last accepted: batch {last}): it is a replay or an old copy; open only newer batches"
+        "batch {sequence} ({path}) is not in {}, which already accepted batch {last} of this relay: it is a replay or an old copy, or it was opened into another archive; open only newer batches into this one",
+        .archive.as_ref().map_or_else(|| "the archive".to_owned(), |a| format!("the archive {}", a.display()))
     )]
     Replay {
         /// The batch file.
@@ -640,6 +653,8 @@ pub enum VerifyError {
         sequence: u64,
         /// The last sequence number accepted from this relay.
         last: u64,
+        /// The archive whose chain accepted `last` (when known).
+        archive: Option<std::path::PathBuf>,
     },
 
     /// One or more batches between the last accepted one and this one are missing.

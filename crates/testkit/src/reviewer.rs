@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 /// let open = ReviewerCmd::open([&batch])
 ///     .identity(&key)
 ///     .relay_key(&relay_key)
-///     .state(&state)
 ///     .out(&out);
 /// reviewer::run(open.argv())?;
 /// ```
@@ -55,11 +54,6 @@ impl ReviewerCmd {
         self.arg("--relay-key").arg(key)
     }
 
-    /// `--state DIR`.
-    pub fn state(self, dir: impl AsRef<OsStr>) -> Self {
-        self.arg("--state").arg(dir)
-    }
-
     /// `--out DIR`.
     pub fn out(self, dir: impl AsRef<OsStr>) -> Self {
         self.arg("--out").arg(dir)
@@ -83,7 +77,8 @@ impl ReviewerCmd {
     }
 
     /// The `reviewer` binary with these arguments, with no terminal on its
-    /// standard input and no inherited `REVIEWER_STATE_DIR`.
+    /// standard input (and no `REVIEWER_STATE_DIR`, which older reviewers
+    /// read).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(reviewer_bin());
         cmd.args(&self.args)

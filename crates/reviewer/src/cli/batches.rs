@@ -4,11 +4,13 @@ use super::*;
 
 pub(super) const VERIFY_EXAMPLES: &str = "\
 Examples:
-  # Check batches against the pinned relay key and the chain; writes nothing
-  reviewer verify batches/*.tar --relay-key RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3
+  # Check batches against the pinned relay key and the archive's chain; writes nothing
+  reviewer verify batches/*.tar --relay-key RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3 --archive ~/cases
 
-  # The key from a file, a separate chain state
-  reviewer verify batches/*.tar --relay-key relay.pub --state /media/usb/reviewer-state";
+  # Before the first open (no archive yet): signatures, hashes, and the chain among these files
+  reviewer verify batches/*.tar --relay-key relay.pub
+
+Batches the archive already holds are reported as such and skipped.";
 
 pub(super) const OPEN_EXAMPLES: &str = "\
 Examples:
@@ -45,8 +47,8 @@ pub(super) struct ChainArgs {
     /// The relay's public key (RW…, as `relay pubkey` prints it) or a file holding it.
     #[arg(long, value_name = "PUB")]
     relay_key: String,
-    /// Directory of the chain state [default: $REVIEWER_STATE_DIR, $XDG_STATE_HOME/relay-reviewer or ~/.local/state/relay-reviewer].
-    #[arg(long, value_name = "DIR")]
+    /// Gone: the chain state lives in the archive (refused with a message).
+    #[arg(long, value_name = "DIR", hide = true)]
     state: Option<PathBuf>,
     /// With no history for this relay, accept a first batch with this sequence.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -58,6 +60,11 @@ pub(super) struct VerifyArgs {
     /// Batch files (.tar).
     #[arg(value_name = "BATCH", required = true)]
     batches: Vec<PathBuf>,
+    /// The archive the batches are for: checks that they follow the batches
+    /// it holds, and skips those it holds already. Without it, the batches
+    /// are checked against each other only.
+    #[arg(long, value_name = "DIR")]
+    archive: Option<PathBuf>,
     #[command(flatten)]
     chain: ChainArgs,
 }
@@ -71,8 +78,10 @@ pub(super) struct OpenArgs {
     /// once per key epoch you hold. Each is unlocked once per command.
     #[arg(long, value_name = "FILE", required = true)]
     identity: Vec<PathBuf>,
-    /// The archive to open into (created if needed): one folder per
-    /// submission, receipts, and the chain-of-custody copies.
+    /// The archive to open into: an archive opened into before, or a new or
+    /// empty folder (anything else is refused). One folder per submission,
+    /// receipts, the chain-of-custody copies, and the archive's chain state
+    /// and thread index (.state).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Read the identities' passphrase from the first line of this file:
@@ -138,24 +147,81 @@ pub(super) struct RetryArgs {
     scrub: ScrubArgs,
 }
 
-pub(super) fn chain_setup(c: &ChainArgs) -> Result<(PinnedKey, StateStore), Error> {
-    let key = PinnedKey::from_arg(&c.relay_key)?;
-    let store = StateStore::resolve(c.state.as_deref())?;
-    Ok((key, store))
-}
-
-pub(super) fn verify_all(
-    batches: &[PathBuf],
-    c: &ChainArgs,
-) -> Result<(Vec<verify::VerifiedBatch>, StateStore), Error> {
-    let (key, store) = chain_setup(c)?;
-    let anchor = store.anchor(key.as_base64(), c.start_at)?;
-    let verified = verify::verify_batches(batches, &key, &anchor)?;
-    Ok((verified, store))
+/// The pinned key; `--state` is refused (the state is the archive's).
+pub(super) fn pinned_key(c: &ChainArgs, verify: bool) -> Result<PinnedKey, Error> {
+    if c.state.is_some() {
+        return Err(Error::State(crate::state::StateError::StateOptionGone {
+            verify,
+        }));
+    }
+    PinnedKey::from_arg(&c.relay_key)
 }
 
 pub(super) fn verify_cmd(a: VerifyArgs) -> Result<(), Error> {
-    let (verified, _) = verify_all(&a.batches, &a.chain)?;
+    let key = pinned_key(&a.chain, true)?;
+    let signed = a
+        .batches
+        .iter()
+        .map(|p| verify::verify_signed(p, &key))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut fresh = Vec::new();
+    let anchor = match &a.archive {
+        Some(dir) => {
+            let archive = Archive::load(dir)?;
+            if !exists_no_follow(&dir.join(archive::ARCHIVE_FILE))? {
+                note_line(&format!(
+                    "{} holds no archive yet: the batches were checked against each other only",
+                    dir.display()
+                ));
+            }
+            let mut known = Vec::new();
+            for b in signed {
+                match archive.classify(&b)? {
+                    archive::Known::Archived => known.push(b),
+                    archive::Known::New => fresh.push(b),
+                }
+            }
+            known.sort_by_key(verify::SignedBatch::sequence);
+            for b in &known {
+                out_line(&format!(
+                    "batch {} of relay {} is already in the archive {}: nothing to do",
+                    b.sequence(),
+                    relay_fingerprint(b.relay_key()),
+                    dir.display()
+                ));
+            }
+            let store = StateStore::for_archive(dir);
+            match (store.load(key.as_base64())?, archive.tip(key.as_base64())) {
+                (None, Some(tip)) if a.chain.start_at.is_none() => {
+                    crate::state::ChainAnchor::After(tip)
+                }
+                _ => store.anchor(key.as_base64(), a.chain.start_at)?,
+            }
+        }
+        None => {
+            fresh = signed;
+            match (
+                a.chain.start_at,
+                fresh.iter().map(verify::SignedBatch::sequence).min(),
+            ) {
+                (Some(n), _) => crate::state::ChainAnchor::StartAt(n),
+                (None, Some(1) | None) => crate::state::ChainAnchor::Genesis,
+                (None, Some(first)) => {
+                    note_line(&format!(
+                        "checked from batch {first} on, against each other only: pass --archive DIR to check that they follow the batches it holds"
+                    ));
+                    crate::state::ChainAnchor::StartAt(first)
+                }
+            }
+        }
+    };
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let verified = verify::verify_chain(fresh, &anchor).map_err(|e| match &a.archive {
+        Some(dir) => e.in_archive(dir),
+        None => e,
+    })?;
     for b in &verified {
         out_line(&format!(
             "OK batch {} {}: {} submissions",
@@ -276,7 +342,8 @@ impl open::OpenProgress for OpenPrinter<'_> {
 }
 
 pub(super) fn open_cmd(a: OpenArgs, helper: Option<&Path>) -> Result<(), Error> {
-    let (key, store) = chain_setup(&a.chain)?;
+    let key = pinned_key(&a.chain, false)?;
+    let store = StateStore::for_archive(&a.out);
     let scrubber = a.scrub.scrubber(helper)?;
     let mut printer = OpenPrinter {
         out: &a.out,

@@ -3,7 +3,7 @@
 //! - `cli/keys.rs`: `keygen`, `retire-epoch`;
 //! - `cli/online.rs`: `fetch`, `ack`, `push` (no identity needed);
 //! - `cli/batches.rs`: `verify`, `open`, `retry`;
-//! - `cli/followup.rs`: `threads`, `reply`;
+//! - `cli/followup.rs`: `threads`, `reply`, `replies`;
 //! - `cli/workbench.rs`: `list`, `show`, `tag`, `status`, `export`, `report`,
 //!   `verify-archive`.
 //!
@@ -34,7 +34,7 @@ use crate::reply::{self, CheckedBundle};
 use crate::retire::{self, Confirmation};
 use crate::state::StateStore;
 use crate::text;
-use crate::threads::{self, ThreadIndex};
+use crate::threads::ThreadIndex;
 use crate::triage::{self, Filter, Summary};
 use crate::verify::{self, PinnedKey};
 
@@ -98,6 +98,9 @@ enum Command {
     /// reviewers, into a bundle for `push`.
     #[command(after_help = REPLY_EXAMPLES)]
     Reply(ReplyArgs),
+    /// Read the replies sent to sources, as the archive recorded them.
+    #[command(after_help = REPLIES_EXAMPLES)]
+    Replies(RepliesArgs),
     /// Upload reply bundles to the relay (online; needs no identity).
     #[command(after_help = PUSH_EXAMPLES)]
     Push(PushArgs),
@@ -188,6 +191,7 @@ fn execute(cli: Cli) -> Result<(), Error> {
         Command::RetireEpoch(a) => retire_cmd(a),
         Command::Threads(a) => threads_cmd(a),
         Command::Reply(a) => reply_cmd(a),
+        Command::Replies(a) => replies_cmd(a),
         Command::Push(a) => off_runtime(|| push_cmd(a)),
         Command::List(a) => list_cmd(a),
         Command::Show(a) => show_cmd(a),
@@ -277,7 +281,7 @@ mod tests {
             );
             n += 1;
         }
-        assert_eq!(n, 17);
+        assert_eq!(n, 18);
     }
 
     #[test]

@@ -10,12 +10,19 @@ Examples:
   # A relay with a self-signed certificate: pin it
   reviewer fetch --relay https://127.0.0.1:8443 --token-file api.token --tls-cert cert.pem --out batches
 
+  # Download batch 7 again (a copy in batches/ that is cut off or damaged is replaced)
+  reviewer fetch --relay https://relay.example.org --token-file reviewer.token --out batches --batch 7
+
+A copy in --out that is not whole is always downloaded again and replaced.
 Carry the batches to the offline machine and run `reviewer open`.";
 
 pub(super) const ACK_EXAMPLES: &str = "\
 Examples:
-  # Online: the relay deletes what the receipt says you hold
-  reviewer ack ~/cases/receipts/batch-000003-….json --relay https://relay.example.org --token-file reviewer.token";
+  # Online: the relay deletes what the receipts say you hold
+  reviewer ack ~/cases/receipts/*.json --relay https://relay.example.org --token-file reviewer.token
+
+A receipt acknowledged before is reported as such: running the same command
+again is safe.";
 
 pub(super) const PUSH_EXAMPLES: &str = "\
 Examples:
@@ -49,13 +56,17 @@ pub(super) struct FetchArgs {
     /// Directory to save batches in.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Download only this batch (its sequence number or id), replacing a
+    /// copy in --out that is cut off or damaged.
+    #[arg(long, value_name = "N|ID")]
+    batch: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct AckArgs {
-    /// The receipt `reviewer open` wrote.
-    #[arg(value_name = "RECEIPT")]
-    receipt: PathBuf,
+    /// Receipts `reviewer open` wrote (ARCHIVE/receipts/*.json).
+    #[arg(value_name = "RECEIPT", required = true)]
+    receipts: Vec<PathBuf>,
     #[command(flatten)]
     relay: RelayArgs,
 }
@@ -75,16 +86,28 @@ pub(super) fn client(r: &RelayArgs) -> Result<RelayClient, Error> {
 
 pub(super) fn fetch_cmd(a: FetchArgs) -> Result<(), Error> {
     let client = client(&a.relay)?;
-    let saved = fetch::fetch(&client, &a.out, |f| {
+    let which = a.batch.clone().map_or(fetch::Which::New, fetch::Which::One);
+    let saved = fetch::fetch(&client, &a.out, &which, |f| {
         out_line(&format!(
-            "saved {} (batch {}, {} submissions)",
+            "{} {} (batch {}, {} submissions)",
+            if f.replaced {
+                "replaced a cut-off or damaged copy with"
+            } else {
+                "saved"
+            },
             f.path.display(),
             f.sequence,
             f.submissions
         ));
     })?;
     if saved.is_empty() {
-        out_line(&format!("no new batches (in {})", a.out.display()));
+        match &a.batch {
+            Some(b) => out_line(&format!(
+                "batch {b} is already in {}, whole: nothing to do",
+                a.out.display()
+            )),
+            None => out_line(&format!("no new batches (in {})", a.out.display())),
+        }
     }
     Ok(())
 }
@@ -115,10 +138,52 @@ pub(super) fn push_cmd(a: PushArgs) -> Result<(), Error> {
 
 pub(super) fn ack_cmd(a: AckArgs) -> Result<(), Error> {
     let client = client(&a.relay)?;
-    let acked = fetch::ack(&client, &a.receipt)?;
-    out_line(&format!(
-        "relay deleted {} submissions of batch {}",
-        acked.deleted, acked.sequence
-    ));
+    let mut failed = 0usize;
+    for receipt in &a.receipts {
+        match fetch::ack(&client, receipt) {
+            // A batch is never empty (the relay makes one only when there
+            // is something new), so nothing deleted means acknowledged
+            // before.
+            Ok(acked) if acked.deleted == 0 => out_line(&format!(
+                "batch {} was already acknowledged: nothing to do",
+                acked.sequence
+            )),
+            Ok(acked) => out_line(&format!(
+                "relay deleted {} submissions of batch {}",
+                acked.deleted, acked.sequence
+            )),
+            // What concerns this receipt alone: say so and go on.
+            Err(
+                e @ Error::Fetch(
+                    fetch::FetchError::AckConflict { .. }
+                    | fetch::FetchError::AckUnknown { .. }
+                    | fetch::FetchError::BadReceipt { .. },
+                ),
+            )
+            | Err(e @ Error::Io { .. }) => {
+                // One receipt: its error is the command's.
+                if a.receipts.len() == 1 {
+                    return Err(e);
+                }
+                failed += 1;
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(
+                    err,
+                    "reviewer: {}: {}",
+                    printable(&receipt.display().to_string()),
+                    printable(&e.to_string())
+                );
+            }
+            // The relay, the token or the network: the same for every
+            // receipt, so stop.
+            Err(e) => return Err(e),
+        }
+    }
+    if failed > 0 {
+        return Err(Error::Fetch(fetch::FetchError::SomeAcksFailed {
+            failed,
+            total: a.receipts.len(),
+        }));
+    }
     Ok(())
 }

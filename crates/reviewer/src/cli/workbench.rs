@@ -423,6 +423,16 @@ pub(super) fn show_cmd(a: ShowArgs) -> Result<(), Error> {
     let shown = text::render_record(&record, &mates, &also);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(shown.as_bytes());
+    if let Some(t) = record.thread {
+        let replies = crate::replies::Replies::load(archive.root())?;
+        let sent = replies.of_thread(&t);
+        if !sent.is_empty() {
+            let _ = writeln!(out, "\nReplies sent in this thread ({}):", sent.len());
+            for r in sent {
+                let _ = out.write_all(r.render().as_bytes());
+            }
+        }
+    }
     Ok(())
 }
 

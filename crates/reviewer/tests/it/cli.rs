@@ -40,14 +40,7 @@ fn verify_and_open_print_one_line_per_batch() {
     let id = batch.manifest().batch_id;
     let p = batch.write(&env.path("b1.tar"));
 
-    let o = bin(&[
-        &"verify",
-        &p,
-        &"--relay-key",
-        &relay.key,
-        &"--state",
-        &env.state,
-    ]);
+    let o = bin(&[&"verify", &p, &"--relay-key", &relay.key]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("OK batch 1 {id}: 1 submissions\n"));
 
@@ -71,14 +64,7 @@ fn tampered_batch_fails_with_one_line() {
     let mut batch = relay.batch(&[s]);
     batch.members[0].1[20] ^= 1;
     let p = batch.write(&env.path("b1.tar"));
-    let o = bin(&[
-        &"verify",
-        &p,
-        &"--relay-key",
-        &relay.key,
-        &"--state",
-        &env.state,
-    ]);
+    let o = bin(&[&"verify", &p, &"--relay-key", &relay.key]);
     let line = error_line(&o);
     assert_eq!(
         line,
@@ -208,14 +194,7 @@ fn error_messages_escape_control_characters() {
     // A batch file name with an escape sequence in it.
     let p = env.path("evil\x1b[2J.tar");
     std::fs::write(&p, b"not a tar").unwrap();
-    let o = bin(&[
-        &"verify",
-        &p,
-        &"--relay-key",
-        &relay.key,
-        &"--state",
-        &env.state,
-    ]);
+    let o = bin(&[&"verify", &p, &"--relay-key", &relay.key]);
     let line = error_line(&o);
     assert!(!line.contains('\x1b'), "{line:?}");
     assert!(line.contains("\\u{001b}"), "{line:?}");
@@ -348,11 +327,74 @@ fn wrong_epoch_fails_with_one_line_naming_the_epoch() {
     let line = error_line(&o);
     assert!(
         line.starts_with(&format!(
-            "reviewer: submission {} was sealed to epoch 1; none of the given identities can open it (retired or not given)",
+            "reviewer: this key ({}) is not a recipient of submission {} (is it your reviewer key for epoch 1?)",
+            new.key_file.display(),
             s.id
         )),
         "{line}"
     );
     assert!(stderr(&o).contains("\nhint: pass --identity once for each key epoch"));
     util::assert_empty(&env.out);
+}
+
+#[test]
+fn the_archive_owns_its_state_and_state_is_refused_with_what_to_do() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s, _) = good_submission("x", &[], &[&r.recipient]);
+    let p = relay.batch(&[s]).write(&env.path("b1.tar"));
+
+    // A folder a file manager has touched counts as empty.
+    std::fs::create_dir_all(&env.out).unwrap();
+    std::fs::write(env.out.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    let o = open_cmd(&env, &relay, &r.key_file, &[&p]).output();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The chain state is inside the archive, and nowhere else.
+    let state: Vec<_> = testkit::files(&env.out.join(".state"));
+    assert_eq!(state.len(), 1, "{state:?}");
+    assert!(
+        state[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("chain-")
+    );
+
+    for args in [
+        vec!["verify", "B", "--relay-key", "K", "--state", "/tmp/s"],
+        vec![
+            "open",
+            "B",
+            "--relay-key",
+            "K",
+            "--identity",
+            "I",
+            "--out",
+            "O",
+            "--state",
+            "/tmp/s",
+        ],
+        vec!["threads", "O", "--state", "/tmp/s"],
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match *a {
+                "B" => p.display().to_string(),
+                "K" => relay.key.clone(),
+                "I" => r.key_file.display().to_string(),
+                "O" => env.out.display().to_string(),
+                other => other.to_owned(),
+            })
+            .collect();
+        let o = testkit::ReviewerCmd::new(&args).output();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let line = error_line(&o);
+        assert!(
+            line.starts_with("reviewer: --state is gone: each archive keeps its own chain state")
+                && line.contains("drop --state"),
+            "{line}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/s").exists());
 }

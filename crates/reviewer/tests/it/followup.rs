@@ -77,6 +77,7 @@ fn reply(
     let key = signing_key(env);
     let mut args: Vec<&dyn AsRef<OsStr>> = vec![
         &"reply",
+        &env.out,
         &"--signing-key",
         &key,
         &"--thread",
@@ -85,8 +86,6 @@ fn reply(
         &message,
         &"--out",
         &out,
-        &"--state",
-        &env.state,
     ];
     args.extend_from_slice(extra);
     run(&args)
@@ -191,7 +190,7 @@ fn open_groups_a_sources_submissions_across_batches() {
     assert_eq!(util::mode(&env.state.join("threads.json")), 0o600);
 
     // `reviewer threads`: each thread with its submissions across batches.
-    let out = stdout(&bin(&[&"threads", &"--state", &env.state]));
+    let out = stdout(&bin(&[&"threads", &env.out]));
     let day = util::day();
     let sub_line = |id: &format::SubmissionId, seq| {
         format!(
@@ -230,8 +229,16 @@ fn open_groups_a_sources_submissions_across_batches() {
 #[test]
 fn threads_with_no_index_says_so() {
     let env = Env::new();
-    let out = stdout(&bin(&[&"threads", &"--state", &env.state]));
-    assert!(out.starts_with("no threads recorded in "), "{out}");
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let (s1, _) = good_submission("no thread", &[], &[&r.recipient]);
+    let p1 = relay.batch(&[s1]).write(&env.path("b1.tar"));
+    util::open(&env, &relay, &r, &[&p1]).unwrap();
+    let out = stdout(&bin(&[&"threads", &env.out]));
+    assert!(out.starts_with("no threads in the archive "), "{out}");
+    // Not an archive: the error says what to pass.
+    let o = bin(&[&"threads", &env.path("nowhere")]);
+    assert!(!o.status.success());
 }
 
 #[test]
@@ -312,6 +319,7 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
 
     let o = bin(&[
         &"reply",
+        &env.out,
         &"--signing-key",
         &signing_key(&env),
         &"--thread",
@@ -320,8 +328,6 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
         &message,
         &"--out",
         &bundle,
-        &"--state",
-        &env.state,
         &"-r",
         &r.recipient.to_string(),
         &"--recipient",
@@ -350,10 +356,14 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
     }
     assert!(decrypt(&stranger.identity, &ciphertext).is_err());
 
-    // The plaintext is nowhere but in the message file the reviewer wrote.
+    // The plaintext is nowhere but in the message file the reviewer wrote
+    // and the archive's record of sent replies (private, like testimony).
     let needle = "Thank you: can you say";
+    let record = Path::new("out").join("replies.json");
     for (path, bytes) in tree(env.dir.path()) {
-        if path != Path::new("message.txt") {
+        if path == record {
+            assert!(testkit::contains(&bytes, needle.as_bytes()));
+        } else if path != Path::new("message.txt") {
             assert!(
                 !testkit::contains(&bytes, needle.as_bytes()),
                 "the message leaked into {}",
@@ -361,6 +371,70 @@ fn reply_is_readable_by_the_source_and_the_reviewers_only() {
             );
         }
     }
+    #[cfg(unix)]
+    assert_eq!(util::mode(&env.out.join("replies.json")), 0o600);
+}
+
+#[test]
+fn a_sent_reply_is_in_the_archive_thread_show_and_replies() {
+    let env = Env::new();
+    let src = source();
+    let (_relay, r, thread) = opened_thread(&env, &src);
+    let message = message_file(&env, MESSAGE);
+    // An id prefix, as `list --thread` takes.
+    let prefix = &thread.to_string()[..8];
+    let o = bin(&[
+        &"reply",
+        &env.out,
+        &"--signing-key",
+        &signing_key(&env),
+        &"--thread",
+        &prefix,
+        &"--message",
+        &message,
+        &"--out",
+        &env.path("reply.json"),
+        &"-r",
+        &r.recipient.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains(&format!("to thread {thread} ")),
+        "{}",
+        stdout(&o)
+    );
+
+    // `replies`: the text, under its thread, with the day written.
+    let out = stdout(&bin(&[&"replies", &env.out, &"--thread", &prefix]));
+    assert!(
+        out.starts_with(&format!("thread {thread}:\n  reply ")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(", written {}:\n", format::Day::today())),
+        "{out}"
+    );
+    assert!(
+        out.contains("    Мы получили ваше сообщение. Thank you"),
+        "{out}"
+    );
+    // `threads` counts it; `show` of the thread's submission lists it.
+    let out = stdout(&bin(&[&"threads", &env.out]));
+    assert!(out.contains("; 1 reply sent; source recipient"), "{out}");
+    let index = reviewer::archive::Archive::open(&env.out).unwrap();
+    let sub = index.submissions().next().unwrap().id;
+    let out = stdout(&bin(&[&"show", &env.out, &sub.to_string()]));
+    assert!(out.contains("Replies sent in this thread (1):"), "{out}");
+    assert!(out.contains("can you say which day it was?"), "{out}");
+    // Another thread has none.
+    let other = reviewer::run(
+        testkit::ReviewerCmd::new(["replies"])
+            .arg(&env.out)
+            .arg("--thread")
+            .arg("ffffff")
+            .argv(),
+    );
+    assert!(other.is_err());
 }
 
 #[test]
@@ -432,13 +506,13 @@ fn reply_to_an_unknown_thread_writes_nothing() {
     )
     .unwrap_err();
     assert!(
-        matches!(&e, Error::Thread(reviewer::threads::ThreadError::UnknownThread { thread, .. }) if *thread == unknown),
+        matches!(&e, Error::Archive(reviewer::archive::ArchiveError::UnknownThread { given, .. }) if *given == unknown.to_string()),
         "{e}"
     );
-    assert!(e.to_string().contains("`reviewer threads`"), "{e}");
+    assert!(e.to_string().contains("`reviewer threads "), "{e}");
     assert!(!bundle.exists());
 
-    // Not a thread id at all: a usage error.
+    // Not a thread id at all: refused, saying what an id looks like.
     let e = reply(
         &env,
         &"xyz",
@@ -447,7 +521,7 @@ fn reply_to_an_unknown_thread_writes_nothing() {
         &[&"-r", &r.recipient.to_string()],
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Usage(_)), "{e}");
+    assert!(e.to_string().contains("32 hexadecimal digits"), "{e}");
     assert!(!bundle.exists());
 }
 
@@ -566,11 +640,17 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     relay
         .batch(&[a.in_thread(thread, &src.recipient)])
         .write(&dir.join("batch-000001.tar"));
+    // The archive the reply is recorded in holds nothing of this relay.
+    let mut elsewhere = Relay::new();
+    let (c, _) = good_submission("elsewhere", &[], &[&r.recipient]);
+    let pc = elsewhere.batch(&[c]).write(&env.path("elsewhere.tar"));
+    util::open(&env, &elsewhere, &r, &[&pc]).unwrap();
     relay.batch(&[b]).write(&dir.join("batch-000002.tar"));
     let message = message_file(&env, MESSAGE);
     let from_batches = |out: &Path, key: &str| {
         run(&[
             &"reply",
+            &env.out,
             &"--signing-key",
             &signing_key(&env),
             &"--thread",
@@ -632,6 +712,7 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     // A thread no batch names.
     let e = run(&[
         &"reply",
+        &env.out,
         &"--signing-key",
         &signing_key(&env),
         &"--thread",
@@ -660,6 +741,7 @@ fn reply_from_batch_files_trusts_only_verified_batches() {
     // --batch-dir needs --relay-key.
     let e = run(&[
         &"reply",
+        &env.out,
         &"--signing-key",
         &signing_key(&env),
         &"--thread",
@@ -884,11 +966,46 @@ fn help_shows_examples_for_the_follow_up_commands() {
     }
     let out = stdout(&bin(&[&"reply", &"--help"]));
     assert!(out.contains("Examples:"), "{out}");
-    assert!(out.contains("reviewer reply --thread"), "{out}");
+    assert!(out.contains("reviewer reply ~/cases --thread"), "{out}");
     assert!(out.contains("--recipients-file"), "{out}");
     let out = stdout(&bin(&[&"push", &"--help"]));
     assert!(out.contains("reviewer push reply-1.json"), "{out}");
     assert!(out.contains("relay import-replies"), "{out}");
     let out = stdout(&bin(&[&"threads", &"--help"]));
     assert!(out.contains("Examples:"), "{out}");
+}
+
+#[test]
+fn a_deleted_thread_index_is_rebuilt_from_the_archives_signed_manifests() {
+    let env = Env::new();
+    let src = source();
+    let (_relay, _r, thread) = opened_thread(&env, &src);
+    let index = env.state.join("threads.json");
+    let before = std::fs::read(&index).unwrap();
+    std::fs::remove_dir_all(&env.state).unwrap();
+    let out = stdout(&bin(&[&"threads", &env.out]));
+    assert!(
+        out.starts_with(&format!("thread {thread}: 1 submission")),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&index).unwrap(), before);
+
+    // A custody manifest edited since: the rebuild refuses, naming it.
+    std::fs::remove_file(&index).unwrap();
+    let custody = testkit::files(&env.out.join(".custody"));
+    let manifest = custody
+        .iter()
+        .find(|p| p.ends_with("manifest.json"))
+        .unwrap();
+    let mut bytes = std::fs::read(manifest).unwrap();
+    bytes.push(b' ');
+    std::fs::write(manifest, bytes).unwrap();
+    let o = bin(&[&"threads", &env.out]);
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("cannot be rebuilt") && err.contains("reviewer verify-archive"),
+        "{err}"
+    );
+    assert!(!index.exists());
 }

@@ -109,6 +109,7 @@ fn open_writes_exact_bytes_into_private_files() {
         "receipts".to_owned(),
         "archive.json".to_owned(),
         ".custody".to_owned(),
+        ".state".to_owned(),
     ];
     want.sort();
     assert_eq!(names, want);
@@ -156,9 +157,9 @@ fn wrong_identity_writes_nothing() {
     assert_eq!(
         e.to_string(),
         format!(
-            "submission {} was sealed to epoch 1; none of the given identities can open it (retired or not given): the batch was refused and nothing from it was written; given: {}",
-            s2.id,
+            "this key ({}) is not a recipient of submission {} (is it your reviewer key for epoch 1?): the batch was refused and nothing from it was written",
             r.key_file.display(),
+            s2.id,
         )
     );
     assert_empty(&env.out);
@@ -186,7 +187,10 @@ fn one_identity_per_epoch_opens_a_batch_of_both_epochs() {
         matches!(&e, Error::Open(reviewer::open::OpenError::WrongIdentity { id, epoch: 2, .. }) if *id == s2.id),
         "{e}"
     );
-    assert!(e.to_string().contains("sealed to epoch 2"), "{e}");
+    assert!(
+        e.to_string().contains("your reviewer key for epoch 2?"),
+        "{e}"
+    );
     let e = open(&env, &relay, &new, &[&path]).unwrap_err();
     assert!(
         matches!(&e, Error::Open(reviewer::open::OpenError::WrongIdentity { id, epoch: 1, .. }) if *id == s1.id),
@@ -719,15 +723,7 @@ fn state_advances_only_after_a_successful_open() {
     let p2 = relay.batch(&[s2]).write(&env.path("b2.tar"));
 
     // verify never writes.
-    run(&[
-        &"verify",
-        &p1,
-        &"--relay-key",
-        &relay.key,
-        &"--state",
-        &env.state,
-    ])
-    .unwrap();
+    run(&[&"verify", &p1, &"--relay-key", &relay.key]).unwrap();
     assert!(!env.state.exists());
 
     open(&env, &relay, &r, &[&p1]).unwrap();
@@ -810,6 +806,9 @@ fn existing_submission_folder_is_never_overwritten() {
     let mut relay = Relay::new();
     let (s1, _) = good_submission("one", &[], &[&r.recipient]);
     let (s2, _) = good_submission("two", &[], &[&r.recipient]);
+    let (s0, _) = good_submission("zero", &[], &[&r.recipient]);
+    let p0 = relay.batch(&[s0]).write(&env.path("b0.tar"));
+    open(&env, &relay, &r, &[&p0]).unwrap();
     let p1 = relay.batch(&[s1, s2.clone()]).write(&env.path("b1.tar"));
     let existing = env.out.join(s2.id.to_string());
     std::fs::create_dir_all(&existing).unwrap();
@@ -819,7 +818,7 @@ fn existing_submission_folder_is_never_overwritten() {
     let e = open(&env, &relay, &r, &[&p1]).unwrap_err();
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
     assert_eq!(tree(&env.out), before);
-    assert_eq!(state_seq(&env, &relay), None);
+    assert_eq!(state_seq(&env, &relay), Some(1));
 }
 
 #[test]

@@ -27,8 +27,8 @@ fn verify(env: &Env, relay: &Relay, batches: &[&Path]) -> Result<(), Error> {
     args.extend([
         &"--relay-key" as &dyn AsRef<std::ffi::OsStr>,
         &relay.key,
-        &"--state",
-        &env.state,
+        &"--archive",
+        &env.out,
     ]);
     run(&args)
 }
@@ -379,44 +379,74 @@ fn non_regular_member() {
 #[test]
 fn replayed_batch() {
     let env = Env::new();
-    let (relay, r, batch) = setup(&env);
+    let (mut relay, r, batch) = setup(&env);
     let path = batch.write(&env.path("b1.tar"));
     open(&env, &relay, &r, &[&path]).unwrap();
+    let (s2, _) = good_submission("two", &[], &[&r.recipient]);
+    let p2 = relay.batch(&[s2]).write(&env.path("b2.tar"));
+    open(&env, &relay, &r, &[&p2]).unwrap();
     let out_before = util::tree(&env.out);
-    let state_before = util::tree(&env.state);
 
+    // What the archive holds: said and skipped, exit 0 (a glob of every
+    // batch ever fetched always works).
+    let o = util::bin(&[
+        &"verify",
+        &path,
+        &p2,
+        &"--relay-key",
+        &relay.key,
+        &"--archive",
+        &env.out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("batch 1 of relay ") && out.contains("is already in the archive"),
+        "{out}"
+    );
+    assert!(out.contains("batch 2 of relay "), "{out}");
+
+    // A batch 1 the archive does not hold (another copy with other bytes
+    // under the same place would be a fork; a batch deleted from the
+    // archive looks like this): a replay, naming the archive.
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.out.join("archive.json")).unwrap()).unwrap();
+    index["batches"].as_array_mut().unwrap().remove(0);
+    std::fs::write(env.out.join("archive.json"), index.to_string()).unwrap();
+    let out_before_replay = util::tree(&env.out);
     let e = verify(&env, &relay, &[&path]).unwrap_err();
     assert!(
         matches!(
             e,
             Error::Verify(reviewer::verify::VerifyError::Replay {
                 sequence: 1,
-                last: 1,
+                last: 2,
                 ..
             })
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("already accepted"));
-    // Into the archive that holds it, opening it again is a harmless no-op
-    // (the `workbench` module); into another output directory it is a replay.
-    open(&env, &relay, &r, &[&path]).unwrap();
-    let elsewhere = Env {
-        dir: tempfile::tempdir().unwrap(),
-        out: env.path("elsewhere"),
-        state: env.state.clone(),
-    };
-    let e = open(&elsewhere, &relay, &r, &[&path]).unwrap_err();
     assert!(
-        matches!(
-            e,
-            Error::Verify(reviewer::verify::VerifyError::Replay { .. })
-        ),
+        e.to_string().contains(&format!(
+            "is not in the archive {}, which already accepted batch 2",
+            env.out.display()
+        )),
         "{e}"
     );
-    assert!(!elsewhere.out.exists());
-    assert_eq!(util::tree(&env.out), out_before);
-    assert_eq!(util::tree(&env.state), state_before);
+    let e = open(&env, &relay, &r, &[&path]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("the archive {}", env.out.display())),
+        "{e}"
+    );
+    assert_eq!(util::tree(&env.out), out_before_replay);
+
+    // Another archive has a chain of its own: batch 1 opens there, and
+    // the first archive does not change.
+    let elsewhere = Env::new();
+    open(&elsewhere, &relay, &r, &[&path]).unwrap();
+    assert_ne!(util::tree(&env.out), out_before);
+    assert_eq!(util::tree(&env.out), out_before_replay);
 }
 
 #[test]
@@ -521,8 +551,6 @@ fn first_batch_needs_start_at() {
             &p5,
             &"--relay-key",
             &relay.key,
-            &"--state",
-            &env.state,
             &"--start-at",
             &n,
         ])
@@ -559,15 +587,7 @@ fn relay_key_from_a_pub_file() {
     let path = batch.write(&env.path("b.tar"));
     let pub_file = env.path("relay.pub");
     std::fs::write(&pub_file, relay.kp.pk.to_box().unwrap().to_string()).unwrap();
-    run(&[
-        &"verify",
-        &path,
-        &"--relay-key",
-        &pub_file,
-        &"--state",
-        &env.state,
-    ])
-    .unwrap();
+    run(&[&"verify", &path, &"--relay-key", &pub_file]).unwrap();
 }
 
 #[test]

@@ -17,7 +17,6 @@ use reviewer::Error;
 use reviewer::archive::{Archive, custody_batch_dir, custody_ciphertext, relay_fingerprint};
 use reviewer::state::StateStore;
 use reviewer::workbench::{ScrubOutcome, Status};
-use testkit::ReviewerCmd;
 use util::{
     Batch, Env, Relay, Reviewer, Sealed, bin, good_submission, open, open_cmd, reviewer, run, tree,
 };
@@ -32,20 +31,38 @@ fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
-/// `reviewer open BATCHES… --relay-key KEY --state STATE --identity FILE
-/// --out ENV/out`: [`open_cmd`] with another chain state.
-fn open_with_state(
+/// Opens `batch` into `env`'s archive through the library, against a chain
+/// state of its own in `state` starting at `start_at`: what the command
+/// line can no longer do (each archive has one chain), to make an archive
+/// with a fork or a gap for `verify-archive` to find.
+fn open_off_chain(
     env: &Env,
     state: &Path,
     relay: &Relay,
-    identity: &Path,
-    batches: &[&Path],
-) -> ReviewerCmd {
-    ReviewerCmd::open(batches)
-        .relay_key(&relay.key)
-        .state(state)
-        .identity(identity)
-        .out(&env.out)
+    r: &Reviewer,
+    batch: &Path,
+    start_at: u64,
+) {
+    let key = reviewer::verify::PinnedKey::from_base64(&relay.key).unwrap();
+    let verified = reviewer::verify::verify_batch(
+        batch,
+        &key,
+        &reviewer::state::ChainAnchor::StartAt(start_at),
+    )
+    .unwrap();
+    let identity = reviewer::identity::Identity::load(
+        &r.key_file,
+        &reviewer::identity::PassphraseSource::Terminal,
+    )
+    .unwrap();
+    reviewer::open::open_batch(
+        verified,
+        &[identity],
+        &util::scrubber(),
+        &env.out,
+        &StateStore::new(state),
+    )
+    .unwrap();
 }
 
 fn open_bin(env: &Env, relay: &Relay, r: &Reviewer, batches: &[&Path]) -> Output {
@@ -192,24 +209,21 @@ fn a_chain_state_behind_the_archive_catches_up() {
     let p2 = relay.batch(&[s2]).write(&env.path("b2.tar"));
     open(&env, &relay, &r, &[&p1]).unwrap();
 
-    // A fresh state directory (or a crash after the index was written):
-    // batch 1 is archived, so it is not opened again, and the state
-    // catches up with it, so batch 2 opens.
-    let fresh = env.path("fresh-state");
-    let o = open_with_state(&env, &fresh, &relay, &r.key_file, &[&p1]).output();
+    // The archive's state deleted (or a crash after the index was
+    // written): batch 1 is archived, so it is not opened again, and the
+    // state is derived from the archive, so batch 2 opens.
+    std::fs::remove_dir_all(&env.state).unwrap();
+    let o = util::open_cmd(&env, &relay, &r.key_file, &[&p1]).output();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).ends_with("nothing to do (the chain state now records it)\n"),
-        "{}",
-        stdout(&o)
-    );
-    assert_eq!(state_seq(&fresh, &relay), Some(1));
-    reviewer::run(open_with_state(&env, &fresh, &relay, &r.key_file, &[&p2]).argv()).unwrap();
-    assert_eq!(state_seq(&fresh, &relay), Some(2));
-    // A batch behind the state stays a plain no-op.
-    let o = open_with_state(&env, &fresh, &relay, &r.key_file, &[&p1]).output();
     assert!(stdout(&o).ends_with("nothing to do\n"), "{}", stdout(&o));
-    assert_eq!(state_seq(&fresh, &relay), Some(2));
+    assert_eq!(state_seq(&env.state, &relay), Some(1));
+    std::fs::remove_dir_all(&env.state).unwrap();
+    reviewer::run(util::open_cmd(&env, &relay, &r.key_file, &[&p2]).argv()).unwrap();
+    assert_eq!(state_seq(&env.state, &relay), Some(2));
+    // A batch behind the state stays a plain no-op.
+    let o = util::open_cmd(&env, &relay, &r.key_file, &[&p1]).output();
+    assert!(stdout(&o).ends_with("nothing to do\n"), "{}", stdout(&o));
+    assert_eq!(state_seq(&env.state, &relay), Some(2));
 }
 
 #[test]
@@ -1170,14 +1184,11 @@ fn verify_archive_reports_a_fork_as_a_problem_and_a_gap_as_a_note() {
     open(&env, &relay, &r, &[&p1]).unwrap();
 
     // A batch 2 that does not chain to batch 1 (the relay's history
-    // forked), accepted through another chain state with --start-at.
+    // forked), accepted through another chain state.
     let (s2, _) = good_submission("fork", &[], &[&r.recipient]);
     let forked = relay.batch_at(2, Some(format::Digest::of(b"another history")), &[s2]);
     let p2 = forked.write(&env.path("b2.tar"));
-    let other_state = env.path("other-state");
-    let batches = [p2.as_path()];
-    let cmd = open_with_state(&env, &other_state, &relay, &r.key_file, &batches);
-    reviewer::run(cmd.args(["--start-at", "2"]).argv()).unwrap();
+    open_off_chain(&env, &env.path("other-state"), &relay, &r, &p2, 2);
     let report = reviewer::audit::verify_archive(&env.out, &[]).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert!(
@@ -1199,10 +1210,7 @@ fn verify_archive_reports_a_fork_as_a_problem_and_a_gap_as_a_note() {
     }
     let (s4, _) = good_submission("four", &[], &[&r.recipient]);
     let p4 = relay.batch(&[s4]).write(&env.path("b4.tar"));
-    let gap_state = env.path("gap-state");
-    let batches = [p4.as_path()];
-    let cmd = open_with_state(&env, &gap_state, &relay, &r.key_file, &batches);
-    reviewer::run(cmd.args(["--start-at", "4"]).argv()).unwrap();
+    open_off_chain(&env, &env.path("gap-state"), &relay, &r, &p4, 4);
     let o = bin(&[&"verify-archive", &env.out]);
     assert!(o.status.success(), "{}", stdout(&o));
     assert!(

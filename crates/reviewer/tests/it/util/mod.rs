@@ -63,8 +63,8 @@ pub(crate) fn bin(args: &[&dyn AsRef<OsStr>]) -> Output {
     ReviewerCmd::new(args).output()
 }
 
-/// `reviewer open BATCHES… --relay-key KEY --state STATE --identity FILE
-/// --out OUT`, with `env`'s state and output directories.
+/// `reviewer open BATCHES… --relay-key KEY --identity FILE --out OUT`,
+/// with `env`'s archive.
 pub(crate) fn open_cmd(
     env: &Env,
     relay: &Relay,
@@ -73,7 +73,6 @@ pub(crate) fn open_cmd(
 ) -> ReviewerCmd {
     ReviewerCmd::open(batches)
         .relay_key(&relay.key)
-        .state(&env.state)
         .identity(identity)
         .out(&env.out)
 }
@@ -464,7 +463,8 @@ impl Env {
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let state = dir.path().join("state");
+        // The chain state and thread index live in the archive.
+        let state = out.join(".state");
         Self { dir, out, state }
     }
 

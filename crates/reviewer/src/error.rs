@@ -25,7 +25,7 @@ pub enum Error {
     Usage(#[source] clap::Error),
 
     /// A file or directory could not be read, written or created.
-    #[error("could not {action} {path}: {source}")]
+    #[error("{}", io_message(action, path, source))]
     Io {
         /// What was being done ("read", "create", ...).
         action: &'static str,
@@ -144,6 +144,29 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// The line for an I/O error, with what to do for the common causes.
+fn io_message(action: &str, path: &std::path::Path, source: &io::Error) -> String {
+    let shown = path.display();
+    match source.kind() {
+        io::ErrorKind::NotFound => {
+            // A shell leaves a glob that matches nothing as it is.
+            let glob = path.to_string_lossy().contains('*');
+            format!(
+                "could not {action} {shown}: it does not exist{}",
+                if glob {
+                    " (no file matches the pattern: run the step that makes those files first, e.g. `reviewer fetch` for batches, `reviewer open` for receipts)"
+                } else {
+                    ": check the path"
+                }
+            )
+        }
+        io::ErrorKind::PermissionDenied => {
+            format!("could not {action} {shown}: permission denied: check who owns it and its mode")
+        }
+        _ => format!("could not {action} {shown}: {source}"),
     }
 }
 

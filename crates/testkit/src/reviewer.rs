@@ -99,8 +99,10 @@ impl ReviewerCmd {
 /// `cargo test --workspace` (or `-p reviewer`) builds it before any test
 /// runs. `cargo test -p e2e` alone does not (cargo builds the binaries of
 /// the packages under test only), yet the end-to-end tests need it as the
-/// scrubbing child of `reviewer open`. So if it is missing, the first call
-/// builds it, once per test process (a `OnceLock`; cargo's own lock keeps
+/// scrubbing child of `reviewer open`. So under cargo (`$CARGO` set), or
+/// if it is missing, the first call builds it (a no-op when it is up to
+/// date; without it, `cargo test -p relay` after a change to the reviewer
+/// would run a stale one), once per test process (a `OnceLock`; cargo's own lock keeps
 /// two processes apart), with `cargo build --locked -p reviewer --bin
 /// reviewer` into the same target directory and profile. The package under
 /// test is named too, so that the dependencies resolve with the features the
@@ -118,7 +120,7 @@ pub fn reviewer_bin() -> &'static Path {
             .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
             .to_owned();
         let bin = profile_dir.join(format!("reviewer{}", std::env::consts::EXE_SUFFIX));
-        if !bin.is_file() {
+        if std::env::var_os("CARGO").is_some() || !bin.is_file() {
             build_reviewer(&profile_dir);
         }
         assert!(

@@ -20,3 +20,4 @@ mod hostile;
 mod memory;
 mod seizure;
 mod storage;
+mod walkthrough;

@@ -55,9 +55,16 @@ Examples:
   reviewer report ~/cases --out ~/report-2026-11
   reviewer report ~/cases --out /media/usb/report --title \"Kazakhstan, November\" --include-discarded
 
+  # Verified health cases of November only (list's filters work here)
+  reviewer report ~/cases --out ~/health --status verified --category health --from 2026-11-01 --to 2026-11-30
+
+  # For the reviewers' own use: the untouched originals too
+  reviewer report ~/cases --out ~/full-report --with-originals
+
 Open SITE/index.html in a browser: it needs no network and no JavaScript.
-The site holds the testimonies and attachments: keep it as safe as the
-archive.";
+Files are the scrubbed copies only: a file with no scrubbed copy is listed
+but left out, unless --with-originals. The site holds the testimonies:
+keep it as safe as the archive.";
 
 pub(super) const VERIFY_ARCHIVE_EXAMPLES: &str = "\
 Examples:
@@ -239,9 +246,16 @@ pub(super) struct ReportArgs {
     /// The dashboard's title.
     #[arg(long, value_name = "TITLE", default_value = "Testimonies")]
     title: String,
-    /// Include discarded submissions.
+    /// Include discarded submissions (`--status discarded` does too).
     #[arg(long)]
     include_discarded: bool,
+    /// Copy the untouched originals in too (they can carry GPS
+    /// coordinates, names and device serials). Without it the report holds
+    /// scrubbed copies only, and lists a file with none as left out.
+    #[arg(long)]
+    with_originals: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -520,12 +534,25 @@ pub(super) fn export_cmd(a: ExportArgs) -> Result<(), Error> {
 
 pub(super) fn report_cmd(a: ReportArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
-    let records = archive.records()?;
+    let filter = a.filter.to_filter(&archive)?;
+    let mut records = archive.records()?;
+    let archived = records.len();
+    let filtered = filter != Filter::default();
+    records.retain(|r| filter.matches(r));
     let options = crate::report::ReportOptions {
         title: a.title,
-        include_discarded: a.include_discarded,
+        // Asking for discarded ones by status is asking to see them.
+        include_discarded: a.include_discarded || filter.status == Some(Status::Discarded),
+        with_originals: a.with_originals,
+        filtered_from: filtered.then_some(archived),
         generated_day: Day::today(),
-        quarantined: archive.quarantined().cloned().collect(),
+        // They have no answers or text to match: only an unfiltered report
+        // lists them.
+        quarantined: if filtered {
+            Vec::new()
+        } else {
+            archive.quarantined().cloned().collect()
+        },
     };
     let bar = progress_bar(records.len() as u64, "writing the report", false);
     let written = write_site(
@@ -541,14 +568,26 @@ pub(super) fn report_cmd(a: ReportArgs) -> Result<(), Error> {
     bar.finish_and_clear();
     let summary = written?;
     out_line(&format!(
-        "wrote the report into {}: {} pages, {} submissions, {} threads, {} files copied, {} flagged",
+        "wrote the report into {}: {} pages, {} submissions, {} threads, {} files copied ({}), {} flagged",
         a.out.display(),
         summary.pages,
         summary.submissions,
         summary.threads,
         summary.files_copied,
+        if a.with_originals {
+            "originals included"
+        } else {
+            "scrubbed copies only"
+        },
         summary.flagged_files
     ));
+    if summary.left_out > 0 {
+        out_line(&format!(
+            "{} file{} with no scrubbed copy left out (listed on its submission's page); --with-originals includes the originals",
+            summary.left_out,
+            if summary.left_out == 1 { "" } else { "s" }
+        ));
+    }
     out_line(&format!(
         "open {} in a browser (it needs no network); the site holds the testimonies: keep it as safe as the archive",
         a.out.join("index.html").display()

@@ -75,6 +75,12 @@ pub(super) struct IndexPage<'a> {
     pub(super) counts: Counts,
     pub(super) include_discarded: bool,
     pub(super) excluded: usize,
+    /// Whether the originals are in the report (`--with-originals`).
+    pub(super) with_originals: bool,
+    /// Files with no scrubbed copy, left out.
+    pub(super) left_out: usize,
+    /// How many submissions the archive holds, when filters selected some.
+    pub(super) filtered_from: Option<usize>,
     pub(super) weeks: WeekChart,
     pub(super) charts: Vec<HBarChart<'a>>,
     pub(super) rows: Vec<Row<'a>>,
@@ -88,10 +94,10 @@ pub(super) fn index<'a>(
     flagged: &BTreeMap<SubmissionId, bool>,
     summary: &ReportSummary,
     excluded: usize,
-    include_discarded: bool,
-    quarantined: &'a [crate::archive::QuarantinedSubmission],
+    options: &'a super::ReportOptions,
     head: Head<'a>,
 ) -> IndexPage<'a> {
+    let include_discarded = options.include_discarded;
     let statuses: Vec<(&'a str, usize)> = Status::ALL
         .into_iter()
         .filter(|s| include_discarded || *s != Status::Discarded)
@@ -148,10 +154,14 @@ pub(super) fn index<'a>(
         },
         include_discarded,
         excluded,
+        with_originals: options.with_originals,
+        left_out: summary.left_out,
+        filtered_from: options.filtered_from,
         weeks: chart::weeks(included.iter().map(|r| r.received_day)),
         charts,
         rows,
-        quarantined: quarantined
+        quarantined: options
+            .quarantined
             .iter()
             .map(|q| {
                 let id = q.id.to_string();
@@ -190,8 +200,12 @@ pub(super) struct FileView<'a> {
     pub(super) size: u64,
     pub(super) sha256: String,
     pub(super) kind: &'static str,
-    pub(super) original_href: String,
+    /// The original's copy (only with `--with-originals`).
+    pub(super) original_href: Option<String>,
     pub(super) shared_href: Option<String>,
+    /// Neither copied nor linked: no scrubbed copy, and the originals were
+    /// not asked for.
+    pub(super) left_out: bool,
     /// Shown inline (images only): the scrubbed copy, else the original.
     pub(super) image: Option<String>,
     /// The inline image is the original, with its metadata.
@@ -281,13 +295,14 @@ pub(super) fn submission<'a>(
         .enumerate()
         .map(|(i, (a, c))| {
             let enc = encode_segment(&c.stored);
-            let original_href = format!("../files/{id}/original/{enc}");
+            let original_href = c.original.then(|| format!("../files/{id}/original/{enc}"));
             let shared_href = c.shared.then(|| format!("../files/{id}/shared/{enc}"));
             let md = &a.metadata;
             let image = md
                 .kind
                 .is_image()
-                .then(|| shared_href.clone().unwrap_or_else(|| original_href.clone()));
+                .then(|| shared_href.clone().or_else(|| original_href.clone()))
+                .flatten();
             let has = |p: fn(&Finding) -> bool| md.findings.iter().any(p);
             let mut flags = Vec::new();
             if has(|f| matches!(f, Finding::Gps { .. })) {
@@ -340,6 +355,7 @@ pub(super) fn submission<'a>(
                 kind: kind_name(md.kind),
                 image_is_original: image.is_some() && shared_href.is_none(),
                 image,
+                left_out: original_href.is_none() && shared_href.is_none(),
                 original_href,
                 shared_href,
                 findings: md.findings.iter().map(describe).collect(),

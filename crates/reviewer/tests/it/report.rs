@@ -324,10 +324,15 @@ fn build(root: &Path, specs: &[Spec]) -> Vec<Record> {
         .collect()
 }
 
+/// Options with the originals copied in, so that the tests below see every
+/// hostile name and content; [`originals_stay_out_unless_asked`] checks the
+/// default.
 fn options(include_discarded: bool) -> ReportOptions {
     ReportOptions {
         title: format!("NGO report {SCRIPT}"),
         include_discarded,
+        with_originals: true,
+        filtered_from: None,
         generated_day: day("2025-03-01"),
         quarantined: Vec::new(),
     }
@@ -1188,4 +1193,69 @@ fn an_empty_archive_makes_a_valid_report() {
     assert_eq!(summary.pages, 1);
     let doc = check_page(&out, Path::new("index.html"));
     assert_eq!(doc.by_id("count-submissions").unwrap().text(), "0");
+}
+
+#[test]
+fn originals_stay_out_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let specs = specs();
+    let records = build(&archive, &specs);
+    let out = tmp.path().join("out");
+    let options = ReportOptions {
+        with_originals: false,
+        ..options(false)
+    };
+    let summary = write_report(&records, &archive, &out, &options, &mut |_, _| {}).unwrap();
+    // Scrubbed copies only: 2 + 1 (submission 6 is discarded).
+    assert_eq!(summary.files_copied, 3);
+    // evil.html, javascript:alert(1), broken.jpg: no scrubbed copy.
+    assert_eq!(summary.left_out, 3);
+    let files = walk(&out.join("files"));
+    assert_eq!(files.len(), 3, "{files:?}");
+    for p in &files {
+        assert!(p.components().any(|c| c.as_os_str() == "shared"), "{p:?}");
+        let bytes = fs::read(out.join("files").join(p)).unwrap();
+        for f in specs.iter().flat_map(|s| &s.files) {
+            assert_ne!(bytes, f.content, "{p:?} is the original of {}", f.name);
+        }
+    }
+    // Every page still parses and links only what is there.
+    for p in html_pages(&out) {
+        check_page(&out, &p);
+    }
+    let page = |id: SubmissionId| {
+        let src = fs::read_to_string(out.join(format!("submissions/{id}.html"))).unwrap();
+        html::parse(&src).unwrap()
+    };
+    let page1 = page(sub_id(1));
+    // The GPS photo: its scrubbed copy, flagged, no link to the original.
+    let photo = page1.by_id("file-1").unwrap();
+    assert!(photo.has_class("flagged"));
+    assert!(
+        photo.elements("img")[0]
+            .attr("src")
+            .unwrap()
+            .contains("/shared/")
+    );
+    assert!(!photo.text().contains("Left out"));
+    // The file with no scrubbed copy: named, typed, why it is flagged, and
+    // a line saying it is left out and how to include it.
+    let evil = page1.by_id("file-3").unwrap();
+    assert!(evil.elements("a").is_empty());
+    assert_eq!(evil.elements("h3")[0].text(), "evil.html");
+    let text = evil.text();
+    assert!(text.contains("other file"), "{text}");
+    assert!(text.contains("type not supported"), "{text}");
+    assert!(text.contains("Left out of this report"), "{text}");
+    assert!(text.contains("--with-originals"), "{text}");
+    // The damaged JPEG is not shown inline from its original.
+    let broken = page(sub_id(4));
+    let broken = broken.by_id("file-1").unwrap();
+    assert!(broken.elements("img").is_empty());
+    assert!(broken.text().contains("Left out of this report"));
+    let index = html::parse(&fs::read_to_string(out.join("index.html")).unwrap()).unwrap();
+    let note = index.by_id("files-note").unwrap().text();
+    assert!(note.contains("scrubbed copies only"), "{note}");
+    assert!(note.contains("3 file(s)"), "{note}");
 }

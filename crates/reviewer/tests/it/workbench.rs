@@ -1242,6 +1242,129 @@ fn report_writes_a_site() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+/// Every file below `dir` whose bytes are exactly one of `originals`.
+fn copies_of(dir: &Path, originals: &[&[u8]]) -> Vec<PathBuf> {
+    testkit::files(dir)
+        .into_iter()
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            originals.iter().any(|o| bytes == *o)
+        })
+        .collect()
+}
+
+#[test]
+fn report_holds_scrubbed_copies_only_unless_with_originals() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scrub");
+    // A photo with GPS coordinates and a camera owner's name in its EXIF,
+    // and an iPhone photo no build can scrub.
+    let jpeg = std::fs::read(fixtures.join("photo.jpg")).unwrap();
+    let heic = std::fs::read(fixtures.join("photo.heic")).unwrap();
+    let health = submission(
+        &r,
+        &[("category", "health", Some("Health care"))],
+        "the clinic",
+        &[("photo.jpg", &jpeg), ("iphone.heic", &heic)],
+    );
+    let speech = submission(
+        &r,
+        &[("category", "speech", Some("Speech"))],
+        "the mayor",
+        &[("poster.jpg", &jpeg)],
+    );
+    let p = batch_on_days(
+        &mut relay,
+        &[(&health, "2026-11-02"), (&speech, "2026-11-03")],
+    )
+    .write(&env.path("b1.tar"));
+    open(&env, &relay, &r, &[&p]).unwrap();
+    let originals: [&[u8]; 2] = [&jpeg, &heic];
+
+    // By default: scrubbed copies only. No file anywhere in the report is
+    // an original, byte for byte.
+    let site = env.path("site");
+    let o = bin(&[&"report", &env.out, &"--out", &site]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(copies_of(&site, &originals), Vec::<PathBuf>::new());
+    let shared = site
+        .join("files")
+        .join(health.id.to_string())
+        .join("shared");
+    assert!(shared.join("photo.jpg").is_file());
+    assert!(
+        !site
+            .join("files")
+            .join(health.id.to_string())
+            .join("original")
+            .exists()
+    );
+    let out = stdout(&o);
+    assert!(out.contains("scrubbed copies only"), "{out}");
+    assert!(
+        out.contains("1 file with no scrubbed copy left out"),
+        "{out}"
+    );
+    // The HEIC is listed, with why, and says how to include it.
+    let page =
+        std::fs::read_to_string(site.join("submissions").join(format!("{}.html", health.id)))
+            .unwrap();
+    let page = testkit::html::parse(&page).unwrap();
+    let heic_panel = page.by_id("file-2").unwrap();
+    let text = heic_panel.text();
+    assert!(text.contains("iphone.heic"), "{text}");
+    assert!(text.contains("HEIC image"), "{text}");
+    assert!(text.contains("cannot be scrubbed"), "{text}");
+    assert!(text.contains("Left out of this report"), "{text}");
+    assert!(text.contains("--with-originals"), "{text}");
+    assert!(heic_panel.elements("a").is_empty());
+
+    // With --with-originals: both originals are in it.
+    let full = env.path("full");
+    let o = bin(&[&"report", &env.out, &"--out", &full, &"--with-originals"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let copies = copies_of(&full, &originals);
+    for original in originals {
+        assert!(
+            copies.iter().any(|p| std::fs::read(p).unwrap() == original),
+            "{copies:?}"
+        );
+    }
+    assert!(stdout(&o).contains("originals included"), "{}", stdout(&o));
+
+    // list's filters: a submission that does not match has no page and no
+    // files in the report, and the dashboard says it is a selection.
+    for (args, kept, left) in [
+        (vec!["--category", "health"], &health, &speech),
+        (vec!["--from", "2026-11-03"], &speech, &health),
+        (
+            vec!["--status", "new", "--to", "2026-11-02"],
+            &health,
+            &speech,
+        ),
+    ] {
+        let site = env.path(&format!("filtered-{}", args.join("")));
+        let mut cmd: Vec<&dyn AsRef<OsStr>> = vec![&"report", &env.out, &"--out", &site];
+        for a in &args {
+            cmd.push(a);
+        }
+        let o = bin(&cmd);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let page = |s: &Sealed| site.join("submissions").join(format!("{}.html", s.id));
+        assert!(page(kept).is_file(), "{args:?}");
+        assert!(!page(left).exists(), "{args:?}");
+        assert!(
+            !site.join("files").join(left.id.to_string()).exists(),
+            "{args:?}"
+        );
+        let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+        assert!(!index.contains(&left.id.to_string()), "{args:?}");
+        assert!(index.contains("id=\"filtered\""), "{args:?}");
+    }
+}
+
 // -------------------------------------------------------------------- help
 
 #[test]

@@ -400,7 +400,7 @@ fn safe_name(name: &str, kind: FileKind) -> String {
             FileKind::Webp => "webp",
             FileKind::Heic => "heic",
             FileKind::Pdf => "pdf",
-            FileKind::Other => "txt",
+            FileKind::Text | FileKind::Other => "txt",
         };
         // Sanitising again cuts an over-long name, keeping the extension.
         format::sanitize_file_name(&format!("{name}.{ext}"))

@@ -171,7 +171,18 @@ fn specs() -> Vec<Spec> {
             thread: None,
             tags: &["aktobe"],
             text: "",
-            files: vec![],
+            // Metadata worth listing but no reason to stop: not flagged.
+            files: vec![FileSpec {
+                name: "edited.png",
+                kind: FileKind::Png,
+                content: b"\x89PNG original with XMP",
+                scrubbed: Some(b"\x89PNG clean"),
+                findings: vec![Finding::Other {
+                    field: "software".into(),
+                    value: "GIMP 2.10".into(),
+                }],
+                scrub: ScrubOutcome::Scrubbed,
+            }],
         },
         Spec {
             n: 4,
@@ -835,10 +846,17 @@ fn charts_match_the_data() {
             n("count-attachments"),
             included.iter().map(|s| s.files.len()).sum::<usize>()
         );
+        // Flagged: GPS, a name or a device in the original, or no
+        // scrubbed copy; other findings are listed, not flagged.
         let flagged = included
             .iter()
             .flat_map(|s| &s.files)
-            .filter(|f| !f.findings.is_empty() || f.scrub != ScrubOutcome::Scrubbed)
+            .filter(|f| {
+                f.scrub != ScrubOutcome::Scrubbed
+                    || f.findings
+                        .iter()
+                        .any(|x| !matches!(x, Finding::Other { .. }))
+            })
             .count();
         assert_eq!(n("count-flagged"), flagged);
         assert_eq!(f.summary.flagged_files, flagged);
@@ -901,7 +919,9 @@ fn hostile_content_appears_only_as_text() {
     let text = page.text();
     assert!(text.contains("<i>x</i>"));
     assert!(text.contains("RWQ<relay-key>"));
-    assert!(text.contains(&format!("cannot be scrubbed: {SCRIPT} type not supported")));
+    assert!(text.contains(&format!(
+        "no scrubbed copy: this type cannot be scrubbed ({SCRIPT} type not supported)"
+    )));
     assert!(text.contains(&format!("comment: {BREAKOUT}")));
     // The title option is escaped too.
     assert!(
@@ -978,7 +998,7 @@ fn images_show_the_scrubbed_copy_and_flags_are_visible() {
     assert!(
         flags
             .iter()
-            .any(|t| t.contains("original carries GPS coordinates")),
+            .any(|t| t == "⚑ the original carries GPS coordinates: 43.238949, 76.889709"),
         "{flags:?}"
     );
     assert!(
@@ -1036,8 +1056,14 @@ fn images_show_the_scrubbed_copy_and_flags_are_visible() {
             .by_id("file-1")
             .unwrap()
             .text()
-            .contains("original names an author")
+            .contains(&format!("the original names a person: {SCRIPT}"))
     );
+
+    // Other metadata is listed, not flagged.
+    let page3 = f.page(&format!("submissions/{}.html", sub_id(3)));
+    let edited = page3.by_id("file-1").unwrap();
+    assert!(!edited.has_class("flagged"));
+    assert!(edited.text().contains("software: GIMP 2.10"));
 
     // The dashboard marks exactly the submissions with a flagged file.
     let index = f.page("index.html");
@@ -1093,9 +1119,9 @@ fn progress_counts_every_page() {
     let total = f.summary.pages as u64;
     let want: Vec<(u64, u64)> = (1..=total).map(|d| (d, total)).collect();
     assert_eq!(f.progress, want);
-    // originals: 4 + 1 + 1 = 6; scrubbed copies: 2 + 1 = 3.
-    assert_eq!(f.summary.files_copied, 9);
-    assert_eq!(walk(&f.out.join("files")).len(), 9);
+    // originals: 4 + 1 + 1 + 1 = 7; scrubbed copies: 2 + 1 + 1 = 4.
+    assert_eq!(f.summary.files_copied, 11);
+    assert_eq!(walk(&f.out.join("files")).len(), 11);
 }
 
 #[test]
@@ -1207,12 +1233,12 @@ fn originals_stay_out_unless_asked() {
         ..options(false)
     };
     let summary = write_report(&records, &archive, &out, &options, &mut |_, _| {}).unwrap();
-    // Scrubbed copies only: 2 + 1 (submission 6 is discarded).
-    assert_eq!(summary.files_copied, 3);
+    // Scrubbed copies only: 2 + 1 + 1 (submission 6 is discarded).
+    assert_eq!(summary.files_copied, 4);
     // evil.html, javascript:alert(1), broken.jpg: no scrubbed copy.
     assert_eq!(summary.left_out, 3);
     let files = walk(&out.join("files"));
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     for p in &files {
         assert!(p.components().any(|c| c.as_os_str() == "shared"), "{p:?}");
         let bytes = fs::read(out.join("files").join(p)).unwrap();

@@ -279,9 +279,12 @@ fn two_relays_keep_their_origins_and_chains() {
         Path::new(&s1.id.to_string()).join("files/01-photo.txt")
     );
     assert_eq!(std::fs::read(env.out.join(&att.original)).unwrap(), b"p");
-    assert!(!matches!(att.metadata.scrub, ScrubOutcome::Scrubbed));
-    assert_eq!(att.scrubbed, None);
-    assert!(!env.out.join(s1.id.to_string()).join("shared").exists());
+    // Plain text: its copy for sharing is the file as sent.
+    assert_eq!(att.metadata.scrub, ScrubOutcome::Scrubbed);
+    assert_eq!(
+        std::fs::read(env.out.join(att.scrubbed.as_ref().unwrap())).unwrap(),
+        b"p"
+    );
 
     // Relay B carries A's submission 1 again, byte for byte, with a new
     // one: nothing is duplicated, the new one is added, and B's custody
@@ -342,7 +345,7 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!(
-            "reviewer: note: submission {}: 3 attachments flagged",
+            "reviewer: note: submission {}: 2 attachments flagged",
             s.id
         )),
         "{}",
@@ -392,13 +395,15 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
             .iter()
             .any(|f| matches!(f, Finding::Author { value } if value.contains("Reporter")))
     );
-    assert_eq!(notes.metadata.kind, FileKind::Other);
-    assert!(matches!(
-        notes.metadata.scrub,
-        ScrubOutcome::Unsupported { .. }
-    ));
-    assert_eq!(notes.scrubbed, None);
-    assert!(!dir.join("shared/03-notes.txt").exists());
+    // Plain text: not flagged, shared as sent.
+    assert_eq!(notes.metadata.kind, FileKind::Text);
+    assert_eq!(notes.metadata.scrub, ScrubOutcome::Scrubbed);
+    assert!(notes.metadata.findings.is_empty());
+    assert!(!reviewer::archive::is_flagged(notes));
+    assert_eq!(
+        std::fs::read(dir.join("shared/03-notes.txt")).unwrap(),
+        b"plain notes"
+    );
 
     // `show` says what was found and what not to share.
     let o = bin(&[&"show", &env.out, &s.id.to_string()]);
@@ -419,13 +424,174 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
         "{shown}"
     );
     assert!(
-        shown.contains("FLAG: no scrubbed copy (this type cannot be scrubbed: "),
+        shown.contains(&format!(
+            "copy for sharing (plain text, nothing to remove: the file as sent): {}/shared/03-notes.txt",
+            s.id
+        )),
         "{shown}"
     );
     // And the archive verifies, originals included.
     let report = reviewer::audit::verify_archive(&env.out, &[]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.attachments, 3);
+}
+
+#[test]
+fn plain_text_is_not_flagged_and_flags_say_why() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scrub");
+    let heic = std::fs::read(fixtures.join("photo.heic")).unwrap();
+    // Plain text in three forms: UTF-8 Kazakh, Markdown, and a CSV in
+    // Windows-1251 (as Excel on a Russian Windows saves it).
+    let txt = "Біз ауруханада болдық.\r\nЕкінші жол.\n"
+        .as_bytes()
+        .to_vec();
+    let md = b"# Notes\n\n- *first*\n- second\n".to_vec();
+    let csv: Vec<u8> = b"name;place\r\n\xc8\xe2\xe0\xed;\xc0\xeb\xec\xe0\xf2\xfb\r\n".to_vec();
+    let texts: [(&str, &[u8]); 3] = [("notes.txt", &txt), ("README.md", &md), ("table.csv", &csv)];
+    let (plain, _) = good_submission("notes", &texts, &[&r.recipient]);
+    // Still flagged: a HEIC (cannot be scrubbed), bytes that are no known
+    // type, and bytes that are not text whatever their name says.
+    let blob: Vec<u8> = (0u8..=255).cycle().take(4096).collect();
+    let fake: &[u8] = b"looks like text\0\0\0\x01\x02 but is not";
+    let flagged: [(&str, &[u8]); 3] = [
+        ("iphone.heic", &heic),
+        ("blob.bin", &blob),
+        ("fake.txt", fake),
+    ];
+    let (other, _) = good_submission("other files", &flagged, &[&r.recipient]);
+    let p = relay
+        .batch(&[plain.clone(), other.clone()])
+        .write(&env.path("b1.tar"));
+    let o = open_bin(&env, &relay, &r, &[&p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The note names only the submission with flagged files.
+    let err = stderr(&o);
+    assert!(!err.contains(&plain.id.to_string()), "{err}");
+    assert!(
+        err.contains(&format!("submission {}: 3 attachments flagged", other.id)),
+        "{err}"
+    );
+
+    // list: FILES 3 (none flagged) and 3!3; in JSON, flagged 0 and 3.
+    let files_of = |search: &str| {
+        let o = bin(&[&"list", &env.out, &"--search", &search]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("FILES"), "{out}");
+        // ID, RECEIVED, STATUS, CATEGORY, REGION are 12, 10, 9, 18 and 18
+        // characters wide, each followed by two spaces.
+        let files: String = lines[1].chars().skip(77).take(5).collect();
+        (files.trim().to_owned(), out)
+    };
+    let (files, out) = files_of("notes");
+    assert_eq!(files, "3", "{out}");
+    assert!(!out.contains("k of n attachments flagged"), "{out}");
+    let (files, out) = files_of("other files");
+    assert_eq!(files, "3!3", "{out}");
+    let o = bin(&[&"list", &env.out, &"--format", &"json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flagged = |s: &Sealed| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == s.id.to_string())
+            .unwrap()["flagged"]
+            .clone()
+    };
+    assert_eq!(flagged(&plain), 0);
+    assert_eq!(flagged(&other), 3);
+
+    // show: no FLAG line for the text files; each is shared as sent.
+    let o = bin(&[&"show", &env.out, &plain.id.to_string()]);
+    let shown = stdout(&o);
+    assert!(!shown.contains("FLAG"), "{shown}");
+    for (i, (name, bytes)) in texts.iter().enumerate() {
+        let disk = format::disk_name(i, texts.len(), name);
+        assert!(
+            shown.contains(&format!(
+                "copy for sharing (plain text, nothing to remove: the file as sent): {}/shared/{disk}",
+                plain.id
+            )),
+            "{shown}"
+        );
+        let dir = env.out.join(plain.id.to_string());
+        assert_eq!(
+            std::fs::read(dir.join("shared").join(&disk)).unwrap(),
+            *bytes
+        );
+    }
+    assert_eq!(shown.matches("kind: plain text").count(), 3, "{shown}");
+
+    // show: every flag says why.
+    let o = bin(&[&"show", &env.out, &other.id.to_string()]);
+    let shown = stdout(&o);
+    assert!(
+        shown.contains("FLAG: no scrubbed copy: this type cannot be scrubbed (no maintained crate rewrites HEIC"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("FLAG: GPS position in the original"),
+        "{shown}"
+    );
+    assert_eq!(
+        shown
+            .matches("FLAG: no scrubbed copy: this type cannot be scrubbed (type not recognised")
+            .count(),
+        2,
+        "{shown}"
+    );
+    let dir = env.out.join(other.id.to_string());
+    assert!(!dir.join("shared").exists());
+
+    // The report: the text files are shared copies, not flagged; the rest
+    // are flagged with their reason.
+    let site = env.path("site");
+    let o = bin(&[&"report", &env.out, &"--out", &site]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = |s: &Sealed| {
+        let src = std::fs::read_to_string(site.join("submissions").join(format!("{}.html", s.id)))
+            .unwrap();
+        testkit::html::parse(&src).unwrap()
+    };
+    let page_plain = page(&plain);
+    for i in 1..=3 {
+        let panel = page_plain.by_id(&format!("file-{i}")).unwrap();
+        assert!(!panel.has_class("flagged"), "{}", panel.text());
+        assert!(panel.text().contains("plain text"), "{}", panel.text());
+    }
+    let page_other = page(&other);
+    for (i, why) in [
+        (
+            1,
+            "no scrubbed copy: this type cannot be scrubbed (no maintained crate",
+        ),
+        (
+            1,
+            "the original carries GPS coordinates: 43.238949, 76.889709",
+        ),
+        (
+            2,
+            "no scrubbed copy: this type cannot be scrubbed (type not recognised",
+        ),
+        (
+            3,
+            "no scrubbed copy: this type cannot be scrubbed (type not recognised",
+        ),
+    ] {
+        let panel = page_other.by_id(&format!("file-{i}")).unwrap();
+        assert!(panel.has_class("flagged"));
+        let flags: Vec<String> = panel
+            .all()
+            .into_iter()
+            .filter(|e| e.name == "li" && e.has_class("flag"))
+            .map(|e| e.text())
+            .collect();
+        assert!(flags.iter().any(|f| f.contains(why)), "{flags:?}");
+    }
 }
 
 #[test]

@@ -40,6 +40,12 @@ Examples:
   # Answers only, for a spreadsheet
   reviewer export ~/cases --format csv --out answers.csv
 
+  # For Excel (opens with a double click, Cyrillic intact)
+  reviewer export ~/cases --format csv --excel --out answers.csv
+
+  # For Excel set to Russian or Kazakh (it splits cells on ;)
+  reviewer export ~/cases --format csv --excel --delimiter semicolon --out answers.csv
+
   # For analysis tools, with the text, verified submissions only
   reviewer export ~/cases --format json --with-text --status verified --out verified.json
 
@@ -216,6 +222,15 @@ pub(super) enum ExportFormatArg {
     Json,
 }
 
+/// The character between CSV cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum DelimiterArg {
+    /// `,` (RFC 4180; Excel with English settings).
+    Comma,
+    /// `;` (Excel where the decimal separator is a comma: Russian, Kazakh).
+    Semicolon,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct ExportArgs {
     /// The archive.
@@ -224,6 +239,13 @@ pub(super) struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     format: ExportFormatArg,
+    /// CSV for Excel: a UTF-8 byte-order mark first (so Excel reads
+    /// Cyrillic right when the file is double-clicked) and CRLF line ends.
+    #[arg(long)]
+    excel: bool,
+    /// The character between CSV cells.
+    #[arg(long, value_enum, value_name = "CHAR")]
+    delimiter: Option<DelimiterArg>,
     /// Include the testimony text (left out by default: exports travel).
     #[arg(long)]
     with_text: bool,
@@ -488,13 +510,38 @@ pub(super) fn status_cmd(a: StatusArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// A usage error of `reviewer SUB` that the parser cannot see (a value
+/// that rules out another option), printed as clap prints its own.
+fn usage_error(sub: &str, message: &str) -> Error {
+    use clap::CommandFactory as _;
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::ArgumentConflict;
+    Error::Usage(match cli.find_subcommand_mut(sub) {
+        Some(cmd) => cmd.error(kind, message),
+        None => cli.error(kind, message),
+    })
+}
+
 pub(super) fn export_cmd(a: ExportArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
     let filter = a.filter.to_filter(&archive)?;
     let mut records = archive.records()?;
     records.retain(|r| filter.matches(r));
     let format = match a.format {
-        ExportFormatArg::Csv => ExportFormat::Csv,
+        ExportFormatArg::Csv => ExportFormat::Csv(export::CsvStyle {
+            excel: a.excel,
+            delimiter: match a.delimiter {
+                None | Some(DelimiterArg::Comma) => export::Delimiter::Comma,
+                Some(DelimiterArg::Semicolon) => export::Delimiter::Semicolon,
+            },
+        }),
+        ExportFormatArg::Json if a.excel || a.delimiter.is_some() => {
+            return Err(usage_error(
+                "export",
+                "--excel and --delimiter shape a CSV export: use them with --format csv",
+            ));
+        }
         ExportFormatArg::Json => ExportFormat::Json,
     };
     match &a.out {

@@ -1162,6 +1162,95 @@ fn exports_hold_the_answers_escaped_and_no_text_unless_asked() {
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
 }
 
+#[test]
+fn excel_csv_starts_with_a_bom_and_round_trips_kazakh() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let place = "Қазақстан, Өскемен";
+    let text = "Біз ауруханада болдық.\nЕкінші жол: «дәрігерлер»; \"тырнақша\"";
+    let s = submission(
+        &r,
+        &[
+            ("category", "health", Some("Денсаулық сақтау")),
+            ("region", place, None),
+        ],
+        text,
+        &[],
+    );
+    let p = batch_on_days(&mut relay, &[(&s, "2026-11-02")]).write(&env.path("b1.tar"));
+    open(&env, &relay, &r, &[&p]).unwrap();
+
+    // The plain export has no mark (scripts read it as it is).
+    let plain = env.path("plain.csv");
+    let o = bin(&[&"export", &env.out, &"--format", &"csv", &"--out", &plain]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = std::fs::read(&plain).unwrap();
+    assert!(!plain.starts_with(b"\xEF\xBB\xBF"));
+    assert!(!plain.contains(&b'\r'));
+
+    for (delimiter, byte) in [(None, b','), (Some("semicolon"), b';')] {
+        let path = env.path(&format!("excel-{byte}.csv"));
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![
+            &"export",
+            &env.out,
+            &"--format",
+            &"csv",
+            &"--excel",
+            &"--with-text",
+            &"--out",
+            &path,
+        ];
+        if let Some(d) = &delimiter {
+            args.push(&"--delimiter");
+            args.push(d);
+        }
+        let o = bin(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "no byte-order mark");
+        let body = &bytes[3..];
+        // Every record ends with CRLF (the text's own line break is inside
+        // its quoted cell, as the source wrote it).
+        assert!(body.ends_with(b"\r\n"));
+        let rd_bytes = body.to_vec();
+        let mut rd = csv::ReaderBuilder::new()
+            .delimiter(byte)
+            .from_reader(&rd_bytes[..]);
+        let header: Vec<String> = rd.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(header[0], "id", "the mark is not part of the first name");
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(&row[col("id")], s.id.to_string());
+        assert_eq!(&row[col("region")], place);
+        assert_eq!(&row[col("category_label")], "Денсаулық сақтау");
+        assert_eq!(&row[col("text")], text);
+        // Two records (header and row), each ended by CRLF: no bare LF
+        // but the one inside the text.
+        let lf = body.iter().filter(|b| **b == b'\n').count();
+        let crlf = body.windows(2).filter(|w| w == b"\r\n").count();
+        assert_eq!((lf, crlf), (3, 2), "{}", String::from_utf8_lossy(body));
+    }
+
+    // They shape a CSV: with JSON they are a usage error, and nothing is
+    // written.
+    let json = env.path("x.json");
+    let o = bin(&[
+        &"export",
+        &env.out,
+        &"--format",
+        &"json",
+        &"--excel",
+        &"--out",
+        &json,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--format csv"), "{}", stderr(&o));
+    assert!(!json.exists());
+}
+
 // ---------------------------------------------------------- verify-archive
 
 /// An archive of two batches from one relay, with an attachment.

@@ -86,6 +86,7 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod open;
+pub mod passphrase;
 pub mod reply;
 pub mod report;
 pub mod retire;

@@ -831,18 +831,27 @@ pub fn check_tag(tag: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether the report and `show` should draw attention to an attachment:
-/// its original carries GPS coordinates, a name or a device identity, or
-/// no scrubbed copy could be made.
+/// Whether the report, `list` and `show` flag an attachment. Only for a
+/// reason worth stopping for: its original carries GPS coordinates, a
+/// name or a device identity ([`is_identifying`]), or it has no scrubbed
+/// copy (a type that cannot be scrubbed, or scrubbing failed). Other
+/// findings (an XMP packet, the software that wrote it) are listed, not
+/// flagged; plain text with nothing found is not flagged (its copy for
+/// sharing is the file as sent). A flag that is always there is a flag
+/// nobody reads.
 pub fn is_flagged(a: &AttachmentRecord) -> bool {
-    use crate::workbench::Finding;
     !matches!(a.metadata.scrub, ScrubOutcome::Scrubbed)
-        || a.metadata.findings.iter().any(|f| {
-            matches!(
-                f,
-                Finding::Gps { .. } | Finding::Author { .. } | Finding::Device { .. }
-            )
-        })
+        || a.metadata.findings.iter().any(is_identifying)
+}
+
+/// Whether a finding identifies someone: GPS coordinates, a person's
+/// name, a device's make, model or serial number.
+pub fn is_identifying(f: &crate::workbench::Finding) -> bool {
+    use crate::workbench::Finding;
+    matches!(
+        f,
+        Finding::Gps { .. } | Finding::Author { .. } | Finding::Device { .. }
+    )
 }
 
 // ------------------------------------------------------------------ errors

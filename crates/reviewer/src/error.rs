@@ -96,6 +96,9 @@ impl Error {
             Self::Verify(crate::verify::VerifyError::BadSignature { .. }) => Some(
                 "pin the key once, from a trusted channel: compare it with the operator in person",
             ),
+            Self::Identity(crate::identity::IdentityError::WeakPassphrase { .. }) => Some(
+                "six random words are about 77 bits: nobody guesses them, and they are easier to type and remember than a short password full of symbols",
+            ),
             Self::Open(crate::open::OpenError::WrongIdentity { .. }) => Some(
                 "pass --identity once for each key epoch you hold; an epoch whose identities were all retired can never be opened again",
             ),

@@ -25,6 +25,18 @@
 //! `+`, `-`, `@`, a tab or a carriage return gets a leading apostrophe, so
 //! that Excel, LibreOffice and Google Sheets show it as text instead of
 //! running it as a formula (CSV injection). JSON values are exact.
+//!
+//! A plain CSV export is UTF-8 without a byte-order mark, with `\n` line
+//! ends, which is what scripts and LibreOffice expect. Excel guesses a
+//! CSV's encoding from its first bytes: without the UTF-8 byte-order mark
+//! (`EF BB BF`) it reads the file in the Windows code page, and Cyrillic
+//! comes out as mojibake. [`CsvStyle::excel`] writes the mark, and RFC 4180
+//! `\r\n` line ends as Excel writes them itself. Excel also splits a
+//! double-clicked CSV on the list separator of the Windows region, which is
+//! `;` wherever the decimal separator is a comma (Russian and Kazakh
+//! settings among them): [`Delimiter::Semicolon`] is for those. A `sep=`
+//! first line would name the separator, but Excel then ignores the
+//! byte-order mark, so it is not used.
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Write};
@@ -53,11 +65,35 @@ const LEADING: [&str; 8] = [
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// Comma-separated values (RFC 4180), UTF-8, spreadsheet-safe cells.
-    Csv,
+    /// Comma-separated values (RFC 4180 quoting), UTF-8, spreadsheet-safe
+    /// cells, in this style.
+    Csv(CsvStyle),
     /// A JSON document: `{"format", "columns", "submissions": [{column: value}]}`.
     Json,
 }
+
+/// How a CSV export is written. The default is plain UTF-8, commas, `\n`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CsvStyle {
+    /// For Excel: a UTF-8 byte-order mark first, and `\r\n` line ends.
+    pub excel: bool,
+    /// The character between cells.
+    pub delimiter: Delimiter,
+}
+
+/// The character between CSV cells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delimiter {
+    /// `,`: RFC 4180, and Excel with English settings.
+    #[default]
+    Comma,
+    /// `;`: Excel where the decimal separator is a comma (Russian,
+    /// Kazakh, most of Europe).
+    Semicolon,
+}
+
+/// The UTF-8 byte-order mark, which tells Excel the file is UTF-8.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One cell before formatting.
 enum Cell<'a> {
@@ -163,13 +199,31 @@ pub fn export(
 ) -> io::Result<()> {
     let columns = Columns::for_records(records, with_text);
     match format {
-        ExportFormat::Csv => write_csv(records, &columns, out),
+        ExportFormat::Csv(style) => write_csv(records, &columns, style, out),
         ExportFormat::Json => write_json(records, &columns, out),
     }
 }
 
-fn write_csv(records: &[Record], columns: &Columns, out: &mut dyn Write) -> io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
+fn write_csv(
+    records: &[Record],
+    columns: &Columns,
+    style: CsvStyle,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    if style.excel {
+        out.write_all(UTF8_BOM)?;
+    }
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(match style.delimiter {
+            Delimiter::Comma => b',',
+            Delimiter::Semicolon => b';',
+        })
+        .terminator(if style.excel {
+            csv::Terminator::CRLF
+        } else {
+            csv::Terminator::Any(b'\n')
+        })
+        .from_writer(out);
     w.write_record(&columns.names)?;
     for r in records {
         let row: Vec<String> = columns

@@ -45,8 +45,12 @@ pub enum PassphraseSource {
 /// How `keygen` protects a new identity file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protection {
-    /// Encrypted with an age passphrase (the default).
+    /// Encrypted with an age passphrase (the default); a weak one
+    /// ([`crate::passphrase::weakness`]) is refused.
     Passphrase(PassphraseSource),
+    /// Encrypted with the passphrase given, however weak
+    /// (`--allow-weak-passphrase`).
+    PassphraseAsGiven(PassphraseSource),
     /// Written in the clear (for scripts and tests; keep it offline).
     None,
 }
@@ -325,7 +329,8 @@ pub fn generate(out: &Path, protection: &Protection) -> Result<String, Error> {
         return Err(Error::AlreadyExists { path: out.into() });
     }
     let passphrase = match protection {
-        Protection::Passphrase(source) => Some(new_passphrase(source, out)?),
+        Protection::Passphrase(source) => Some(new_passphrase(source, true, out)?),
+        Protection::PassphraseAsGiven(source) => Some(new_passphrase(source, false, out)?),
         Protection::None => None,
     };
 
@@ -362,8 +367,23 @@ pub fn generate(out: &Path, protection: &Protection) -> Result<String, Error> {
     Ok(recipient)
 }
 
-/// A passphrase for a new identity: from a file, or typed twice.
-pub(crate) fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<SecretString, Error> {
+/// A passphrase for a new identity or signing key: from a file, or typed
+/// twice. With `check_strength` a weak one ([`crate::passphrase`]) is
+/// refused (on the terminal, before it is asked again).
+pub(crate) fn new_passphrase(
+    source: &PassphraseSource,
+    check_strength: bool,
+    out: &Path,
+) -> Result<SecretString, Error> {
+    let strong_enough = |pass: &SecretString| {
+        let weakness = check_strength
+            .then(|| crate::passphrase::weakness(pass.expose_secret()))
+            .flatten();
+        match weakness {
+            Some(weakness) => Err(Error::Identity(IdentityError::WeakPassphrase { weakness })),
+            None => Ok(()),
+        }
+    };
     let pass = match source {
         PassphraseSource::File(f) => read_passphrase_file(f)?,
         PassphraseSource::Terminal => {
@@ -371,6 +391,7 @@ pub(crate) fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<Se
             if first.expose_secret().is_empty() {
                 return Err(Error::Identity(IdentityError::EmptyPassphrase));
             }
+            strong_enough(&first)?;
             let second = prompt("Repeat the passphrase: ")?;
             if first.expose_secret() != second.expose_secret() {
                 return Err(Error::Identity(IdentityError::PassphraseMismatch));
@@ -381,6 +402,7 @@ pub(crate) fn new_passphrase(source: &PassphraseSource, out: &Path) -> Result<Se
     if pass.expose_secret().is_empty() {
         return Err(Error::Identity(IdentityError::EmptyPassphrase));
     }
+    strong_enough(&pass)?;
     Ok(pass)
 }
 
@@ -448,6 +470,17 @@ pub enum IdentityError {
     /// The passphrase given is empty.
     #[error("the passphrase is empty: choose a non-empty passphrase")]
     EmptyPassphrase,
+
+    /// A new passphrase is too easy to guess (and
+    /// `--allow-weak-passphrase` was not given).
+    #[error(
+        "the passphrase is too weak ({weakness}): choose {}, or keep this one with --allow-weak-passphrase",
+        crate::passphrase::SUGGESTION
+    )]
+    WeakPassphrase {
+        /// Why.
+        weakness: crate::passphrase::Weakness,
+    },
 
     /// The passphrase was typed twice, differently.
     #[error("the two passphrases differ: run the command again")]
@@ -630,7 +663,7 @@ mod tests {
         let locked = dir.path().join("locked");
         generate(
             &locked,
-            &Protection::Passphrase(PassphraseSource::File(pass)),
+            &Protection::PassphraseAsGiven(PassphraseSource::File(pass)),
         )
         .unwrap();
         assert_eq!(

@@ -91,6 +91,7 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod open;
+pub mod passphrase;
 pub mod replies;
 pub mod reply;
 pub mod report;

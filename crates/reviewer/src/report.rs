@@ -8,9 +8,18 @@
 //! page listing its submissions in received order.
 //!
 //! The report works from a USB stick on an offline laptop: attachments are
-//! copied in (`files/<id>/original/` and `files/<id>/shared/`), every link
-//! is relative, and there is no JavaScript and no external resource of any
-//! kind. Every page carries a strict Content-Security-Policy
+//! copied in, every link is relative, and there is no JavaScript and no
+//! external resource of any kind.
+//!
+//! A report travels further than the archive, so by default it holds the
+//! scrubbed copies only (`files/<id>/shared/`): an untouched original, which
+//! can carry GPS coordinates or a name, is never copied in. A file with no
+//! scrubbed copy is listed with its type and why it is flagged, and the page
+//! says it is left out and how to include it. With
+//! [`ReportOptions::with_originals`] the originals are copied too
+//! (`files/<id>/original/`), and shown inline where there is no scrubbed
+//! copy. Either way every original is read and checked against the SHA-256
+//! its testimony lists. Every page carries a strict Content-Security-Policy
 //! (`default-src 'none'; img-src 'self'; style-src 'self'`), so even a
 //! mistake in escaping could not load or run anything.
 //!
@@ -37,6 +46,8 @@
 //! let options = ReportOptions {
 //!     title: "Testimonies".into(),
 //!     include_discarded: false,
+//!     with_originals: false,
+//!     filtered_from: None,
 //!     generated_day: format::Day::today(),
 //!     quarantined: Vec::new(),
 //! };
@@ -73,6 +84,13 @@ pub struct ReportOptions {
     pub title: String,
     /// Whether submissions with [`Status::Discarded`] are in the report.
     pub include_discarded: bool,
+    /// Whether the untouched originals are copied in too. Without it the
+    /// report holds scrubbed copies only, and a file with no scrubbed copy
+    /// is listed but left out.
+    pub with_originals: bool,
+    /// When the records are a selection (filters given): how many
+    /// submissions the archive holds, for the dashboard to say so.
+    pub filtered_from: Option<usize>,
     /// The day the report says it was generated on.
     pub generated_day: Day,
     /// The archive's quarantined submissions (listed on the dashboard
@@ -89,8 +107,12 @@ pub struct ReportSummary {
     pub submissions: usize,
     /// Thread pages written.
     pub threads: usize,
-    /// Attachment files copied in (originals and scrubbed copies).
+    /// Attachment files copied in (scrubbed copies, and originals with
+    /// [`ReportOptions::with_originals`]).
     pub files_copied: usize,
+    /// Attachments with no scrubbed copy whose original was left out (only
+    /// without [`ReportOptions::with_originals`]).
+    pub left_out: usize,
     /// Attachments flagged: identifying metadata in the original, no
     /// scrubbed copy, or an original that no longer matches its SHA-256.
     pub flagged_files: usize,
@@ -378,7 +400,7 @@ fn safe_name(name: &str, kind: FileKind) -> String {
             FileKind::Webp => "webp",
             FileKind::Heic => "heic",
             FileKind::Pdf => "pdf",
-            FileKind::Other => "txt",
+            FileKind::Text | FileKind::Other => "txt",
         };
         // Sanitising again cuts an over-long name, keeping the extension.
         format::sanitize_file_name(&format!("{name}.{ext}"))
@@ -453,22 +475,24 @@ fn in_archive(root: &Path, rel: &Path) -> Option<PathBuf> {
 struct Copied {
     /// The name it was copied under.
     stored: String,
-    /// Whether a scrubbed copy was copied too.
+    /// Whether the original was copied (only with `--with-originals`).
+    original: bool,
+    /// Whether a scrubbed copy was copied.
     shared: bool,
     /// Whether the original still matches the size and SHA-256 its
     /// testimony lists.
     intact: bool,
 }
 
-/// Copies the file at `rel` (archive-relative) to `dest`; returns its
-/// SHA-256 and length. Errors name `record_dir` rather than the file, so
-/// that no attachment name ends up in an error line.
-fn copy_file(
+/// Reads the file at `rel` (archive-relative) and returns its SHA-256 and
+/// length; with a `dest`, copies it there too. Errors name `record_dir`
+/// rather than the file, so that no attachment name ends up in an error
+/// line.
+fn read_file(
     archive_root: &Path,
     record_dir: &Path,
     rel: &Path,
-    dest: &Path,
-    dest_dir: &Path,
+    dest: Option<(&Path, &Path)>,
 ) -> Result<(format::Digest, u64), Error> {
     let read_err = |e: io::Error| Error::io("read an attachment in", record_dir, e);
     let src = in_archive(archive_root, rel).ok_or_else(|| {
@@ -487,6 +511,11 @@ fn copy_file(
         )));
     }
     let file = File::open(&src).map_err(read_err)?;
+    let mut reader = HashingReader::new(file);
+    let Some((dest, dest_dir)) = dest else {
+        io::copy(&mut reader, &mut io::sink()).map_err(read_err)?;
+        return reader.finish().map_err(read_err);
+    };
     let mut out = create_private_file(dest).map_err(|e| match e {
         Error::AlreadyExists { .. } => Error::AlreadyExists {
             path: dest_dir.into(),
@@ -494,7 +523,6 @@ fn copy_file(
         Error::Io { action, source, .. } => Error::io(action, dest_dir, source),
         other => other,
     })?;
-    let mut reader = HashingReader::new(file);
     if let Err(e) = io::copy(&mut reader, &mut out) {
         return Err(if reader.failure().is_some() {
             read_err(e)
@@ -603,8 +631,7 @@ impl Builder<'_> {
             &flagged,
             &summary,
             excluded,
-            self.options.include_discarded,
-            &self.options.quarantined,
+            self.options,
             head("Dashboard".into(), ""),
         );
         write_page(&self.out.join("index.html"), &index)?;
@@ -615,8 +642,9 @@ impl Builder<'_> {
         Ok(summary)
     }
 
-    /// Copies a submission's attachments into `files/<id>/original/` (and
-    /// scrubbed copies into `files/<id>/shared/`).
+    /// Copies a submission's scrubbed copies into `files/<id>/shared/`,
+    /// and with `with_originals` its originals into `files/<id>/original/`.
+    /// Every original is read, to check it against its SHA-256.
     fn copy_attachments(
         &self,
         r: &Record,
@@ -627,41 +655,58 @@ impl Builder<'_> {
         }
         let record_dir = self.archive_root.join(&r.dir);
         let base = self.out.join("files").join(r.id.to_string());
-        make_dir(&base)?;
         let original_dir = base.join("original");
-        make_dir(&original_dir)?;
         let shared_dir = base.join("shared");
-        let mut shared_made = false;
+        let (mut base_made, mut original_made, mut shared_made) = (false, false, false);
+        let make = |dir: &Path, made: &mut bool, base_made: &mut bool| -> Result<(), Error> {
+            if !*base_made {
+                make_dir(&base)?;
+                *base_made = true;
+            }
+            if !*made {
+                make_dir(dir)?;
+                *made = true;
+            }
+            Ok(())
+        };
 
         let names = stored_names(&r.attachments);
         let mut out = Vec::with_capacity(names.len());
         for (a, stored) in r.attachments.iter().zip(names) {
-            let (digest, len) = copy_file(
+            let original = self.options.with_originals;
+            let dest = if original {
+                make(&original_dir, &mut original_made, &mut base_made)?;
+                Some(original_dir.join(&stored))
+            } else {
+                None
+            };
+            let (digest, len) = read_file(
                 self.archive_root,
                 &record_dir,
                 &a.original,
-                &original_dir.join(&stored),
-                &original_dir,
+                dest.as_deref().map(|d| (d, original_dir.as_path())),
             )?;
-            summary.files_copied += 1;
+            if original {
+                summary.files_copied += 1;
+            }
             let mut shared = false;
             if let (ScrubOutcome::Scrubbed, Some(copy)) = (&a.metadata.scrub, &a.scrubbed) {
-                if !shared_made {
-                    make_dir(&shared_dir)?;
-                    shared_made = true;
-                }
-                copy_file(
+                make(&shared_dir, &mut shared_made, &mut base_made)?;
+                read_file(
                     self.archive_root,
                     &record_dir,
                     copy,
-                    &shared_dir.join(&stored),
-                    &shared_dir,
+                    Some((&shared_dir.join(&stored), &shared_dir)),
                 )?;
                 summary.files_copied += 1;
                 shared = true;
             }
+            if !shared && !original {
+                summary.left_out += 1;
+            }
             out.push(Copied {
                 stored,
+                original,
                 shared,
                 intact: digest == a.sha256 && len == a.size,
             });

@@ -336,7 +336,7 @@ mod tests {
         let key = dir.path().join("k.age");
         generate(
             &key,
-            &Protection::Passphrase(crate::identity::PassphraseSource::File(pass)),
+            &Protection::PassphraseAsGiven(crate::identity::PassphraseSource::File(pass)),
         )
         .unwrap();
         let done = retire_epoch(&key, 2, answer("2")).unwrap();

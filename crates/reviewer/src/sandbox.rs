@@ -176,10 +176,24 @@ impl Scrubber {
     pub fn scrub(&self, job: &ScrubJob) -> MetadataReport {
         // A kind no parser reads (not an image, PDF or TIFF by its first
         // bytes: text, video, archives) needs no child: the scrubber would
-        // only say so. This keeps a batch of a thousand notes from costing a
-        // thousand processes.
+        // only say so, and plain text is copied by a loop over its bytes,
+        // with no parser. This keeps a batch of a thousand notes from
+        // costing a thousand processes.
         let head = read_head(&job.original);
         if crate::scrub::sniff(&head) == FileKind::Other && !is_tiff(&head) {
+            if crate::scrub::has_text_name(&job.original) {
+                match crate::scrub::copy_plain_text(&job.original, &job.copy) {
+                    Ok(Some(report)) => return report,
+                    Ok(None) => {}
+                    Err(_) => {
+                        let _ = std::fs::remove_file(&job.copy);
+                        return failed(
+                            &job.original,
+                            "the plain-text copy could not be read or written; no copy was made",
+                        );
+                    }
+                }
+            }
             return MetadataReport {
                 kind: FileKind::Other,
                 findings: Vec::new(),

@@ -12,6 +12,7 @@
 //! | PNG | the critical chunks and the colour, transparency, physical-size and animation chunks | `eXIf`, `tEXt`, `zTXt`, `iTXt`, `tIME` and every chunk not on that list |
 //! | WebP | `VP8X` (with its EXIF and XMP flags cleared), `VP8 `, `VP8L`, `ALPH`, `ANIM`, `ANMF`, `ICCP` | `EXIF`, `XMP ` and unknown chunks |
 //! | PDF | the document, rewritten by lopdf | the trailer's `/Info`, every `/Metadata` stream (catalog, pages, images, fonts) and `/PieceInfo`, then every object nothing refers to (older revisions' `/Info` included) |
+//! | plain text (`.txt`, `.text`, `.md`, `.markdown`, `.csv`, `.tsv` whose content is text) | every byte: the copy is the file as sent ([`copy_plain_text`]) | nothing: text has no metadata container |
 //! | HEIC, other | nothing: [`ScrubOutcome::Unsupported`] | |
 //!
 //! Allow-lists, not deny-lists: a chunk or segment this module does not
@@ -133,6 +134,163 @@ fn is_heif(head: &[u8]) -> bool {
         .any(|brand| BRANDS.iter().any(|b| &b[..] == brand))
 }
 
+/// The extensions of names that [`copy_plain_text`] treats as plain text
+/// when the content is text too. JSON is not among them: a `.json`
+/// attachment is almost always an app's export (a chat history, a location
+/// log), full of user ids, phone numbers and coordinates nobody reads, so
+/// it stays flagged for a person to look at.
+pub const TEXT_EXTENSIONS: [&str; 6] = ["txt", "text", "md", "markdown", "csv", "tsv"];
+
+/// Whether the name of `path` has one of the [`TEXT_EXTENSIONS`] (any
+/// case).
+pub fn has_text_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| TEXT_EXTENSIONS.iter().any(|t| e.eq_ignore_ascii_case(t)))
+}
+
+/// A byte that plain text holds, in UTF-8 or any 8-bit code page
+/// (Windows-1251, KOI8-R…): anything but the C0 control characters other
+/// than tab, line feed, form feed and carriage return, and DEL.
+fn text_byte(b: u8) -> bool {
+    (b >= 0x20 || matches!(b, b'\t' | b'\n' | 0x0c | b'\r')) && b != 0x7f
+}
+
+/// Reads a file as plain text, chunk by chunk: UTF-16 when it starts with
+/// a UTF-16 byte-order mark (as Windows Notepad's "Unicode" writes), else
+/// bytes ([`text_byte`]).
+#[derive(Debug)]
+enum TextCheck {
+    /// Fewer than two bytes seen.
+    Start(Vec<u8>),
+    /// UTF-8 or an 8-bit code page.
+    Bytes,
+    /// UTF-16; a byte of a unit split between two chunks waits in `carry`.
+    Utf16 { big_endian: bool, carry: Option<u8> },
+}
+
+impl TextCheck {
+    /// Whether `data`, the next chunk, can still be plain text.
+    fn feed(&mut self, mut data: &[u8]) -> bool {
+        if let TextCheck::Start(head) = self {
+            let take = (2 - head.len()).min(data.len());
+            head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if head.len() < 2 {
+                return true;
+            }
+            *self = match [head[0], head[1]] {
+                [0xFF, 0xFE] => TextCheck::Utf16 {
+                    big_endian: false,
+                    carry: None,
+                },
+                [0xFE, 0xFF] => TextCheck::Utf16 {
+                    big_endian: true,
+                    carry: None,
+                },
+                pair if pair.iter().all(|&b| text_byte(b)) => TextCheck::Bytes,
+                _ => return false,
+            };
+        }
+        match self {
+            TextCheck::Start(_) => true,
+            TextCheck::Bytes => data.iter().all(|&b| text_byte(b)),
+            TextCheck::Utf16 { big_endian, carry } => {
+                let unit_ok = |pair: [u8; 2]| {
+                    let unit = if *big_endian {
+                        u16::from_be_bytes(pair)
+                    } else {
+                        u16::from_le_bytes(pair)
+                    };
+                    u8::try_from(unit).map_or(true, text_byte)
+                };
+                if let (Some(first), Some((&second, rest))) = (*carry, data.split_first()) {
+                    if !unit_ok([first, second]) {
+                        return false;
+                    }
+                    *carry = None;
+                    data = rest;
+                }
+                let units = data.chunks_exact(2);
+                let tail = units.remainder().first().copied();
+                let ok = units.into_iter().all(|u| unit_ok([u[0], u[1]]));
+                if tail.is_some() {
+                    *carry = tail;
+                }
+                ok
+            }
+        }
+    }
+
+    /// Whether the whole file was plain text.
+    fn finish(self) -> bool {
+        match self {
+            TextCheck::Start(head) => head.iter().all(|&b| text_byte(b)),
+            TextCheck::Bytes => true,
+            TextCheck::Utf16 { carry, .. } => carry.is_none(),
+        }
+    }
+}
+
+/// Copies `original` to `copy` (created new, `0600`; never overwritten)
+/// byte for byte if it is plain text, and returns its report: kind
+/// [`FileKind::Text`], no finding, [`ScrubOutcome::Scrubbed`]. Returns
+/// `None`, and leaves no copy, when the content is not text.
+///
+/// Plain text has no metadata container: no EXIF, no document
+/// information, nothing a viewer hides. What it says is all it holds, and
+/// a person reads it before sharing, as with every file. So the copy for
+/// sharing is the file itself, and nothing is flagged. The check is a loop
+/// over bytes, with no parser, so it needs no scrubbing child.
+///
+/// Callers check the name first ([`has_text_name`]): a `.html`, `.svg` or
+/// `.rtf` file is text too, but holds markup that a viewer hides (a
+/// `<meta name="author">`, an RTF `\info` group).
+pub fn copy_plain_text(original: &Path, copy: &Path) -> Result<Option<MetadataReport>, Error> {
+    let read_err = |e| Error::io("read", original, e);
+    let mut src = File::open(original).map_err(read_err)?;
+    let mut out = fsutil::create_private_file(copy)?;
+    let mut check = TextCheck::Start(Vec::with_capacity(2));
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let copied = (|| -> Result<bool, Error> {
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(e)),
+            };
+            if !check.feed(&buf[..n]) {
+                return Ok(false);
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", copy, e))?;
+        }
+        if !check.finish() {
+            return Ok(false);
+        }
+        out.sync_all().map_err(|e| Error::io("write", copy, e))?;
+        Ok(true)
+    })();
+    drop(out);
+    match copied {
+        Ok(true) => Ok(Some(MetadataReport {
+            kind: FileKind::Text,
+            findings: Vec::new(),
+            scrub: ScrubOutcome::Scrubbed,
+        })),
+        Ok(false) => {
+            fs::remove_file(copy).map_err(|e| Error::io("remove", copy, e))?;
+            Ok(None)
+        }
+        Err(e) => {
+            // Best effort: the first error is the one to report.
+            let _ = fs::remove_file(copy);
+            Err(e)
+        }
+    }
+}
+
 /// Inspects `original` (read-only, never modified) and, where the type is supported, writes a
 /// metadata-free copy to `scrubbed_out` (created new with mode 0600 on unix, never overwriting: error if it
 /// exists). Returns what was found in the original and what was done. Errors only for I/O on the
@@ -160,6 +318,12 @@ pub fn scrub_file(original: &Path, scrubbed_out: &Path) -> Result<MetadataReport
         .read_to_end(&mut head)
         .map_err(read_err)?;
     file.rewind().map_err(read_err)?;
+    if sniff(&head) == FileKind::Other
+        && has_text_name(original)
+        && let Some(report) = copy_plain_text(original, scrubbed_out)?
+    {
+        return Ok(report);
+    }
     if len > MAX_SCRUB_SIZE || matches!(sniff(&head), FileKind::Heic | FileKind::Other) {
         return too_large(file).map_err(read_err);
     }
@@ -201,7 +365,8 @@ pub fn scrub_file(original: &Path, scrubbed_out: &Path) -> Result<MetadataReport
         FileKind::Heic => Err(ScrubOutcome::Unsupported {
             reason: HEIC_REASON.into(),
         }),
-        FileKind::Other => Err(ScrubOutcome::Unsupported {
+        // `sniff` never says Text: only `copy_plain_text` does.
+        FileKind::Text | FileKind::Other => Err(ScrubOutcome::Unsupported {
             reason: OTHER_REASON.into(),
         }),
         FileKind::Jpeg | FileKind::Png | FileKind::Webp | FileKind::Pdf => {
@@ -277,7 +442,7 @@ fn too_large(file: File) -> io::Result<MetadataReport> {
         FileKind::Heic => ScrubOutcome::Unsupported {
             reason: HEIC_REASON.into(),
         },
-        FileKind::Other => ScrubOutcome::Unsupported {
+        FileKind::Text | FileKind::Other => ScrubOutcome::Unsupported {
             reason: OTHER_REASON.into(),
         },
         _ => ScrubOutcome::Failed {
@@ -345,6 +510,7 @@ fn findings(kind: FileKind, data: &Bytes) -> Vec<Finding> {
         // among them), which sniff calls Other.
         FileKind::Heic | FileKind::Other => container_exif_findings(data, &mut found),
         FileKind::Pdf => pdf_findings(data, &mut found),
+        FileKind::Text => {}
     }
     // GPS first: it is what the report flags loudest.
     found.sort_by_key(|f| !matches!(f, Finding::Gps { .. }));
@@ -781,7 +947,9 @@ fn scrub_bytes(kind: FileKind, data: Bytes) -> Result<Copy, String> {
         FileKind::Png => scrub_png(data).map(image),
         FileKind::Webp => scrub_webp(data).map(image),
         FileKind::Pdf => scrub_pdf(&data),
-        FileKind::Heic | FileKind::Other => Err("not a type this scrubber rewrites".into()),
+        FileKind::Heic | FileKind::Text | FileKind::Other => {
+            Err("not a type this scrubber rewrites".into())
+        }
     }
 }
 
@@ -1084,7 +1252,9 @@ fn verify(kind: FileKind, data: &[u8], pages: usize) -> Result<(), String> {
         FileKind::Png => verify_png(data)?,
         FileKind::Webp => verify_webp(data)?,
         FileKind::Pdf => return verify_pdf(data, pages),
-        FileKind::Heic | FileKind::Other => return Err("no copy is made of this type".into()),
+        FileKind::Heic | FileKind::Text | FileKind::Other => {
+            return Err("no copy is made of this type".into());
+        }
     }
     no_exif(data)?;
     if contains(data, b"<x:xmpmeta") || contains(data, b"<?xpacket") {
@@ -1360,6 +1530,46 @@ fn walk_webp(data: &[u8]) -> ChunkWalk<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_checks_hold_across_chunks() {
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("Қазақ тілі\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        for (bytes, text) in [
+            (&b"plain"[..], true),
+            ("Қазақ тілі".as_bytes(), true),
+            (&utf16[..], true),
+            (&utf16[..utf16.len() - 1], false),
+            (b"a\0b", false),
+            (b"\x01", false),
+            (b"", true),
+        ] {
+            // Every split into chunks of 1, 2, 3 and 7 bytes agrees.
+            for size in [1, 2, 3, 7, 4096] {
+                let mut check = TextCheck::Start(Vec::new());
+                let fed = bytes.chunks(size).all(|c| check.feed(c));
+                assert_eq!(fed && check.finish(), text, "{bytes:?} in chunks of {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_names_are_the_listed_extensions() {
+        for (name, text) in [
+            ("a.txt", true),
+            ("a.Md", true),
+            ("01-notes.CSV", true),
+            ("a.tsv", true),
+            ("a.json", false),
+            ("a.html", false),
+            ("txt", false),
+            ("a.txt.exe", false),
+        ] {
+            assert_eq!(has_text_name(Path::new(name)), text, "{name}");
+        }
+    }
 
     #[test]
     fn sniff_reads_magic_numbers_only() {

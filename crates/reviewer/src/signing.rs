@@ -89,8 +89,9 @@ pub fn generate(out: &Path, protection: &Protection) -> Result<String, Error> {
         })
     };
     let kp = match protection {
-        Protection::Passphrase(source) => {
-            let pass = crate::identity::new_passphrase(source, out)?;
+        Protection::Passphrase(source) | Protection::PassphraseAsGiven(source) => {
+            let check = matches!(protection, Protection::Passphrase(_));
+            let pass = crate::identity::new_passphrase(source, check, out)?;
             minisign::KeyPair::generate_encrypted_keypair(Some(pass.expose_secret().to_owned()))
                 .map_err(|e| failed("make", e))?
         }

@@ -191,24 +191,31 @@ pub(crate) fn render_record(
             push_clean(o, &a.original.display().to_string(), false);
             let _ = writeln!(o, "\n    kind: {}", kind_name(a.metadata.kind));
             match (&a.metadata.scrub, &a.scrubbed) {
+                (ScrubOutcome::Scrubbed, Some(copy)) if a.metadata.kind == FileKind::Text => {
+                    o.push_str(
+                        "    copy for sharing (plain text, nothing to remove: the file as sent): ",
+                    );
+                    push_clean(o, &copy.display().to_string(), false);
+                    o.push('\n');
+                }
                 (ScrubOutcome::Scrubbed, Some(copy)) => {
                     o.push_str("    scrubbed copy for sharing: ");
                     push_clean(o, &copy.display().to_string(), false);
                     o.push('\n');
                 }
                 (ScrubOutcome::Unsupported { reason }, _) => {
-                    o.push_str("    FLAG: no scrubbed copy (this type cannot be scrubbed: ");
+                    o.push_str("    FLAG: no scrubbed copy: this type cannot be scrubbed (");
                     push_clean(o, reason, false);
                     o.push_str(")\n");
                 }
                 (ScrubOutcome::Failed { reason }, _) => {
-                    o.push_str("    FLAG: no scrubbed copy (scrubbing failed: ");
+                    o.push_str("    FLAG: no scrubbed copy: scrubbing failed (");
                     push_clean(o, reason, false);
                     o.push_str(")\n");
                 }
                 (ScrubOutcome::Scrubbed, None) => {
                     o.push_str(
-                        "    FLAG: the scrubbed copy is missing: do not share the original\n",
+                        "    FLAG: no scrubbed copy: it is missing from the archive; do not share the original\n",
                     );
                 }
             }
@@ -260,7 +267,8 @@ fn kind_name(k: FileKind) -> &'static str {
         FileKind::Webp => "WebP image",
         FileKind::Heic => "HEIC image",
         FileKind::Pdf => "PDF document",
-        FileKind::Other => "other (not an image or PDF)",
+        FileKind::Text => "plain text",
+        FileKind::Other => "other (not an image, PDF or plain text)",
     }
 }
 

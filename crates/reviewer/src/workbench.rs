@@ -81,8 +81,9 @@ impl FromStr for Status {
     }
 }
 
-/// What kind of file an attachment is, from its first bytes (never from
-/// its name, which the source chose).
+/// What kind of file an attachment is, from its first bytes, never from
+/// its name alone (the source chose it): only [`FileKind::Text`] needs both
+/// the name and the content to agree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
@@ -96,6 +97,10 @@ pub enum FileKind {
     Heic,
     /// PDF document.
     Pdf,
+    /// Plain text: a name of [`crate::scrub::TEXT_EXTENSIONS`] and content
+    /// that is text ([`crate::scrub::copy_plain_text`]). Its copy for
+    /// sharing is the file as sent: text has no metadata container.
+    Text,
     /// Anything else.
     Other,
 }

@@ -14,7 +14,12 @@ Examples:
   reviewer keygen --reply-signing --out ~/reply-signing.key
 
 Give the printed age1… line to the relay operator ([reviewers] recipients),
-and the RW… line of a reply-signing key too ([reviewers] reply_signing_keys).";
+and the RW… line of a reply-signing key too ([reviewers] reply_signing_keys).
+
+A weak passphrase is refused (shorter than 12 characters, one word with digits
+around it, a common password or phrase): choose six random words, with dice
+and the EFF large word list (eff.org/dice). --allow-weak-passphrase keeps a
+weak one anyway.";
 
 pub(super) const RETIRE_EXAMPLES: &str = "\
 Examples:
@@ -34,6 +39,11 @@ pub(super) struct KeygenArgs {
     /// Read the passphrase from the first line of this file.
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Accept a passphrase that is short, one word, or a common one (it is
+    /// refused otherwise: anyone who copies the key file can guess it
+    /// offline).
+    #[arg(long, conflicts_with = "no_passphrase")]
+    allow_weak_passphrase: bool,
     /// Make a reply-signing key (minisign Ed25519) instead of an age
     /// identity: `reviewer reply --signing-key` signs replies with it, and
     /// the relay stores only replies signed by a key its config pins.
@@ -59,9 +69,16 @@ pub(super) struct RetireArgs {
 pub(super) fn keygen(a: KeygenArgs) -> Result<(), Error> {
     let protection = if a.no_passphrase {
         Protection::None
+    } else if a.allow_weak_passphrase {
+        Protection::PassphraseAsGiven(passphrase_source(a.passphrase_file))
     } else {
         Protection::Passphrase(passphrase_source(a.passphrase_file))
     };
+    if a.allow_weak_passphrase {
+        note_line(
+            "--allow-weak-passphrase: the passphrase is not checked; whoever copies the key file can try to guess it offline, for as long as they like",
+        );
+    }
     if a.reply_signing {
         let public = crate::signing::generate(&a.out, &protection)?;
         out_line(&public);

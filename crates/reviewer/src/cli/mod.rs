@@ -168,6 +168,11 @@ pub fn main() -> ExitCode {
     };
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // An option a command refuses after parsing: as the parser would.
+        Err(Error::Usage(e)) => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
         Err(e) => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "reviewer: {}", printable(&e.to_string()));

@@ -40,6 +40,12 @@ Examples:
   # Answers only, for a spreadsheet
   reviewer export ~/cases --format csv --out answers.csv
 
+  # For Excel (opens with a double click, Cyrillic intact)
+  reviewer export ~/cases --format csv --excel --out answers.csv
+
+  # For Excel set to Russian or Kazakh (it splits cells on ;)
+  reviewer export ~/cases --format csv --excel --delimiter semicolon --out answers.csv
+
   # For analysis tools, with the text, verified submissions only
   reviewer export ~/cases --format json --with-text --status verified --out verified.json
 
@@ -55,9 +61,16 @@ Examples:
   reviewer report ~/cases --out ~/report-2026-11
   reviewer report ~/cases --out /media/usb/report --title \"Kazakhstan, November\" --include-discarded
 
+  # Verified health cases of November only (list's filters work here)
+  reviewer report ~/cases --out ~/health --status verified --category health --from 2026-11-01 --to 2026-11-30
+
+  # For the reviewers' own use: the untouched originals too
+  reviewer report ~/cases --out ~/full-report --with-originals
+
 Open SITE/index.html in a browser: it needs no network and no JavaScript.
-The site holds the testimonies and attachments: keep it as safe as the
-archive.";
+Files are the scrubbed copies only: a file with no scrubbed copy is listed
+but left out, unless --with-originals. The site holds the testimonies:
+keep it as safe as the archive.";
 
 pub(super) const VERIFY_ARCHIVE_EXAMPLES: &str = "\
 Examples:
@@ -209,6 +222,15 @@ pub(super) enum ExportFormatArg {
     Json,
 }
 
+/// The character between CSV cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum DelimiterArg {
+    /// `,` (RFC 4180; Excel with English settings).
+    Comma,
+    /// `;` (Excel where the decimal separator is a comma: Russian, Kazakh).
+    Semicolon,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct ExportArgs {
     /// The archive.
@@ -217,6 +239,13 @@ pub(super) struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     format: ExportFormatArg,
+    /// CSV for Excel: a UTF-8 byte-order mark first (so Excel reads
+    /// Cyrillic right when the file is double-clicked) and CRLF line ends.
+    #[arg(long)]
+    excel: bool,
+    /// The character between CSV cells.
+    #[arg(long, value_enum, value_name = "CHAR")]
+    delimiter: Option<DelimiterArg>,
     /// Include the testimony text (left out by default: exports travel).
     #[arg(long)]
     with_text: bool,
@@ -239,9 +268,16 @@ pub(super) struct ReportArgs {
     /// The dashboard's title.
     #[arg(long, value_name = "TITLE", default_value = "Testimonies")]
     title: String,
-    /// Include discarded submissions.
+    /// Include discarded submissions (`--status discarded` does too).
     #[arg(long)]
     include_discarded: bool,
+    /// Copy the untouched originals in too (they can carry GPS
+    /// coordinates, names and device serials). Without it the report holds
+    /// scrubbed copies only, and lists a file with none as left out.
+    #[arg(long)]
+    with_originals: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -484,13 +520,38 @@ pub(super) fn status_cmd(a: StatusArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// A usage error of `reviewer SUB` that the parser cannot see (a value
+/// that rules out another option), printed as clap prints its own.
+fn usage_error(sub: &str, message: &str) -> Error {
+    use clap::CommandFactory as _;
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::ArgumentConflict;
+    Error::Usage(match cli.find_subcommand_mut(sub) {
+        Some(cmd) => cmd.error(kind, message),
+        None => cli.error(kind, message),
+    })
+}
+
 pub(super) fn export_cmd(a: ExportArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
     let filter = a.filter.to_filter(&archive)?;
     let mut records = archive.records()?;
     records.retain(|r| filter.matches(r));
     let format = match a.format {
-        ExportFormatArg::Csv => ExportFormat::Csv,
+        ExportFormatArg::Csv => ExportFormat::Csv(export::CsvStyle {
+            excel: a.excel,
+            delimiter: match a.delimiter {
+                None | Some(DelimiterArg::Comma) => export::Delimiter::Comma,
+                Some(DelimiterArg::Semicolon) => export::Delimiter::Semicolon,
+            },
+        }),
+        ExportFormatArg::Json if a.excel || a.delimiter.is_some() => {
+            return Err(usage_error(
+                "export",
+                "--excel and --delimiter shape a CSV export: use them with --format csv",
+            ));
+        }
         ExportFormatArg::Json => ExportFormat::Json,
     };
     match &a.out {
@@ -530,12 +591,25 @@ pub(super) fn export_cmd(a: ExportArgs) -> Result<(), Error> {
 
 pub(super) fn report_cmd(a: ReportArgs) -> Result<(), Error> {
     let archive = Archive::open(&a.archive)?;
-    let records = archive.records()?;
+    let filter = a.filter.to_filter(&archive)?;
+    let mut records = archive.records()?;
+    let archived = records.len();
+    let filtered = filter != Filter::default();
+    records.retain(|r| filter.matches(r));
     let options = crate::report::ReportOptions {
         title: a.title,
-        include_discarded: a.include_discarded,
+        // Asking for discarded ones by status is asking to see them.
+        include_discarded: a.include_discarded || filter.status == Some(Status::Discarded),
+        with_originals: a.with_originals,
+        filtered_from: filtered.then_some(archived),
         generated_day: Day::today(),
-        quarantined: archive.quarantined().cloned().collect(),
+        // They have no answers or text to match: only an unfiltered report
+        // lists them.
+        quarantined: if filtered {
+            Vec::new()
+        } else {
+            archive.quarantined().cloned().collect()
+        },
     };
     let bar = progress_bar(records.len() as u64, "writing the report", false);
     let written = write_site(
@@ -551,14 +625,26 @@ pub(super) fn report_cmd(a: ReportArgs) -> Result<(), Error> {
     bar.finish_and_clear();
     let summary = written?;
     out_line(&format!(
-        "wrote the report into {}: {} pages, {} submissions, {} threads, {} files copied, {} flagged",
+        "wrote the report into {}: {} pages, {} submissions, {} threads, {} files copied ({}), {} flagged",
         a.out.display(),
         summary.pages,
         summary.submissions,
         summary.threads,
         summary.files_copied,
+        if a.with_originals {
+            "originals included"
+        } else {
+            "scrubbed copies only"
+        },
         summary.flagged_files
     ));
+    if summary.left_out > 0 {
+        out_line(&format!(
+            "{} file{} with no scrubbed copy left out (listed on its submission's page); --with-originals includes the originals",
+            summary.left_out,
+            if summary.left_out == 1 { "" } else { "s" }
+        ));
+    }
     out_line(&format!(
         "open {} in a browser (it needs no network); the site holds the testimonies: keep it as safe as the archive",
         a.out.join("index.html").display()

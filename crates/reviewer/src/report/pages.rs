@@ -75,6 +75,12 @@ pub(super) struct IndexPage<'a> {
     pub(super) counts: Counts,
     pub(super) include_discarded: bool,
     pub(super) excluded: usize,
+    /// Whether the originals are in the report (`--with-originals`).
+    pub(super) with_originals: bool,
+    /// Files with no scrubbed copy, left out.
+    pub(super) left_out: usize,
+    /// How many submissions the archive holds, when filters selected some.
+    pub(super) filtered_from: Option<usize>,
     pub(super) weeks: WeekChart,
     pub(super) charts: Vec<HBarChart<'a>>,
     pub(super) rows: Vec<Row<'a>>,
@@ -88,10 +94,10 @@ pub(super) fn index<'a>(
     flagged: &BTreeMap<SubmissionId, bool>,
     summary: &ReportSummary,
     excluded: usize,
-    include_discarded: bool,
-    quarantined: &'a [crate::archive::QuarantinedSubmission],
+    options: &'a super::ReportOptions,
     head: Head<'a>,
 ) -> IndexPage<'a> {
+    let include_discarded = options.include_discarded;
     let statuses: Vec<(&'a str, usize)> = Status::ALL
         .into_iter()
         .filter(|s| include_discarded || *s != Status::Discarded)
@@ -148,10 +154,14 @@ pub(super) fn index<'a>(
         },
         include_discarded,
         excluded,
+        with_originals: options.with_originals,
+        left_out: summary.left_out,
+        filtered_from: options.filtered_from,
         weeks: chart::weeks(included.iter().map(|r| r.received_day)),
         charts,
         rows,
-        quarantined: quarantined
+        quarantined: options
+            .quarantined
             .iter()
             .map(|q| {
                 let id = q.id.to_string();
@@ -190,8 +200,14 @@ pub(super) struct FileView<'a> {
     pub(super) size: u64,
     pub(super) sha256: String,
     pub(super) kind: &'static str,
-    pub(super) original_href: String,
+    /// The original's copy (only with `--with-originals`).
+    pub(super) original_href: Option<String>,
     pub(super) shared_href: Option<String>,
+    /// What the link to the copy for sharing says.
+    pub(super) shared_label: &'static str,
+    /// Neither copied nor linked: no scrubbed copy, and the originals were
+    /// not asked for.
+    pub(super) left_out: bool,
     /// Shown inline (images only): the scrubbed copy, else the original.
     pub(super) image: Option<String>,
     /// The inline image is the original, with its metadata.
@@ -240,6 +256,7 @@ fn kind_name(kind: FileKind) -> &'static str {
         FileKind::Webp => "WebP image",
         FileKind::Heic => "HEIC image",
         FileKind::Pdf => "PDF document",
+        FileKind::Text => "plain text",
         FileKind::Other => "other file",
     }
 }
@@ -266,6 +283,28 @@ fn describe(f: &Finding) -> String {
     }
 }
 
+/// The flag an identifying finding raises: what it is, and its value.
+fn flag_for(f: &Finding) -> String {
+    match f {
+        Finding::Gps {
+            latitude: Some(la),
+            longitude: Some(lo),
+        } if la.is_finite() && lo.is_finite() => {
+            format!("the original carries GPS coordinates: {la:.6}, {lo:.6}")
+        }
+        Finding::Gps { .. } => "the original carries GPS coordinates (not readable)".to_owned(),
+        Finding::Author { value } => format!("the original names a person: {}", Shown::line(value)),
+        Finding::Device { field, value } => format!(
+            "the original identifies a device ({}): {}",
+            Shown::line(field),
+            Shown::line(value)
+        ),
+        Finding::Other { field, value } => {
+            format!("{}: {}", Shown::line(field), Shown::line(value))
+        }
+    }
+}
+
 /// Builds a submission's page; `copied` is what copying its attachments
 /// found, in the same order.
 pub(super) fn submission<'a>(
@@ -281,45 +320,46 @@ pub(super) fn submission<'a>(
         .enumerate()
         .map(|(i, (a, c))| {
             let enc = encode_segment(&c.stored);
-            let original_href = format!("../files/{id}/original/{enc}");
+            let original_href = c.original.then(|| format!("../files/{id}/original/{enc}"));
             let shared_href = c.shared.then(|| format!("../files/{id}/shared/{enc}"));
             let md = &a.metadata;
             let image = md
                 .kind
                 .is_image()
-                .then(|| shared_href.clone().unwrap_or_else(|| original_href.clone()));
-            let has = |p: fn(&Finding) -> bool| md.findings.iter().any(p);
-            let mut flags = Vec::new();
-            if has(|f| matches!(f, Finding::Gps { .. })) {
-                flags.push("original carries GPS coordinates".to_owned());
-            }
-            if has(|f| matches!(f, Finding::Author { .. })) {
-                flags.push("original names an author".to_owned());
-            }
-            if has(|f| matches!(f, Finding::Device { .. })) {
-                flags.push("original identifies a device (make, model or serial number)".to_owned());
-            }
-            if has(|f| matches!(f, Finding::Other { .. })) {
-                flags.push("original carries other metadata worth a look".to_owned());
-            }
+                .then(|| shared_href.clone().or_else(|| original_href.clone()))
+                .flatten();
+            // One flag per reason to stop: each identifying finding, with
+            // what it is, and a missing scrubbed copy, with why.
+            let mut flags: Vec<String> = md
+                .findings
+                .iter()
+                .filter(|f| crate::archive::is_identifying(f))
+                .map(flag_for)
+                .collect();
             let scrub = match &md.scrub {
+                ScrubOutcome::Scrubbed if c.shared && md.kind == FileKind::Text => {
+                    "plain text: no metadata to remove; the copy under “shared” is the file as sent (read it before sharing)".to_owned()
+                }
                 ScrubOutcome::Scrubbed if c.shared => {
                     "metadata removed: share the copy under “shared”, never the original".to_owned()
                 }
                 ScrubOutcome::Scrubbed => {
                     flags.push(
-                        "recorded as scrubbed, but the archive names no scrubbed copy: share nothing from this file"
+                        "no scrubbed copy: the archive names none, though it was recorded as scrubbed; share nothing from this file"
                             .to_owned(),
                     );
                     "no scrubbed copy in the archive".to_owned()
                 }
                 ScrubOutcome::Unsupported { reason } => {
-                    flags.push(format!("cannot be scrubbed: {}", Shown::line(reason)));
+                    flags.push(format!(
+                        "no scrubbed copy: this type cannot be scrubbed ({})",
+                        Shown::line(reason)
+                    ));
                     "not scrubbed (type not supported): share nothing from this file".to_owned()
                 }
                 ScrubOutcome::Failed { reason } => {
                     flags.push(format!(
-                        "cannot be scrubbed (damaged or hostile file): {}",
+                        "no scrubbed copy: scrubbing failed, a damaged or hostile file ({})",
                         Shown::line(reason)
                     ));
                     "scrubbing failed: share nothing from this file".to_owned()
@@ -340,6 +380,12 @@ pub(super) fn submission<'a>(
                 kind: kind_name(md.kind),
                 image_is_original: image.is_some() && shared_href.is_none(),
                 image,
+                left_out: original_href.is_none() && shared_href.is_none(),
+                shared_label: if md.kind == FileKind::Text {
+                    "Copy for sharing (plain text, as sent)"
+                } else {
+                    "Scrubbed copy (for sharing)"
+                },
                 original_href,
                 shared_href,
                 findings: md.findings.iter().map(describe).collect(),

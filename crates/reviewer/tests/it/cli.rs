@@ -4,6 +4,7 @@
 
 use crate::util;
 
+use std::ffi::OsStr;
 use std::process::Output;
 
 use util::{Env, Relay, bin, good_submission, open_cmd, reviewer};
@@ -162,6 +163,76 @@ fn empty_passphrase_is_refused() {
     let line = error_line(&o);
     assert!(line.contains("passphrase is empty"), "{line}");
     assert!(!key.exists());
+}
+
+#[test]
+fn weak_passphrases_are_refused_unless_allowed() {
+    let env = Env::new();
+    let pass = env.path("pass");
+    for (weak, why) in [
+        ("a", "it is 1 character long"),
+        ("Almaty2026!!", "a single word"),
+        ("correct horse battery staple", "most common passwords"),
+        ("1qaz2wsx3edc", "most common passwords"),
+    ] {
+        std::fs::write(&pass, format!("{weak}\n")).unwrap();
+        for reply_signing in [false, true] {
+            let key = env.path("k.age");
+            let mut args: Vec<&dyn AsRef<OsStr>> =
+                vec![&"keygen", &"--out", &key, &"--passphrase-file", &pass];
+            if reply_signing {
+                args.push(&"--reply-signing");
+            }
+            let o = bin(&args);
+            assert_eq!(o.status.code(), Some(1), "{weak:?}");
+            let err = stderr(&o);
+            let line = error_line(&o);
+            assert!(
+                line.contains("the passphrase is too weak"),
+                "{weak:?}: {line}"
+            );
+            assert!(line.contains(why), "{weak:?}: {line}");
+            assert!(line.contains("six words chosen at random"), "{line}");
+            assert!(line.contains("--allow-weak-passphrase"), "{line}");
+            assert!(err.contains("\nhint: "), "{err}");
+            if weak.len() > 1 {
+                assert!(!err.contains(weak), "the passphrase is echoed: {err}");
+            }
+            assert!(!key.exists(), "{weak:?}");
+            assert!(!env.path("k.age.pub").exists(), "{weak:?}");
+        }
+    }
+
+    // Allowed on purpose: written, and said so.
+    std::fs::write(&pass, "a\n").unwrap();
+    let key = env.path("weak.age");
+    let o = bin(&[
+        &"keygen",
+        &"--out",
+        &key,
+        &"--passphrase-file",
+        &pass,
+        &"--allow-weak-passphrase",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("age1"));
+    assert!(
+        stderr(&o).contains("--allow-weak-passphrase"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read(&key)
+            .unwrap()
+            .starts_with(b"age-encryption.org/v1\n")
+    );
+
+    // Six random words pass without the flag.
+    std::fs::write(&pass, "cement tulip grudge ransack omen fiddle\n").unwrap();
+    let key = env.path("strong.age");
+    let o = bin(&[&"keygen", &"--out", &key, &"--passphrase-file", &pass]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(key.is_file());
 }
 
 #[test]

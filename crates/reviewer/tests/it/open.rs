@@ -631,7 +631,7 @@ fn passphrase_identity_round_trip_and_wrong_passphrase() {
     let env = Env::new();
     let key = env.path("reviewer.age");
     let pass = env.path("pass");
-    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    std::fs::write(&pass, "violet lantern orbit mosaic\n").unwrap();
     let recipient = reviewer::identity::generate(
         &key,
         &Protection::Passphrase(PassphraseSource::File(pass.clone())),

@@ -171,7 +171,18 @@ fn specs() -> Vec<Spec> {
             thread: None,
             tags: &["aktobe"],
             text: "",
-            files: vec![],
+            // Metadata worth listing but no reason to stop: not flagged.
+            files: vec![FileSpec {
+                name: "edited.png",
+                kind: FileKind::Png,
+                content: b"\x89PNG original with XMP",
+                scrubbed: Some(b"\x89PNG clean"),
+                findings: vec![Finding::Other {
+                    field: "software".into(),
+                    value: "GIMP 2.10".into(),
+                }],
+                scrub: ScrubOutcome::Scrubbed,
+            }],
         },
         Spec {
             n: 4,
@@ -324,10 +335,15 @@ fn build(root: &Path, specs: &[Spec]) -> Vec<Record> {
         .collect()
 }
 
+/// Options with the originals copied in, so that the tests below see every
+/// hostile name and content; [`originals_stay_out_unless_asked`] checks the
+/// default.
 fn options(include_discarded: bool) -> ReportOptions {
     ReportOptions {
         title: format!("NGO report {SCRIPT}"),
         include_discarded,
+        with_originals: true,
+        filtered_from: None,
         generated_day: day("2025-03-01"),
         quarantined: Vec::new(),
     }
@@ -830,10 +846,17 @@ fn charts_match_the_data() {
             n("count-attachments"),
             included.iter().map(|s| s.files.len()).sum::<usize>()
         );
+        // Flagged: GPS, a name or a device in the original, or no
+        // scrubbed copy; other findings are listed, not flagged.
         let flagged = included
             .iter()
             .flat_map(|s| &s.files)
-            .filter(|f| !f.findings.is_empty() || f.scrub != ScrubOutcome::Scrubbed)
+            .filter(|f| {
+                f.scrub != ScrubOutcome::Scrubbed
+                    || f.findings
+                        .iter()
+                        .any(|x| !matches!(x, Finding::Other { .. }))
+            })
             .count();
         assert_eq!(n("count-flagged"), flagged);
         assert_eq!(f.summary.flagged_files, flagged);
@@ -896,7 +919,9 @@ fn hostile_content_appears_only_as_text() {
     let text = page.text();
     assert!(text.contains("<i>x</i>"));
     assert!(text.contains("RWQ<relay-key>"));
-    assert!(text.contains(&format!("cannot be scrubbed: {SCRIPT} type not supported")));
+    assert!(text.contains(&format!(
+        "no scrubbed copy: this type cannot be scrubbed ({SCRIPT} type not supported)"
+    )));
     assert!(text.contains(&format!("comment: {BREAKOUT}")));
     // The title option is escaped too.
     assert!(
@@ -973,7 +998,7 @@ fn images_show_the_scrubbed_copy_and_flags_are_visible() {
     assert!(
         flags
             .iter()
-            .any(|t| t.contains("original carries GPS coordinates")),
+            .any(|t| t == "⚑ the original carries GPS coordinates: 43.238949, 76.889709"),
         "{flags:?}"
     );
     assert!(
@@ -1031,8 +1056,14 @@ fn images_show_the_scrubbed_copy_and_flags_are_visible() {
             .by_id("file-1")
             .unwrap()
             .text()
-            .contains("original names an author")
+            .contains(&format!("the original names a person: {SCRIPT}"))
     );
+
+    // Other metadata is listed, not flagged.
+    let page3 = f.page(&format!("submissions/{}.html", sub_id(3)));
+    let edited = page3.by_id("file-1").unwrap();
+    assert!(!edited.has_class("flagged"));
+    assert!(edited.text().contains("software: GIMP 2.10"));
 
     // The dashboard marks exactly the submissions with a flagged file.
     let index = f.page("index.html");
@@ -1088,9 +1119,9 @@ fn progress_counts_every_page() {
     let total = f.summary.pages as u64;
     let want: Vec<(u64, u64)> = (1..=total).map(|d| (d, total)).collect();
     assert_eq!(f.progress, want);
-    // originals: 4 + 1 + 1 = 6; scrubbed copies: 2 + 1 = 3.
-    assert_eq!(f.summary.files_copied, 9);
-    assert_eq!(walk(&f.out.join("files")).len(), 9);
+    // originals: 4 + 1 + 1 + 1 = 7; scrubbed copies: 2 + 1 + 1 = 4.
+    assert_eq!(f.summary.files_copied, 11);
+    assert_eq!(walk(&f.out.join("files")).len(), 11);
 }
 
 #[test]
@@ -1188,4 +1219,69 @@ fn an_empty_archive_makes_a_valid_report() {
     assert_eq!(summary.pages, 1);
     let doc = check_page(&out, Path::new("index.html"));
     assert_eq!(doc.by_id("count-submissions").unwrap().text(), "0");
+}
+
+#[test]
+fn originals_stay_out_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    let specs = specs();
+    let records = build(&archive, &specs);
+    let out = tmp.path().join("out");
+    let options = ReportOptions {
+        with_originals: false,
+        ..options(false)
+    };
+    let summary = write_report(&records, &archive, &out, &options, &mut |_, _| {}).unwrap();
+    // Scrubbed copies only: 2 + 1 + 1 (submission 6 is discarded).
+    assert_eq!(summary.files_copied, 4);
+    // evil.html, javascript:alert(1), broken.jpg: no scrubbed copy.
+    assert_eq!(summary.left_out, 3);
+    let files = walk(&out.join("files"));
+    assert_eq!(files.len(), 4, "{files:?}");
+    for p in &files {
+        assert!(p.components().any(|c| c.as_os_str() == "shared"), "{p:?}");
+        let bytes = fs::read(out.join("files").join(p)).unwrap();
+        for f in specs.iter().flat_map(|s| &s.files) {
+            assert_ne!(bytes, f.content, "{p:?} is the original of {}", f.name);
+        }
+    }
+    // Every page still parses and links only what is there.
+    for p in html_pages(&out) {
+        check_page(&out, &p);
+    }
+    let page = |id: SubmissionId| {
+        let src = fs::read_to_string(out.join(format!("submissions/{id}.html"))).unwrap();
+        html::parse(&src).unwrap()
+    };
+    let page1 = page(sub_id(1));
+    // The GPS photo: its scrubbed copy, flagged, no link to the original.
+    let photo = page1.by_id("file-1").unwrap();
+    assert!(photo.has_class("flagged"));
+    assert!(
+        photo.elements("img")[0]
+            .attr("src")
+            .unwrap()
+            .contains("/shared/")
+    );
+    assert!(!photo.text().contains("Left out"));
+    // The file with no scrubbed copy: named, typed, why it is flagged, and
+    // a line saying it is left out and how to include it.
+    let evil = page1.by_id("file-3").unwrap();
+    assert!(evil.elements("a").is_empty());
+    assert_eq!(evil.elements("h3")[0].text(), "evil.html");
+    let text = evil.text();
+    assert!(text.contains("other file"), "{text}");
+    assert!(text.contains("type not supported"), "{text}");
+    assert!(text.contains("Left out of this report"), "{text}");
+    assert!(text.contains("--with-originals"), "{text}");
+    // The damaged JPEG is not shown inline from its original.
+    let broken = page(sub_id(4));
+    let broken = broken.by_id("file-1").unwrap();
+    assert!(broken.elements("img").is_empty());
+    assert!(broken.text().contains("Left out of this report"));
+    let index = html::parse(&fs::read_to_string(out.join("index.html")).unwrap()).unwrap();
+    let note = index.by_id("files-note").unwrap().text();
+    assert!(note.contains("scrubbed copies only"), "{note}");
+    assert!(note.contains("3 file(s)"), "{note}");
 }

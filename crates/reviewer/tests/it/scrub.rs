@@ -610,6 +610,66 @@ fn heic_is_flagged_not_scrubbed() {
     run.assert_no_copy();
 }
 
+// ------------------------------------------------------------ plain text
+
+#[test]
+fn plain_text_is_copied_as_sent_and_the_rest_is_not() {
+    let utf16le: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain("Өскемен\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16be: Vec<u8> = [0xFE, 0xFF]
+        .into_iter()
+        .chain("Ақтөбе".encode_utf16().flat_map(u16::to_be_bytes))
+        .collect();
+    let cases: &[(&str, &[u8], bool)] = &[
+        ("notes.txt", "Біз ауруханада болдық.\n".as_bytes(), true),
+        ("bom.txt", b"\xEF\xBB\xBFwith a UTF-8 mark\r\n", true),
+        ("notes.TXT", b"capital extension", true),
+        ("readme.md", b"# Title\n\n\ttabbed\x0c", true),
+        ("notes.markdown", b"*x*", true),
+        ("plain.text", b"", true),
+        ("table.csv", b"a;b\r\n\xc8\xe2\xe0\xed;1\r\n", true),
+        ("table.tsv", b"a\tb\n", true),
+        ("unicode.txt", &utf16le, true),
+        ("unicode-be.txt", &utf16be, true),
+        // Not text, whatever the name says.
+        ("nul.txt", b"text\0more", false),
+        ("escape.md", b"red \x1b[31m", false),
+        ("del.csv", b"a,\x7f", false),
+        ("odd-utf16.txt", &utf16le[..utf16le.len() - 1], false),
+        ("utf16-control.txt", b"\xFF\xFE\x01\x00", false),
+        // Text, but not a name this treats as plain text: markup and
+        // app exports keep their flag.
+        ("page.html", b"<meta name=\"author\" content=\"A\">", false),
+        ("letter.rtf", b"{\\rtf1{\\info{\\author A}}}", false),
+        ("chat.json", b"{\"from\": \"+77012345678\"}", false),
+        ("notes", b"no extension", false),
+    ];
+    for (name, bytes, text) in cases {
+        let run = scrub(name, bytes);
+        if *text {
+            assert_eq!(run.report.kind, FileKind::Text, "{name}");
+            assert!(run.report.findings.is_empty(), "{name}");
+            assert_eq!(run.copy(), *bytes, "{name}: not the file as sent");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(&run.out).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{name}");
+            }
+        } else {
+            assert_eq!(run.report.kind, FileKind::Other, "{name}");
+            assert!(
+                matches!(&run.report.scrub, ScrubOutcome::Unsupported { reason } if reason.contains("not recognised")),
+                "{name}: {:?}",
+                run.report.scrub
+            );
+            run.assert_no_copy();
+        }
+    }
+}
+
 /// Bytes that look like nothing (a xorshift stream, fixed seed).
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     (0..len)

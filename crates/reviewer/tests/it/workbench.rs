@@ -293,9 +293,12 @@ fn two_relays_keep_their_origins_and_chains() {
         Path::new(&s1.id.to_string()).join("files/01-photo.txt")
     );
     assert_eq!(std::fs::read(env.out.join(&att.original)).unwrap(), b"p");
-    assert!(!matches!(att.metadata.scrub, ScrubOutcome::Scrubbed));
-    assert_eq!(att.scrubbed, None);
-    assert!(!env.out.join(s1.id.to_string()).join("shared").exists());
+    // Plain text: its copy for sharing is the file as sent.
+    assert_eq!(att.metadata.scrub, ScrubOutcome::Scrubbed);
+    assert_eq!(
+        std::fs::read(env.out.join(att.scrubbed.as_ref().unwrap())).unwrap(),
+        b"p"
+    );
 
     // Relay B carries A's submission 1 again, byte for byte, with a new
     // one: nothing is duplicated, the new one is added, and B's custody
@@ -356,7 +359,7 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(&format!(
-            "reviewer: note: submission {}: 3 attachments flagged",
+            "reviewer: note: submission {}: 2 attachments flagged",
             s.id
         )),
         "{}",
@@ -406,13 +409,15 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
             .iter()
             .any(|f| matches!(f, Finding::Author { value } if value.contains("Reporter")))
     );
-    assert_eq!(notes.metadata.kind, FileKind::Other);
-    assert!(matches!(
-        notes.metadata.scrub,
-        ScrubOutcome::Unsupported { .. }
-    ));
-    assert_eq!(notes.scrubbed, None);
-    assert!(!dir.join("shared/03-notes.txt").exists());
+    // Plain text: not flagged, shared as sent.
+    assert_eq!(notes.metadata.kind, FileKind::Text);
+    assert_eq!(notes.metadata.scrub, ScrubOutcome::Scrubbed);
+    assert!(notes.metadata.findings.is_empty());
+    assert!(!reviewer::archive::is_flagged(notes));
+    assert_eq!(
+        std::fs::read(dir.join("shared/03-notes.txt")).unwrap(),
+        b"plain notes"
+    );
 
     // `show` says what was found and what not to share.
     let o = bin(&[&"show", &env.out, &s.id.to_string()]);
@@ -433,13 +438,174 @@ fn open_keeps_originals_and_writes_scrubbed_copies() {
         "{shown}"
     );
     assert!(
-        shown.contains("FLAG: no scrubbed copy (this type cannot be scrubbed: "),
+        shown.contains(&format!(
+            "copy for sharing (plain text, nothing to remove: the file as sent): {}/shared/03-notes.txt",
+            s.id
+        )),
         "{shown}"
     );
     // And the archive verifies, originals included.
     let report = reviewer::audit::verify_archive(&env.out, &[]).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.attachments, 3);
+}
+
+#[test]
+fn plain_text_is_not_flagged_and_flags_say_why() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scrub");
+    let heic = std::fs::read(fixtures.join("photo.heic")).unwrap();
+    // Plain text in three forms: UTF-8 Kazakh, Markdown, and a CSV in
+    // Windows-1251 (as Excel on a Russian Windows saves it).
+    let txt = "Біз ауруханада болдық.\r\nЕкінші жол.\n"
+        .as_bytes()
+        .to_vec();
+    let md = b"# Notes\n\n- *first*\n- second\n".to_vec();
+    let csv: Vec<u8> = b"name;place\r\n\xc8\xe2\xe0\xed;\xc0\xeb\xec\xe0\xf2\xfb\r\n".to_vec();
+    let texts: [(&str, &[u8]); 3] = [("notes.txt", &txt), ("README.md", &md), ("table.csv", &csv)];
+    let (plain, _) = good_submission("notes", &texts, &[&r.recipient]);
+    // Still flagged: a HEIC (cannot be scrubbed), bytes that are no known
+    // type, and bytes that are not text whatever their name says.
+    let blob: Vec<u8> = (0u8..=255).cycle().take(4096).collect();
+    let fake: &[u8] = b"looks like text\0\0\0\x01\x02 but is not";
+    let flagged: [(&str, &[u8]); 3] = [
+        ("iphone.heic", &heic),
+        ("blob.bin", &blob),
+        ("fake.txt", fake),
+    ];
+    let (other, _) = good_submission("other files", &flagged, &[&r.recipient]);
+    let p = relay
+        .batch(&[plain.clone(), other.clone()])
+        .write(&env.path("b1.tar"));
+    let o = open_bin(&env, &relay, &r, &[&p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The note names only the submission with flagged files.
+    let err = stderr(&o);
+    assert!(!err.contains(&plain.id.to_string()), "{err}");
+    assert!(
+        err.contains(&format!("submission {}: 3 attachments flagged", other.id)),
+        "{err}"
+    );
+
+    // list: FILES 3 (none flagged) and 3!3; in JSON, flagged 0 and 3.
+    let files_of = |search: &str| {
+        let o = bin(&[&"list", &env.out, &"--search", &search]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("FILES"), "{out}");
+        // ID, RECEIVED, STATUS, CATEGORY, REGION are 12, 10, 9, 18 and 18
+        // characters wide, each followed by two spaces.
+        let files: String = lines[1].chars().skip(77).take(5).collect();
+        (files.trim().to_owned(), out)
+    };
+    let (files, out) = files_of("notes");
+    assert_eq!(files, "3", "{out}");
+    assert!(!out.contains("k of n attachments flagged"), "{out}");
+    let (files, out) = files_of("other files");
+    assert_eq!(files, "3!3", "{out}");
+    let o = bin(&[&"list", &env.out, &"--format", &"json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flagged = |s: &Sealed| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == s.id.to_string())
+            .unwrap()["flagged"]
+            .clone()
+    };
+    assert_eq!(flagged(&plain), 0);
+    assert_eq!(flagged(&other), 3);
+
+    // show: no FLAG line for the text files; each is shared as sent.
+    let o = bin(&[&"show", &env.out, &plain.id.to_string()]);
+    let shown = stdout(&o);
+    assert!(!shown.contains("FLAG"), "{shown}");
+    for (i, (name, bytes)) in texts.iter().enumerate() {
+        let disk = format::disk_name(i, texts.len(), name);
+        assert!(
+            shown.contains(&format!(
+                "copy for sharing (plain text, nothing to remove: the file as sent): {}/shared/{disk}",
+                plain.id
+            )),
+            "{shown}"
+        );
+        let dir = env.out.join(plain.id.to_string());
+        assert_eq!(
+            std::fs::read(dir.join("shared").join(&disk)).unwrap(),
+            *bytes
+        );
+    }
+    assert_eq!(shown.matches("kind: plain text").count(), 3, "{shown}");
+
+    // show: every flag says why.
+    let o = bin(&[&"show", &env.out, &other.id.to_string()]);
+    let shown = stdout(&o);
+    assert!(
+        shown.contains("FLAG: no scrubbed copy: this type cannot be scrubbed (no maintained crate rewrites HEIC"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("FLAG: GPS position in the original"),
+        "{shown}"
+    );
+    assert_eq!(
+        shown
+            .matches("FLAG: no scrubbed copy: this type cannot be scrubbed (type not recognised")
+            .count(),
+        2,
+        "{shown}"
+    );
+    let dir = env.out.join(other.id.to_string());
+    assert!(!dir.join("shared").exists());
+
+    // The report: the text files are shared copies, not flagged; the rest
+    // are flagged with their reason.
+    let site = env.path("site");
+    let o = bin(&[&"report", &env.out, &"--out", &site]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = |s: &Sealed| {
+        let src = std::fs::read_to_string(site.join("submissions").join(format!("{}.html", s.id)))
+            .unwrap();
+        testkit::html::parse(&src).unwrap()
+    };
+    let page_plain = page(&plain);
+    for i in 1..=3 {
+        let panel = page_plain.by_id(&format!("file-{i}")).unwrap();
+        assert!(!panel.has_class("flagged"), "{}", panel.text());
+        assert!(panel.text().contains("plain text"), "{}", panel.text());
+    }
+    let page_other = page(&other);
+    for (i, why) in [
+        (
+            1,
+            "no scrubbed copy: this type cannot be scrubbed (no maintained crate",
+        ),
+        (
+            1,
+            "the original carries GPS coordinates: 43.238949, 76.889709",
+        ),
+        (
+            2,
+            "no scrubbed copy: this type cannot be scrubbed (type not recognised",
+        ),
+        (
+            3,
+            "no scrubbed copy: this type cannot be scrubbed (type not recognised",
+        ),
+    ] {
+        let panel = page_other.by_id(&format!("file-{i}")).unwrap();
+        assert!(panel.has_class("flagged"));
+        let flags: Vec<String> = panel
+            .all()
+            .into_iter()
+            .filter(|e| e.name == "li" && e.has_class("flag"))
+            .map(|e| e.text())
+            .collect();
+        assert!(flags.iter().any(|f| f.contains(why)), "{flags:?}");
+    }
 }
 
 #[test]
@@ -1010,6 +1176,95 @@ fn exports_hold_the_answers_escaped_and_no_text_unless_asked() {
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
 }
 
+#[test]
+fn excel_csv_starts_with_a_bom_and_round_trips_kazakh() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let place = "Қазақстан, Өскемен";
+    let text = "Біз ауруханада болдық.\nЕкінші жол: «дәрігерлер»; \"тырнақша\"";
+    let s = submission(
+        &r,
+        &[
+            ("category", "health", Some("Денсаулық сақтау")),
+            ("region", place, None),
+        ],
+        text,
+        &[],
+    );
+    let p = batch_on_days(&mut relay, &[(&s, "2026-11-02")]).write(&env.path("b1.tar"));
+    open(&env, &relay, &r, &[&p]).unwrap();
+
+    // The plain export has no mark (scripts read it as it is).
+    let plain = env.path("plain.csv");
+    let o = bin(&[&"export", &env.out, &"--format", &"csv", &"--out", &plain]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = std::fs::read(&plain).unwrap();
+    assert!(!plain.starts_with(b"\xEF\xBB\xBF"));
+    assert!(!plain.contains(&b'\r'));
+
+    for (delimiter, byte) in [(None, b','), (Some("semicolon"), b';')] {
+        let path = env.path(&format!("excel-{byte}.csv"));
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![
+            &"export",
+            &env.out,
+            &"--format",
+            &"csv",
+            &"--excel",
+            &"--with-text",
+            &"--out",
+            &path,
+        ];
+        if let Some(d) = &delimiter {
+            args.push(&"--delimiter");
+            args.push(d);
+        }
+        let o = bin(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "no byte-order mark");
+        let body = &bytes[3..];
+        // Every record ends with CRLF (the text's own line break is inside
+        // its quoted cell, as the source wrote it).
+        assert!(body.ends_with(b"\r\n"));
+        let rd_bytes = body.to_vec();
+        let mut rd = csv::ReaderBuilder::new()
+            .delimiter(byte)
+            .from_reader(&rd_bytes[..]);
+        let header: Vec<String> = rd.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(header[0], "id", "the mark is not part of the first name");
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(&row[col("id")], s.id.to_string());
+        assert_eq!(&row[col("region")], place);
+        assert_eq!(&row[col("category_label")], "Денсаулық сақтау");
+        assert_eq!(&row[col("text")], text);
+        // Two records (header and row), each ended by CRLF: no bare LF
+        // but the one inside the text.
+        let lf = body.iter().filter(|b| **b == b'\n').count();
+        let crlf = body.windows(2).filter(|w| w == b"\r\n").count();
+        assert_eq!((lf, crlf), (3, 2), "{}", String::from_utf8_lossy(body));
+    }
+
+    // They shape a CSV: with JSON they are a usage error, and nothing is
+    // written.
+    let json = env.path("x.json");
+    let o = bin(&[
+        &"export",
+        &env.out,
+        &"--format",
+        &"json",
+        &"--excel",
+        &"--out",
+        &json,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--format csv"), "{}", stderr(&o));
+    assert!(!json.exists());
+}
+
 // ---------------------------------------------------------- verify-archive
 
 /// An archive of two batches from one relay, with an attachment.
@@ -1248,6 +1503,129 @@ fn report_writes_a_site() {
     // Refuses to write into a directory that holds something.
     let o = bin(&[&"report", &t.env.out, &"--out", &site]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// Every file below `dir` whose bytes are exactly one of `originals`.
+fn copies_of(dir: &Path, originals: &[&[u8]]) -> Vec<PathBuf> {
+    testkit::files(dir)
+        .into_iter()
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            originals.iter().any(|o| bytes == *o)
+        })
+        .collect()
+}
+
+#[test]
+fn report_holds_scrubbed_copies_only_unless_with_originals() {
+    let env = Env::new();
+    let r = reviewer(env.dir.path(), "reviewer.key");
+    let mut relay = Relay::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scrub");
+    // A photo with GPS coordinates and a camera owner's name in its EXIF,
+    // and an iPhone photo no build can scrub.
+    let jpeg = std::fs::read(fixtures.join("photo.jpg")).unwrap();
+    let heic = std::fs::read(fixtures.join("photo.heic")).unwrap();
+    let health = submission(
+        &r,
+        &[("category", "health", Some("Health care"))],
+        "the clinic",
+        &[("photo.jpg", &jpeg), ("iphone.heic", &heic)],
+    );
+    let speech = submission(
+        &r,
+        &[("category", "speech", Some("Speech"))],
+        "the mayor",
+        &[("poster.jpg", &jpeg)],
+    );
+    let p = batch_on_days(
+        &mut relay,
+        &[(&health, "2026-11-02"), (&speech, "2026-11-03")],
+    )
+    .write(&env.path("b1.tar"));
+    open(&env, &relay, &r, &[&p]).unwrap();
+    let originals: [&[u8]; 2] = [&jpeg, &heic];
+
+    // By default: scrubbed copies only. No file anywhere in the report is
+    // an original, byte for byte.
+    let site = env.path("site");
+    let o = bin(&[&"report", &env.out, &"--out", &site]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(copies_of(&site, &originals), Vec::<PathBuf>::new());
+    let shared = site
+        .join("files")
+        .join(health.id.to_string())
+        .join("shared");
+    assert!(shared.join("photo.jpg").is_file());
+    assert!(
+        !site
+            .join("files")
+            .join(health.id.to_string())
+            .join("original")
+            .exists()
+    );
+    let out = stdout(&o);
+    assert!(out.contains("scrubbed copies only"), "{out}");
+    assert!(
+        out.contains("1 file with no scrubbed copy left out"),
+        "{out}"
+    );
+    // The HEIC is listed, with why, and says how to include it.
+    let page =
+        std::fs::read_to_string(site.join("submissions").join(format!("{}.html", health.id)))
+            .unwrap();
+    let page = testkit::html::parse(&page).unwrap();
+    let heic_panel = page.by_id("file-2").unwrap();
+    let text = heic_panel.text();
+    assert!(text.contains("iphone.heic"), "{text}");
+    assert!(text.contains("HEIC image"), "{text}");
+    assert!(text.contains("cannot be scrubbed"), "{text}");
+    assert!(text.contains("Left out of this report"), "{text}");
+    assert!(text.contains("--with-originals"), "{text}");
+    assert!(heic_panel.elements("a").is_empty());
+
+    // With --with-originals: both originals are in it.
+    let full = env.path("full");
+    let o = bin(&[&"report", &env.out, &"--out", &full, &"--with-originals"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let copies = copies_of(&full, &originals);
+    for original in originals {
+        assert!(
+            copies.iter().any(|p| std::fs::read(p).unwrap() == original),
+            "{copies:?}"
+        );
+    }
+    assert!(stdout(&o).contains("originals included"), "{}", stdout(&o));
+
+    // list's filters: a submission that does not match has no page and no
+    // files in the report, and the dashboard says it is a selection.
+    for (args, kept, left) in [
+        (vec!["--category", "health"], &health, &speech),
+        (vec!["--from", "2026-11-03"], &speech, &health),
+        (
+            vec!["--status", "new", "--to", "2026-11-02"],
+            &health,
+            &speech,
+        ),
+    ] {
+        let site = env.path(&format!("filtered-{}", args.join("")));
+        let mut cmd: Vec<&dyn AsRef<OsStr>> = vec![&"report", &env.out, &"--out", &site];
+        for a in &args {
+            cmd.push(a);
+        }
+        let o = bin(&cmd);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let page = |s: &Sealed| site.join("submissions").join(format!("{}.html", s.id));
+        assert!(page(kept).is_file(), "{args:?}");
+        assert!(!page(left).exists(), "{args:?}");
+        assert!(
+            !site.join("files").join(left.id.to_string()).exists(),
+            "{args:?}"
+        );
+        let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+        assert!(!index.contains(&left.id.to_string()), "{args:?}");
+        assert!(index.contains("id=\"filtered\""), "{args:?}");
+    }
 }
 
 // -------------------------------------------------------------------- help

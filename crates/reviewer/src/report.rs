@@ -611,11 +611,14 @@ impl Builder<'_> {
             progress(done, total);
         }
 
+        // What the NGO told each source (the archive's record of replies).
+        let replies = crate::replies::Replies::load(self.archive_root)?;
         for (thread, members) in &threads {
             let page = pages::thread(
                 thread,
                 members,
                 &flagged,
+                &replies.of_thread(thread),
                 head(format!("Thread {thread}"), "../"),
             );
             write_page(

@@ -446,6 +446,13 @@ pub(super) struct ThreadItem<'a> {
     pub(super) flagged: bool,
 }
 
+/// One reply sent to the thread's source, on its page.
+pub(super) struct ReplyItem<'a> {
+    pub(super) id: String,
+    pub(super) written: String,
+    pub(super) text: Shown<'a>,
+}
+
 /// `threads/<id>.html`.
 #[derive(Template)]
 #[template(path = "report/thread.html")]
@@ -453,6 +460,7 @@ pub(super) struct ThreadPage<'a> {
     pub(super) head: Head<'a>,
     pub(super) thread: String,
     pub(super) items: Vec<ThreadItem<'a>>,
+    pub(super) replies: Vec<ReplyItem<'a>>,
 }
 
 /// Builds a thread's page from its submissions, in received order.
@@ -460,8 +468,17 @@ pub(super) fn thread<'a>(
     thread: &ThreadId,
     members: &[&'a Record],
     flagged: &BTreeMap<SubmissionId, bool>,
+    sent: &[&'a crate::replies::SentReply],
     head: Head<'a>,
 ) -> ThreadPage<'a> {
+    let replies = sent
+        .iter()
+        .map(|r| ReplyItem {
+            id: r.id.to_string(),
+            written: r.written_day.to_string(),
+            text: Shown::multiline(r.text.as_str()),
+        })
+        .collect();
     let items = members
         .iter()
         .map(|r| {
@@ -487,5 +504,6 @@ pub(super) fn thread<'a>(
         head,
         thread: thread.to_string(),
         items,
+        replies,
     }
 }

@@ -426,6 +426,17 @@ fn a_sent_reply_is_in_the_archive_thread_show_and_replies() {
     let out = stdout(&bin(&[&"show", &env.out, &sub.to_string()]));
     assert!(out.contains("Replies sent in this thread (1):"), "{out}");
     assert!(out.contains("can you say which day it was?"), "{out}");
+    // The report's thread page shows it.
+    let site = env.path("site");
+    let o = bin(&[&"report", &env.out, &"--out", &site]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page =
+        std::fs::read_to_string(site.join("threads").join(format!("{thread}.html"))).unwrap();
+    let section = &page[page.find("Replies sent to this source").unwrap()..];
+    assert!(
+        section.contains("Мы получили ваше сообщение. Thank you: can you say which day it was?"),
+        "{section}"
+    );
     // Another thread has none.
     let other = reviewer::run(
         testkit::ReviewerCmd::new(["replies"])

@@ -10,3 +10,4 @@ mod end_to_end;
 mod epochs;
 mod followup;
 mod one_build;
+mod openrosa;

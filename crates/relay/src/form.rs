@@ -14,7 +14,28 @@ use crate::web::i18n::Lang;
 pub const DEFAULT_FORM: &str = include_str!("default_form.toml");
 
 /// Keys the built-in questions use; extra questions must not take them.
-const RESERVED_KEYS: &[&str] = &["category", "region", "events_month", "text", "files"];
+/// They include the names the XForm gives its other elements (the
+/// attachment questions, `language`, `meta`) and the keys the OpenRosa
+/// intake records (`channel`, `openrosa_dropped`, `openrosa_part`).
+const RESERVED_KEYS: &[&str] = &[
+    "category",
+    "region",
+    "events_month",
+    "text",
+    "files",
+    "kind",
+    "channel",
+    "language",
+    "meta",
+    "openrosa_dropped",
+    "openrosa_part",
+    "photo_1",
+    "photo_2",
+    "photo_3",
+    "video",
+    "audio",
+    "document",
+];
 /// Longest label, in characters.
 const MAX_LABEL_CHARS: usize = 300;
 /// Longest help text, in characters.
@@ -307,6 +328,15 @@ mod tests {
             (
                 "[[question]]\nkey = \"q\"\nkind = \"choice\"\nlabel = { en = \"x\" }\n",
                 "form.question[0].option",
+            ),
+            // The XForm's own element names and the OpenRosa intake's keys.
+            (
+                "[[question]]\nkey = \"video\"\nkind = \"text\"\nlabel = { en = \"x\" }\n",
+                "form.question[0].key",
+            ),
+            (
+                "[[question]]\nkey = \"channel\"\nkind = \"text\"\nlabel = { en = \"x\" }\n",
+                "form.question[0].key",
             ),
             (
                 "[[question]]\nkey = \"q\"\nkind = \"text\"\nlabel = { en = \"x\" }\n[[question.option]]\nkey = \"o\"\nen = \"O\"\n",

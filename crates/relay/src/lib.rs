@@ -35,6 +35,7 @@ pub mod followup;
 pub mod form;
 mod fsutil;
 pub mod keys;
+pub mod openrosa;
 mod pipeline;
 pub mod process;
 pub mod seal;

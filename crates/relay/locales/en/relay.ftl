@@ -151,3 +151,12 @@ logged-out-body = Your replies are no longer shown on this device. To come back,
 ## Stored with follow-up testimony for the reviewers (English only)
 followup-kind-question = Kind of submission
 followup-kind-answer = Follow-up: more from the source of the same thread
+
+## OpenRosa (field apps): the XForm's attachment questions and the apps' answers
+openrosa-photo = Photo
+openrosa-video = Video
+openrosa-audio = Audio recording
+openrosa-document = Document or other file
+openrosa-stored = Received and stored safely. Only the reviewers can read it.
+openrosa-already = Already received: nothing more to send.
+openrosa-busy = The service is busy. Nothing was stored; the app will try again.

@@ -153,3 +153,12 @@ logged-out-body = Жауаптарыңыз бұл құрылғыда енді к
 ## Stored with follow-up testimony for the reviewers (English only)
 followup-kind-question = Kind of submission
 followup-kind-answer = Follow-up: more from the source of the same thread
+
+## OpenRosa (field apps): the XForm's attachment questions and the apps' answers
+openrosa-photo = Фото
+openrosa-video = Бейне
+openrosa-audio = Дыбыс жазбасы
+openrosa-document = Құжат немесе басқа файл
+openrosa-stored = Алынды және сенімді сақталды. Оны тек рецензенттер оқи алады.
+openrosa-already = Бұрын алынған: басқа ештеңе жіберудің қажеті жоқ.
+openrosa-busy = Қызмет бос емес. Ештеңе сақталмады; қолданба қайта көреді.

@@ -156,3 +156,12 @@ logged-out-body = Ваши ответы больше не показываютс
 ## Stored with follow-up testimony for the reviewers (English only)
 followup-kind-question = Kind of submission
 followup-kind-answer = Follow-up: more from the source of the same thread
+
+## OpenRosa (field apps): the XForm's attachment questions and the apps' answers
+openrosa-photo = Фото
+openrosa-video = Видео
+openrosa-audio = Аудиозапись
+openrosa-document = Документ или другой файл
+openrosa-stored = Получено и надёжно сохранено. Прочитать это могут только рецензенты.
+openrosa-already = Уже получено: больше ничего отправлять не нужно.
+openrosa-busy = Сервис занят. Ничего не сохранено; приложение попробует ещё раз.

@@ -9,6 +9,7 @@ mod api;
 mod followup;
 pub mod i18n;
 mod once;
+mod openrosa;
 mod pages;
 mod submit;
 pub mod tally;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub tally: tally::Tally,
     /// Tokens of forms whose submission is stored ([`once`]).
     pub(crate) form_tokens: once::FormTokens,
+    /// The questionnaire as an XForm, for field apps ([`crate::openrosa`]).
+    pub(crate) xform: crate::openrosa::XForm,
+    /// Instances seen lately, to join split submissions ([`openrosa`]).
+    pub(crate) instances: openrosa::Instances,
 }
 
 impl AppState {
@@ -77,6 +82,8 @@ impl AppState {
         spools: crate::seal::Spools,
     ) -> Self {
         let uploads = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
+        let config_form_for_xform = config.form.clone();
+        let max_files = config.limits.max_files;
         store.set_limits(config.limits.max_store_bytes, config.limits.min_free_bytes);
         Self {
             config,
@@ -89,6 +96,8 @@ impl AppState {
             followup: None,
             tally: tally::Tally::default(),
             form_tokens: once::FormTokens::default(),
+            xform: crate::openrosa::xform(&config_form_for_xform, max_files),
+            instances: openrosa::Instances::default(),
         }
     }
 
@@ -168,6 +177,14 @@ pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppS
             post(followup::submit)
                 .layer(axum::extract::DefaultBodyLimit::max(body_limit))
                 .get(pages::post_only),
+        )
+        .route("/openrosa/formList", get(openrosa::form_list))
+        .route("/openrosa/forms/relay-testimony.xml", get(openrosa::form))
+        .route(
+            "/openrosa/submission",
+            post(openrosa::submission)
+                .head(openrosa::head)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
         .route("/static/style.css", get(pages::stylesheet))
         .route("/favicon.ico", get(pages::favicon))

@@ -38,7 +38,7 @@ use crate::seal::{self, Spool, Submission};
 use crate::store::ThreadRecord;
 
 /// How long an upload waits for a free slot before "busy".
-const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+pub(super) const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Chunks in flight between the handler and the worker. Each is at most
 /// hyper's 64 KiB read buffer, so at most 1 MiB per upload; measured on a
 /// 256 MiB upload over loopback, 4 left the reader waiting for the worker
@@ -70,6 +70,9 @@ pub(super) enum Reject {
     TimedOut,
     /// Our fault (500). Logged, never shown.
     Internal(Error),
+    /// An OpenRosa instance that is not one of the served form (400; the
+    /// reason goes into the app's `OpenRosaResponse`).
+    BadInstance(crate::openrosa::InstanceError),
 }
 
 impl From<Error> for Reject {
@@ -117,9 +120,27 @@ enum Command {
     Finish(Submission),
 }
 
-/// The text answers as they arrive, by field name (zeroized on drop).
+/// The text answers as they arrive, by field name (zeroized on drop), and
+/// for an OpenRosa instance what the intake learnt of it.
 #[derive(Default)]
-pub(super) struct Answers(BTreeMap<String, Zeroizing<String>>);
+pub(super) struct Answers(
+    BTreeMap<String, Zeroizing<String>>,
+    pub(super) Option<OpenRosaSeen>,
+);
+
+/// What the OpenRosa intake learnt of an instance, for its answer and for
+/// joining the POSTs of one split submission.
+#[derive(Debug, Clone)]
+pub(super) struct OpenRosaSeen {
+    /// `meta/instanceID`, if the instance had one (memory only).
+    pub(super) instance_id: Option<Zeroizing<String>>,
+    /// SHA-256 of the instance as sent.
+    pub(super) xml_sha256: [u8; 32],
+    /// Not the last POST of a split submission (`*isIncomplete*`).
+    pub(super) incomplete: bool,
+    /// The app's language, if the instance named one of ours.
+    pub(super) lang: Option<Lang>,
+}
 
 impl Answers {
     fn get(&self, name: &str) -> &str {
@@ -148,6 +169,8 @@ pub(super) enum Intake {
     /// More testimony from a source with a follow-up session: text and
     /// files only, joining the session's thread.
     FollowUp(ThreadId),
+    /// An instance of the XForm from a field app (`/openrosa/submission`).
+    OpenRosa,
 }
 
 /// What the source is told after a stored submission.
@@ -160,6 +183,55 @@ pub(super) struct Outcome {
     pub(super) codename_failed: bool,
     /// The same form was stored before (a reload): nothing stored now.
     pub(super) already: bool,
+    /// An OpenRosa instance refused by the pre-store check (409).
+    pub(super) conflict: bool,
+}
+
+/// A check of an OpenRosa instance before it is stored: `Err(OK)` for one
+/// stored before, `Err(CONFLICT)` for one that contradicts it.
+pub(super) type InstanceCheck<'a> =
+    dyn Fn(&OpenRosaSeen) -> Result<(), StatusCode> + Send + Sync + 'a;
+
+/// What became of an OpenRosa submission that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stored {
+    /// Stored now, durably.
+    Now,
+    /// Its last part was stored before: nothing stored now.
+    Before,
+    /// Its `instanceID` came with another instance: nothing stored.
+    Conflict,
+}
+
+/// Reads, seals and stores one OpenRosa submission (the handler holds the
+/// upload slot and has checked the content type).
+pub(super) async fn receive_openrosa(
+    state: &Arc<AppState>,
+    lang: Lang,
+    multipart: Multipart,
+    reader: BodyReader,
+    answers: &mut Answers,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    check: &InstanceCheck<'_>,
+) -> Result<Stored, Reject> {
+    let outcome = receive(
+        state,
+        lang,
+        Intake::OpenRosa,
+        multipart,
+        reader,
+        answers,
+        slot,
+        Some(check),
+    )
+    .await?;
+    Ok(if outcome.conflict {
+        Stored::Conflict
+    } else if outcome.already {
+        Stored::Before
+    } else {
+        Stored::Now
+    })
 }
 
 /// Why an intake ended without storing anything.
@@ -202,6 +274,11 @@ pub(super) async fn submit(
 pub(super) fn refusal(state: &AppState, reject: Reject) -> (StatusCode, Option<Vec<FormError>>) {
     match reject {
         Reject::BadRequest(errors) => (StatusCode::BAD_REQUEST, Some(errors)),
+        // Only the OpenRosa intake refuses with it, and answers it itself.
+        Reject::BadInstance(_) => (
+            StatusCode::BAD_REQUEST,
+            Some(vec![form_error(None, "error-incomplete")]),
+        ),
         Reject::TooLarge(error) => (StatusCode::PAYLOAD_TOO_LARGE, Some(vec![error])),
         // A client still trickling never reads this; one that stalled for a
         // moment (a phone changing networks) is told to send again.
@@ -247,12 +324,13 @@ pub(super) async fn take(
     let Ok(Ok(slot)) = slot else {
         return Err(Failure::Early(pages::busy(lang)));
     };
-    receive(state, lang, intake, multipart, reader, answers, slot)
+    receive(state, lang, intake, multipart, reader, answers, slot, None)
         .await
         .map_err(Failure::Refused)
 }
 
 /// Reads the form, seals it and waits until it is durable.
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     state: &Arc<AppState>,
     lang: Lang,
@@ -261,6 +339,7 @@ async fn receive(
     mut reader: BodyReader,
     answers: &mut Answers,
     slot: tokio::sync::OwnedSemaphorePermit,
+    check: Option<&InstanceCheck<'_>>,
 ) -> Result<Outcome, Reject> {
     let (tx, rx) = mpsc::channel::<Command>(CHANNEL_CHUNKS);
     let worker_state = state.clone();
@@ -272,17 +351,22 @@ async fn receive(
         ingest(rx, &worker_state)
     });
 
-    let mut submission = match feed(
-        state,
-        lang,
-        intake,
-        &mut multipart,
-        &mut reader,
-        answers,
-        &tx,
-    )
-    .await
-    {
+    let fed = match intake {
+        Intake::OpenRosa => feed_openrosa(state, &mut multipart, &mut reader, answers, &tx).await,
+        _ => {
+            feed(
+                state,
+                lang,
+                intake,
+                &mut multipart,
+                &mut reader,
+                answers,
+                &tx,
+            )
+            .await
+        }
+    };
+    let mut submission = match fed {
         Ok(submission) => submission,
         Err(reject) => {
             // Dropping the sender makes the worker discard the spool. If the
@@ -296,6 +380,21 @@ async fn receive(
         }
     };
     let mut outcome = Outcome::default();
+    // An OpenRosa instance stored before, or contradicting one: nothing is
+    // stored (the worker discards the spool).
+    if let (Some(check), Some(seen)) = (check, answers.1.as_ref()) {
+        match check(seen) {
+            Ok(()) => {}
+            Err(status) => {
+                drop(tx);
+                let _ = worker.await;
+                drain(&mut multipart, &mut reader).await;
+                outcome.already = status == StatusCode::OK;
+                outcome.conflict = status == StatusCode::CONFLICT;
+                return Ok(outcome);
+            }
+        }
+    }
     // A form whose submission is stored already (a reload of the success
     // page): store nothing, draw no codename (`once.rs`).
     let token = matches!(intake, Intake::Form)
@@ -432,6 +531,7 @@ async fn feed(
     let allowed = match intake {
         Intake::Form => allowed_fields(&state.config.form, state.followup.is_some()),
         Intake::FollowUp(_) => vec!["text".to_owned()],
+        Intake::OpenRosa => Vec::new(),
     };
     let mut total: u64 = 0;
     let mut files = 0usize;
@@ -513,9 +613,182 @@ async fn feed(
         answers.0.insert(name, value);
     }
     match intake {
-        Intake::Form => validate(state, lang, answers),
+        Intake::Form | Intake::OpenRosa => validate(state, lang, answers),
         Intake::FollowUp(thread) => validate_followup(state, lang, answers, thread),
     }
+}
+
+/// Reads an OpenRosa submission: the instance XML first (as ODK Collect
+/// and Enketo send it), then the attachments it names, and maps its
+/// answers onto the web form's, so that the same `validate` makes the same
+/// testimony. The instance, reduced to what the form asks, is sealed as the
+/// first file (`openrosa::INSTANCE_FILE_NAME`). A part the instance does
+/// not name is read and dropped, and counted with the instance's dropped
+/// elements.
+async fn feed_openrosa(
+    state: &AppState,
+    multipart: &mut Multipart,
+    reader: &mut BodyReader,
+    answers: &mut Answers,
+    tx: &mpsc::Sender<Command>,
+) -> Result<Submission, Reject> {
+    use crate::openrosa::{self, InstanceError};
+    let limits = &state.config.limits;
+    let send = |cmd| async {
+        tx.send(cmd)
+            .await
+            .map_err(|_| Reject::Internal(worker_died()))
+    };
+    let upcoming = |total: u64| total.max(format::MIN_PADDED_PLAINTEXT);
+    state.store.admit(upcoming(0))?;
+
+    let missing = || {
+        Reject::BadInstance(InstanceError::NotXml(
+            "no xml_submission_file part came first".into(),
+        ))
+    };
+    let Some(mut field) = reader.next_field(multipart).await? else {
+        return Err(missing());
+    };
+    if field.name() != Some("xml_submission_file") {
+        return Err(missing());
+    }
+    let xml_type = field.content_type().map(|t| t.to_ascii_lowercase());
+    if !xml_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("text/xml") || t.starts_with("application/xml"))
+    {
+        return Err(Reject::BadInstance(InstanceError::NotXml(
+            "the xml_submission_file part is not text/xml".into(),
+        )));
+    }
+    let mut xml = Zeroizing::new(Vec::new());
+    while let Some(chunk) = reader.chunk(&mut field).await? {
+        if xml.len() + chunk.len() > openrosa::MAX_INSTANCE_BYTES {
+            return Err(Reject::BadInstance(InstanceError::TooLarge("bytes")));
+        }
+        xml.extend_from_slice(&chunk);
+    }
+    drop(field);
+    let xform = &state.xform;
+    let names = openrosa::answer_elements(&state.config.form);
+    let uploads: Vec<&str> = openrosa::uploads(limits.max_files).collect();
+    let instance = openrosa::parse_instance(&xml, &xform.version, &names, &uploads)
+        .map_err(Reject::BadInstance)?;
+    let xml_sha256 = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&xml[..]).into()
+    };
+    drop(xml);
+    for (name, value) in &instance.answers {
+        answers.0.insert(name.clone(), value.clone());
+    }
+    let mut total = instance.kept_xml.len() as u64;
+    send(Command::BeginFile(Zeroizing::new(
+        openrosa::INSTANCE_FILE_NAME.to_owned(),
+    )))
+    .await?;
+    send(Command::Data(Bytes::copy_from_slice(&instance.kept_xml))).await?;
+
+    let mut dropped = instance.dropped;
+    let mut incomplete = false;
+    let mut received: Vec<Zeroizing<String>> = Vec::new();
+    let mut parts = 0usize;
+    let mut next_admit = ADMIT_EVERY;
+    let too_many = || Reject::TooLarge(form_error(Some("files"), "error-too-many-files"));
+    while let Some(mut field) = reader.next_field(multipart).await? {
+        parts += 1;
+        // The named attachments, one `*isIncomplete*`, and a few parts an
+        // app may add: more is a flood of parts.
+        if parts > limits.max_files.saturating_add(4) {
+            return Err(too_many());
+        }
+        let name = field.name().unwrap_or("").to_owned();
+        if name == "*isIncomplete*" {
+            let v = read_text(reader, &mut field, 16).await?;
+            incomplete = v.trim().eq_ignore_ascii_case("yes");
+            continue;
+        }
+        let file_name = Zeroizing::new(field.file_name().unwrap_or(&name).to_owned());
+        let wanted = instance
+            .files
+            .iter()
+            .any(|f| f.as_str() == file_name.as_str())
+            && !received.iter().any(|f| f.as_str() == file_name.as_str());
+        if !wanted {
+            // Not named by the instance (or sent twice): read past it.
+            while reader.chunk(&mut field).await?.is_some() {}
+            dropped += 1;
+            continue;
+        }
+        if received.len() + 1 >= limits.max_files {
+            return Err(too_many());
+        }
+        send(Command::BeginFile(file_name.clone())).await?;
+        received.push(file_name);
+        while let Some(chunk) = reader.chunk(&mut field).await? {
+            total += chunk.len() as u64;
+            if total > limits.max_submission_bytes {
+                return Err(Reject::TooLarge(form_error(
+                    Some("files"),
+                    "error-files-too-large",
+                )));
+            }
+            if total >= next_admit {
+                state.store.admit(upcoming(total))?;
+                next_admit = total.saturating_add(ADMIT_EVERY);
+            }
+            send(Command::Data(chunk)).await?;
+        }
+    }
+    let lang = instance
+        .language
+        .unwrap_or_else(|| state.config.form.default_lang());
+    let mut submission = validate(state, lang, answers)?;
+    let mut note = |key: &str, value: String, question: &str, answer: Option<String>| {
+        submission.labels.insert(
+            key.to_owned(),
+            FieldLabel {
+                question: question.to_owned(),
+                answer,
+            },
+        );
+        submission.fields.insert(key.to_owned(), value);
+    };
+    note(
+        "channel",
+        "openrosa".into(),
+        "Sent through",
+        Some("a field app (OpenRosa)".into()),
+    );
+    if dropped > 0 {
+        note(
+            "openrosa_dropped",
+            dropped.to_string(),
+            "Unrequested fields dropped by the relay",
+            None,
+        );
+    }
+    let absent = instance.files.len().saturating_sub(received.len());
+    if incomplete || absent > 0 {
+        note(
+            "openrosa_part",
+            if incomplete { "incomplete" } else { "last" }.into(),
+            "Part of a split submission",
+            Some(format!(
+                "{} of the instance's {} files are in this part; the others come in another part with the same instance",
+                received.len(),
+                instance.files.len()
+            )),
+        );
+    }
+    answers.1 = Some(OpenRosaSeen {
+        instance_id: instance.instance_id.clone(),
+        xml_sha256,
+        incomplete,
+        lang: instance.language,
+    });
+    Ok(submission)
 }
 
 /// A follow-up: text and files, in the session's thread. Its one field

@@ -86,6 +86,59 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
         .unwrap();
     assert!(junk.status().is_client_error());
 
+    // The same through the OpenRosa endpoint a field app uses: the form
+    // list with Collect's deviceID, a stored instance (with a device field
+    // in meta) and a refused one, with the same canaries.
+    let list = source
+        .get(format!(
+            "{url}/openrosa/formList?deviceID=DEVICEID-CANARY-0b0b"
+        ))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let version = list
+        .split("<version>")
+        .nth(1)
+        .and_then(|v| v.split("</version>").next())
+        .unwrap()
+        .to_owned();
+    let instance = |version: &str| {
+        format!(
+            "<data id=\"relay-testimony\" version=\"{version}\"><category>other</category>\
+             <region>{region}</region><text>{text}</text><document>{file_name}</document>\
+             <meta><instanceID>uuid:INSTANCE-CANARY-2c2c</instanceID><deviceID>DEVICEID-CANARY-0b0b</deviceID></meta></data>"
+        )
+    };
+    let openrosa = |xml: String| {
+        reqwest::blocking::multipart::Form::new()
+            .part(
+                "xml_submission_file",
+                reqwest::blocking::multipart::Part::text(xml)
+                    .file_name("submission.xml")
+                    .mime_str("text/xml")
+                    .unwrap(),
+            )
+            .part(
+                file_name,
+                reqwest::blocking::multipart::Part::bytes(b"FILE-CONTENT-CANARY-5e5e".to_vec())
+                    .file_name(file_name),
+            )
+    };
+    let ok = source
+        .post(format!("{url}/openrosa/submission"))
+        .header("X-Forwarded-For", "HEADER-CANARY-1f1f")
+        .multipart(openrosa(instance(&version)))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    let refused = source
+        .post(format!("{url}/openrosa/submission"))
+        .multipart(openrosa(instance("1-00000000")))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
     // Export and ack through the API, from the same address.
     let token = std::fs::read_to_string(data.join("demo-api.token")).unwrap();
     let token = token.trim();
@@ -121,7 +174,9 @@ fn seizure_finds_no_identifying_data_or_fine_times() {
     let log = served.stop();
     let stored_after = scan_stored(&data, &tmp);
 
-    let canaries: [&[u8]; 9] = [
+    let canaries: [&[u8]; 11] = [
+        b"DEVICEID-CANARY",
+        b"INSTANCE-CANARY",
         b"127.0.0.3",
         ua.as_bytes(),
         b"UA-CANARY",

@@ -1,0 +1,420 @@
+//! Field apps (ODK Collect, Tella, Enketo) through the OpenRosa endpoint,
+//! over TLS to an in-process relay, then the reviewer: Collect's request
+//! sequence (form list, form, HEAD, POST, chunked, split), the answers it
+//! gets, the hostile XML suite, and what is kept (nothing identifying).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read as _;
+
+use e2e::{TestRelay, files_containing, run};
+use md5::Digest as _;
+use testkit::ReviewerCmd;
+
+/// What Collect 2024 sends as its User-Agent: a phone model and Android.
+const USER_AGENT: &str = "org.odk.collect.android/v2024.3.1 Dalvik/2.1.0 (Linux; U; Android 13; SM-A525F-CANARY Build/TP1A.220624.014)";
+const BOUNDARY: &str = "----openrosa-test-boundary";
+
+struct Answer {
+    status: u16,
+    version_header: Option<String>,
+    body: String,
+}
+
+fn client(relay: &TestRelay) -> reqwest::blocking::Client {
+    let pem = std::fs::read(relay.cert()).unwrap();
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
+    reqwest::blocking::Client::builder()
+        .tls_certs_only(certs)
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn answer(res: reqwest::blocking::Response) -> Answer {
+    Answer {
+        status: res.status().as_u16(),
+        version_header: res
+            .headers()
+            .get("x-openrosa-version")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        body: res.text().unwrap(),
+    }
+}
+
+/// A multipart body: (part name, file name, content type, bytes).
+fn multipart(parts: &[(&str, Option<&str>, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file, ctype, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let disposition = match file {
+            Some(f) => {
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n")
+            }
+            None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(format!("Content-Type: {ctype}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// POSTs a body to /openrosa/submission, chunked when `chunked`.
+fn post(relay: &TestRelay, body: Vec<u8>, chunked: bool) -> Answer {
+    let req = client(relay)
+        .post(format!("{}/openrosa/submission", relay.url))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header("x-openrosa-version", "1.0");
+    let req = if chunked {
+        req.body(reqwest::blocking::Body::new(std::io::Cursor::new(body)))
+    } else {
+        req.body(body)
+    };
+    answer(req.send().unwrap())
+}
+
+fn instance(version: &str, id: &str, text: &str, extra: &str) -> String {
+    format!(
+        "<?xml version='1.0' ?><data xmlns:jr=\"http://openrosa.org/javarosa\" xmlns:orx=\"http://openrosa.org/xforms\" id=\"relay-testimony\" version=\"{version}\">\
+         <category>prisoners</category><region/><events_month>10</events_month><events_year>2026</events_year>\
+         <text>{text}</text><photo_1>photo.jpg</photo_1><photo_2/><photo_3/><video>clip.mp4</video><audio/><document/>\
+         <language>kk</language>{extra}<meta><instanceID>{id}</instanceID><deviceID>collect:DEVICE-CANARY</deviceID></meta></data>"
+    )
+}
+
+fn opened_testimonies(relay: &TestRelay, batch: &std::path::Path) -> Vec<format::Testimony> {
+    let out = relay.root.path().join("cases");
+    run(&relay.open_cmd(&[batch]).out(&out)).unwrap();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let p = e.unwrap().path().join("testimony.json");
+        if p.is_file() {
+            found.push(format::Testimony::from_json(&std::fs::read(p).unwrap()).unwrap());
+        }
+    }
+    found
+}
+
+#[test]
+fn collects_request_sequence_is_sealed_like_the_form_and_keeps_nothing_identifying() {
+    let relay = TestRelay::start();
+    let http = client(&relay);
+
+    // 1. The form list (Collect sends deviceID), then the form.
+    let list = answer(
+        http.get(format!(
+            "{}/openrosa/formList?deviceID=collect%3ADEVICE-CANARY",
+            relay.url
+        ))
+        .send()
+        .unwrap(),
+    );
+    assert_eq!(list.status, 200);
+    assert_eq!(list.version_header.as_deref(), Some("1.0"));
+    let doc = roxmltree::Document::parse(&list.body).unwrap();
+    let field = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name(name))
+            .and_then(|n| n.text())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        doc.root_element().tag_name().namespace(),
+        Some("http://openrosa.org/xforms/xformsList")
+    );
+    assert_eq!(field("formID"), "relay-testimony");
+    let version = field("version");
+    let url = field("downloadUrl");
+    assert!(url.starts_with(&relay.url), "{url}");
+    let form = http.get(&url).send().unwrap();
+    assert_eq!(form.headers()["x-openrosa-version"], "1.0");
+    let xform = form.bytes().unwrap();
+    assert_eq!(
+        field("hash"),
+        format!("md5:{}", hex::encode(md5::Md5::digest(&xform)))
+    );
+
+    // 2. HEAD: 204, with the largest body taken.
+    let head = http
+        .head(format!("{}/openrosa/submission", relay.url))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 204);
+    assert_eq!(head.headers()["x-openrosa-version"], "1.0");
+    let accept: u64 = head.headers()["x-openrosa-accept-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accept >= 1024 * 1024);
+
+    // 3. The POST, chunked: the instance, its two files, and a part it
+    //    does not name.
+    let photo = b"\xff\xd8\xff\xe0 a photo, PHOTO-CANARY".to_vec();
+    let clip = b"a short clip".to_vec();
+    let xml = instance(&version, "uuid:one", "Мені түнде алып кетті", "");
+    let body = multipart(&[
+        (
+            "xml_submission_file",
+            Some("submission.xml"),
+            "text/xml",
+            xml.as_bytes(),
+        ),
+        ("photo.jpg", Some("photo.jpg"), "image/jpeg", &photo),
+        ("clip.mp4", Some("clip.mp4"), "video/mp4", &clip),
+        (
+            "stray.bin",
+            Some("stray.bin"),
+            "application/octet-stream",
+            b"STRAY-CANARY",
+        ),
+    ]);
+    let stored = post(&relay, body.clone(), true);
+    // A captive portal answers 200: success is 201, and only 201.
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    assert_eq!(stored.version_header.as_deref(), Some("1.0"));
+    assert!(
+        stored.body.contains("nature=\"submit_success\""),
+        "{}",
+        stored.body
+    );
+    assert!(
+        stored.body.contains("Алынды"),
+        "in the instance's language: {}",
+        stored.body
+    );
+    assert_eq!(relay.stats().submissions, 1);
+
+    // 4. The same last POST again (the app never saw the 201): said, not
+    //    stored twice. The same instanceID with other answers: 409.
+    let again = post(&relay, body, false);
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(relay.stats().submissions, 1);
+    let other = instance(&version, "uuid:one", "other words", "");
+    let conflict = post(
+        &relay,
+        multipart(&[(
+            "xml_submission_file",
+            Some("submission.xml"),
+            "text/xml",
+            other.as_bytes(),
+        )]),
+        false,
+    );
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(relay.stats().submissions, 1);
+
+    // 5. A split submission: two POSTs of one instance, each part sealed.
+    let split = instance(&version, "uuid:two", "split in two", "");
+    let first = post(
+        &relay,
+        multipart(&[
+            (
+                "xml_submission_file",
+                Some("submission.xml"),
+                "text/xml",
+                split.as_bytes(),
+            ),
+            ("photo.jpg", Some("photo.jpg"), "image/jpeg", &photo),
+            ("*isIncomplete*", None, "text/plain", b"yes"),
+        ]),
+        false,
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let last = post(
+        &relay,
+        multipart(&[
+            (
+                "xml_submission_file",
+                Some("submission.xml"),
+                "text/xml",
+                split.as_bytes(),
+            ),
+            ("clip.mp4", Some("clip.mp4"), "video/mp4", &clip),
+        ]),
+        false,
+    );
+    assert_eq!(last.status, 201, "{}", last.body);
+    assert_eq!(relay.stats().submissions, 3);
+
+    // 6. Seized now: no plaintext, no device detail, in the data directory.
+    for needle in [
+        &b"SM-A525F-CANARY"[..],
+        b"DEVICE-CANARY",
+        b"PHOTO-CANARY",
+        "Мені түнде".as_bytes(),
+        b"uuid:one",
+    ] {
+        let hits = files_containing(&relay.data, needle);
+        assert!(
+            hits.is_empty(),
+            "{} found in {hits:?}",
+            String::from_utf8_lossy(needle)
+        );
+    }
+
+    // 7. The reviewer opens them as the form's: same keys, files, and the
+    //    instance (without the device field) as one more file.
+    let batch = relay.next_batch().unwrap();
+    let raw = std::fs::read(&batch).unwrap();
+    assert!(
+        !testkit::contains(&raw, b"uuid:one"),
+        "the instance id is sealed, not in the manifest"
+    );
+    let ts = opened_testimonies(&relay, &batch);
+    assert_eq!(ts.len(), 3);
+    let one = ts
+        .iter()
+        .find(|t| t.text == "Мені түнде алып кетті")
+        .unwrap();
+    assert_eq!(one.fields["category"], "prisoners");
+    assert_eq!(one.fields["events_month"], "2026-10");
+    assert_eq!(one.fields["channel"], "openrosa");
+    assert_eq!(
+        one.fields["openrosa_dropped"], "2",
+        "deviceID and the stray part"
+    );
+    assert_eq!(one.language, "kk");
+    let names: Vec<&str> = one.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["openrosa-instance.xml", "photo.jpg", "clip.mp4"]);
+    let parts: Vec<&format::Testimony> = ts.iter().filter(|t| t.text == "split in two").collect();
+    assert_eq!(parts.len(), 2);
+    assert!(
+        parts
+            .iter()
+            .any(|t| t.fields["openrosa_part"] == "incomplete")
+    );
+    assert!(parts.iter().any(|t| t.fields["openrosa_part"] == "last"));
+    let out = relay.root.path().join("cases");
+    let mut everything = Vec::new();
+    for f in testkit::files(&out) {
+        std::fs::File::open(&f)
+            .unwrap()
+            .read_to_end(&mut everything)
+            .unwrap();
+    }
+    for needle in [&b"SM-A525F-CANARY"[..], b"DEVICE-CANARY", b"STRAY-CANARY"] {
+        assert!(
+            !testkit::contains(&everything, needle),
+            "{} kept",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    // `list` shows them like any submission.
+    let o = ReviewerCmd::new(["list".as_ref(), out.as_os_str()]).output();
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches("prisoners")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn hostile_openrosa_posts_get_400_413_and_store_nothing() {
+    let relay = TestRelay::start();
+    let http = client(&relay);
+    let list = http
+        .get(format!("{}/openrosa/formList", relay.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let doc = roxmltree::Document::parse(&list).unwrap();
+    let version = doc
+        .descendants()
+        .find(|n| n.has_tag_name("version"))
+        .and_then(|n| n.text())
+        .unwrap()
+        .to_owned();
+    let xml_part = |xml: &str| -> Vec<u8> {
+        multipart(&[(
+            "xml_submission_file",
+            Some("submission.xml"),
+            "text/xml",
+            xml.as_bytes(),
+        )])
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "XXE",
+            xml_part(&format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE data [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><data id=\"relay-testimony\" version=\"{version}\"><category>other</category><text>&x;</text></data>"
+            )),
+            400,
+            "DTD",
+        ),
+        (
+            "billion laughs",
+            xml_part(&format!(
+                "<?xml version=\"1.0\"?><!DOCTYPE data [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><data id=\"relay-testimony\" version=\"{version}\"><text>&b;</text></data>"
+            )),
+            400,
+            "DTD",
+        ),
+        (
+            "a 100 MB instance",
+            xml_part(&format!(
+                "<data id=\"relay-testimony\" version=\"{version}\"><text>{}</text></data>",
+                "a".repeat(100 * 1024 * 1024)
+            )),
+            400,
+            "too large",
+        ),
+        (
+            "the wrong root",
+            xml_part(&format!(
+                "<survey id=\"relay-testimony\" version=\"{version}\"/>"
+            )),
+            400,
+            "not for the form",
+        ),
+        (
+            "a wrong form version",
+            xml_part(&instance("1-00000000", "uuid:v", "x", "")),
+            400,
+            "download the form again",
+        ),
+        (
+            "no XML part",
+            multipart(&[("photo.jpg", Some("photo.jpg"), "image/jpeg", b"x")]),
+            400,
+            "xml_submission_file",
+        ),
+        (
+            "5,000 parts",
+            {
+                let xml = instance(&version, "uuid:parts", "x", "");
+                let mut parts: Vec<(&str, Option<&str>, &str, &[u8])> = vec![(
+                    "xml_submission_file",
+                    Some("s.xml"),
+                    "text/xml",
+                    xml.as_bytes(),
+                )];
+                for _ in 0..5_000 {
+                    parts.push(("p", Some("p.bin"), "application/octet-stream", b"x"));
+                }
+                multipart(&parts)
+            },
+            413,
+            "larger than",
+        ),
+    ];
+    for (what, body, status, says) in cases {
+        let a = post(&relay, body, false);
+        assert_eq!(a.status, status, "{what}: {}", a.body);
+        assert_eq!(a.version_header.as_deref(), Some("1.0"), "{what}");
+        assert!(a.body.contains("<OpenRosaResponse"), "{what}: {}", a.body);
+        assert!(a.body.contains(says), "{what}: {}", a.body);
+    }
+    assert_eq!(relay.stats().submissions, 0);
+    assert!(files_containing(&relay.data, b"/etc/passwd").is_empty());
+}

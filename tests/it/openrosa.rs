@@ -418,3 +418,49 @@ fn hostile_openrosa_posts_get_400_413_and_store_nothing() {
     assert_eq!(relay.stats().submissions, 0);
     assert!(files_containing(&relay.data, b"/etc/passwd").is_empty());
 }
+
+/// The served XForm through ODK Validate, the JavaRosa form engine of ODK
+/// Collect, as pyxform ships it (scripts/test installs pyxform and Java):
+/// the default questionnaire, and one with every kind of extra question and
+/// a free-text region.
+#[test]
+fn the_xform_passes_odk_validate() {
+    let extra = "\n[form]\ndefault_language = \"kk\"\n\
+        [[form.category]]\nkey = \"health\"\nen = \"Health\"\nru = \"Здоровье\"\nkk = \"Денсаулық\"\n\
+        [[form.question]]\nkey = \"court\"\nkind = \"text\"\nrequired = true\nlabel = { en = \"Which court? <&>\", ru = \"Какой суд?\" }\n\
+        [[form.question]]\nkey = \"detained\"\nkind = \"choice\"\nlabel = { en = \"Detained?\" }\n\
+        [[form.question.option]]\nkey = \"yes\"\nen = \"Yes\"\n\
+        [[form.question.option]]\nkey = \"no\"\nen = \"No\"\n\
+        [[form.question]]\nkey = \"arrest\"\nkind = \"month\"\nrequired = true\nlabel = { en = \"When arrested?\" }\n";
+    for relay in [
+        TestRelay::start(),
+        TestRelay::start_with(|t| format!("{t}{extra}")),
+    ] {
+        let xform = client(&relay)
+            .get(format!("{}/openrosa/forms/relay-testimony.xml", relay.url))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let path = relay.root.path().join("relay-testimony.xml");
+        std::fs::write(&path, &xform).unwrap();
+        let o = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys\n\
+                 from pyxform.validators.odk_validate import check_xform\n\
+                 warnings = check_xform(sys.argv[1])\n\
+                 print('\\n'.join(warnings))\n\
+                 sys.exit(1 if warnings else 0)\n",
+            ])
+            .arg(&path)
+            .output()
+            .expect("python3 (scripts/test installs pyxform and Java)");
+        assert!(
+            o.status.success(),
+            "ODK Validate refused the XForm (scripts/test installs pyxform and Java):\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -464,3 +464,140 @@ fn the_xform_passes_odk_validate() {
         );
     }
 }
+
+/// A real ODK form engine fills the served XForm in headless Chromium with
+/// JavaScript on (`tests/browser/odk-engine.mjs`: @getodk/xforms-engine,
+/// the engine of ODK Web Forms); its own submission payload is posted to
+/// the relay, and the reviewer opens it as any submission.
+#[test]
+fn a_real_odk_form_engine_fills_the_form_and_the_reviewer_reads_it() {
+    let relay = TestRelay::start();
+    let browser = e2e::workspace_root().join("tests/browser");
+    assert!(
+        browser.join("node_modules/@getodk/xforms-engine").is_dir(),
+        "tests/browser/node_modules is missing: run scripts/test, which installs them"
+    );
+    let xform = client(&relay)
+        .get(format!("{}/openrosa/forms/relay-testimony.xml", relay.url))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let dir = relay.root.path().join("engine");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("relay-testimony.xml"), &xform).unwrap();
+    let photo = b"\xff\xd8\xff\xe0 ENGINE-PHOTO".to_vec();
+    std::fs::write(dir.join("photo.jpg"), &photo).unwrap();
+    let o = std::process::Command::new("node")
+        .arg(browser.join("odk-engine.mjs"))
+        .arg("--xform")
+        .arg(dir.join("relay-testimony.xml"))
+        .args(["--lang", "kk"])
+        .args(["--answer", "category=prisoners"])
+        .args(["--answer", "events_month=10"])
+        .args(["--answer", "events_year=2025"])
+        .args(["--answer", "text=Ағамды түнде алып кетті; сот жабық өтті."])
+        .arg("--file")
+        .arg(format!("photo_1={}", dir.join("photo.jpg").display()))
+        .output()
+        .expect("run node (Node.js 20 or newer)");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "the engine failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let payload: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(payload["status"], "ready", "{payload}");
+    assert_eq!(
+        payload["requests"].as_array().unwrap().len(),
+        1,
+        "the page went out: {payload}"
+    );
+    eprintln!(
+        "ODK engine: @getodk/xforms-engine {} in Chromium {}",
+        payload["engine"], payload["chromium"]
+    );
+
+    // The engine's parts, posted as it would post them.
+    let mut parts: Vec<(String, Option<String>, String, Vec<u8>)> = Vec::new();
+    for p in payload["parts"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap().to_owned();
+        match p.get("b64") {
+            Some(b64) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_str().unwrap())
+                    .unwrap();
+                let ctype = p["type"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or("application/octet-stream");
+                parts.push((
+                    name,
+                    p["fileName"].as_str().map(str::to_owned),
+                    ctype.to_owned(),
+                    bytes,
+                ));
+            }
+            None => parts.push((
+                name,
+                None,
+                "text/plain".into(),
+                p["text"].as_str().unwrap().as_bytes().to_vec(),
+            )),
+        }
+    }
+    assert_eq!(parts[0].0, "xml_submission_file", "the instance first");
+    let borrowed: Vec<(&str, Option<&str>, &str, &[u8])> = parts
+        .iter()
+        .map(|(n, f, t, b)| (n.as_str(), f.as_deref(), t.as_str(), b.as_slice()))
+        .collect();
+    let stored = post(&relay, multipart(&borrowed), false);
+    assert_eq!(stored.status, 201, "{}", stored.body);
+
+    let batch = relay.next_batch().unwrap();
+    let ts = opened_testimonies(&relay, &batch);
+    assert_eq!(ts.len(), 1);
+    let t = &ts[0];
+    assert_eq!(t.text, "Ағамды түнде алып кетті; сот жабық өтті.");
+    assert_eq!(t.fields["category"], "prisoners");
+    assert_eq!(t.fields["events_month"], "2025-10");
+    assert_eq!(t.fields["channel"], "openrosa");
+    assert!(
+        !t.fields.contains_key("openrosa_dropped"),
+        "the engine sent only what the form asks"
+    );
+    let names: Vec<&str> = t.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["openrosa-instance.xml", "photo.jpg"]);
+    // `show` labels the answers like the web form's.
+    let out = relay.root.path().join("cases");
+    let id = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.len() == 32)
+        .unwrap();
+    let o = ReviewerCmd::new(["show".as_ref(), out.as_os_str(), id.as_ref()]).output();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{shown}");
+    assert!(
+        shown.contains("(prisoners)  [category]") && shown.contains("Sent through"),
+        "{shown}"
+    );
+    // And the report's page of it.
+    let site = relay.root.path().join("site");
+    let o = ReviewerCmd::new([
+        "report".as_ref(),
+        out.as_os_str(),
+        "--out".as_ref(),
+        site.as_os_str(),
+    ])
+    .output();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page =
+        std::fs::read_to_string(site.join("submissions").join(format!("{id}.html"))).unwrap();
+    assert!(
+        page.contains("Political prisoners") && page.contains("Ағамды түнде алып кетті"),
+        "{page}"
+    );
+}

@@ -237,6 +237,9 @@ async fn security_headers(
     // Only the follow-up pages may set a cookie (their session); the
     // submission path and everything else stay cookie-free.
     let may_set_cookie = req.uri().path().starts_with("/followup/");
+    // OpenRosa clients expect the version header on every answer, a 404
+    // of a mistyped path included.
+    let openrosa = req.uri().path().starts_with("/openrosa/");
     // The follow-up pages send same-origin referrers so that their own
     // POSTs carry a real `Origin` (`followup.rs`, module notes); nothing
     // leaves the site either way (no page links elsewhere).
@@ -255,6 +258,9 @@ async fn security_headers(
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
+    if openrosa {
+        set(h, HeaderName::from_static("x-openrosa-version"), "1.0");
+    }
     set(
         h,
         HeaderName::from_static("cross-origin-opener-policy"),

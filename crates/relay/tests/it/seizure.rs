@@ -3,7 +3,8 @@
 //! snapshot would find it, with disk encryption unlocked.
 //!
 //! After a warm-up, N submissions (half with an attachment large enough to
-//! be spooled and to be written into a lane) are made, and
+//! be spooled and to be written into a lane; a third of them through the
+//! OpenRosa endpoint field apps use) are made, and
 //! then, under the data directory and the relay's temp directory:
 //! - no file or directory was born in the window (`statx` birth time);
 //! - the set of paths and their inode numbers are the same before and after;
@@ -40,7 +41,12 @@ fn config(text: String) -> String {
     format!("{text}\n[store]\ncommit_interval_ms = {INTERVAL_MS}\n")
 }
 
+/// Every third submission comes through the OpenRosa endpoint a field app
+/// uses (its instance and attachment), the rest through the web form.
 fn submit(data: &Path, url: &str, n: usize, attachment: bool) {
+    if n % 3 == 2 {
+        return submit_openrosa(data, url, n, attachment);
+    }
     let mut form = Form::new()
         .text("category", "other")
         .text("text", format!("testimony number {n}"));
@@ -56,6 +62,47 @@ fn submit(data: &Path, url: &str, n: usize, attachment: bool) {
         .send()
         .unwrap();
     assert_eq!(answer.status(), 200);
+}
+
+fn submit_openrosa(data: &Path, url: &str, n: usize, attachment: bool) {
+    let list = client(data)
+        .get(format!("{url}/openrosa/formList"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let version = list
+        .split("<version>")
+        .nth(1)
+        .and_then(|v| v.split("</version>").next())
+        .unwrap()
+        .to_owned();
+    let file = format!("evidence-{n}.bin");
+    let xml = format!(
+        "<data id=\"relay-testimony\" version=\"{version}\"><category>other</category>\
+         <text>testimony number {n}</text><document>{}</document>\
+         <meta><instanceID>uuid:seizure-{n}</instanceID></meta></data>",
+        if attachment { file.as_str() } else { "" }
+    );
+    let mut form = Form::new().part(
+        "xml_submission_file",
+        Part::text(xml)
+            .file_name("submission.xml")
+            .mime_str("text/xml")
+            .unwrap(),
+    );
+    if attachment {
+        form = form.part(
+            file.clone(),
+            Part::bytes(vec![n as u8; ATTACHMENT]).file_name(file),
+        );
+    }
+    let answer = client(data)
+        .post(format!("{url}/openrosa/submission"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 201);
 }
 
 /// What a seizure reads of one path.

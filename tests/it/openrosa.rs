@@ -447,9 +447,12 @@ fn the_xform_passes_odk_validate() {
         [[form.question.option]]\nkey = \"yes\"\nen = \"Yes\"\n\
         [[form.question.option]]\nkey = \"no\"\nen = \"No\"\n\
         [[form.question]]\nkey = \"arrest\"\nkind = \"month\"\nrequired = true\nlabel = { en = \"When arrested?\" }\n";
+    // An ODK encrypted form too (a public key only: nothing is decrypted).
+    let encrypted = "\n[openrosa]\nodk_public_key = \"MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4tApVEyfmLNr/0XZorQ4rJv70gwsJ8NPjjfUfMzphx+z+cJ+POcCZmgLGy9tha7B+796fwnYN7fTR6RoHYLm58T5ijrOVxYVhkO4+9pAO7+ROw9iw9gefURKipRoeEu56meNOpRDByAATp3ZpFPt5sbRBdvwRvruE3BZsalP5/8COaCYgV271Q/oQiAf9LYwl+fPb2oySmmHCJ98vBstsErvm++yv/NpwI6V/+rxFtRJAqnV1NqiKOG+l/U8sOvQOiwzfjE9AwjwZx76/EQ7lRc2eg5YEum288+6aCmF6U/hlYt5Wm2ElxnB5DayoXO8e8xOaYpkBmDCgOT+8/g/IwIDAQAB\"\n";
     for relay in [
         TestRelay::start(),
         TestRelay::start_with(|t| format!("{t}{extra}")),
+        TestRelay::start_with(|t| format!("{t}{encrypted}")),
     ] {
         let xform = client(&relay)
             .get(format!("{}/openrosa/forms/relay-testimony.xml", relay.url))
@@ -659,4 +662,139 @@ fn a_full_relay_answers_503_with_retry_after() {
     assert_eq!(res.headers()["retry-after"], "120");
     assert!(res.text().unwrap().contains("<OpenRosaResponse"));
     assert_eq!(relay.stats().submissions, 0);
+}
+
+/// ODK encrypted forms: with `[openrosa] odk_public_key`, the XForm asks
+/// the app to encrypt on the phone; a submission encrypted by an
+/// independent implementation of ODK's scheme (tests/odk/encrypt.py, Python
+/// `cryptography`) is sealed as it is, and `reviewer open --odk-key`
+/// decrypts it to the exact instance and files.
+#[test]
+fn an_odk_encrypted_submission_is_decrypted_by_the_reviewer_with_the_odk_key() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, base64\n\
+             from cryptography.hazmat.primitives.asymmetric import rsa\n\
+             from cryptography.hazmat.primitives import serialization as s\n\
+             for name in ('odk', 'other'):\n\
+             \x20   k = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n\
+             \x20   open(sys.argv[1] + '/' + name + '.pem', 'wb').write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))\n\
+             \x20   open(sys.argv[1] + '/' + name + '.pub', 'w').write(base64.b64encode(k.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo)).decode())\n",
+        ])
+        .arg(work.path())
+        .status()
+        .expect("python3 with cryptography (scripts/test installs it)");
+    assert!(keys.success());
+    let public = std::fs::read_to_string(work.path().join("odk.pub")).unwrap();
+    let relay =
+        TestRelay::start_with(|t| format!("{t}\n[openrosa]\nodk_public_key = \"{public}\"\n"));
+    let http = client(&relay);
+    let xform = http
+        .get(format!("{}/openrosa/forms/relay-testimony.xml", relay.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        xform.contains(&format!("base64RsaPublicKey=\"{public}\"")),
+        "{xform}"
+    );
+    let list = http
+        .get(format!("{}/openrosa/formList", relay.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let version = list
+        .split("<version>")
+        .nth(1)
+        .and_then(|v| v.split("</version>").next())
+        .unwrap()
+        .to_owned();
+
+    // The phone's side, by the independent encryptor.
+    let plain = instance(&version, "uuid:enc-1", "Бізді ұрды. ENCRYPTED-CANARY", "");
+    std::fs::write(work.path().join("instance.xml"), &plain).unwrap();
+    let photo = b"\xff\xd8\xff\xe0 PHOTO-ENC-CANARY".repeat(100);
+    std::fs::write(work.path().join("photo.jpg"), &photo).unwrap();
+    let enc = work.path().join("enc");
+    let script = e2e::workspace_root().join("tests/odk/encrypt.py");
+    let ok = std::process::Command::new("python3")
+        .arg(&script)
+        .args([public.as_str(), "relay-testimony", &version, "uuid:enc-1"])
+        .arg(work.path().join("instance.xml"))
+        .arg(&enc)
+        .arg(work.path().join("photo.jpg"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let read = |n: &str| std::fs::read(enc.join(n)).unwrap();
+    let manifest = read("submission.xml");
+    let stored = post(
+        &relay,
+        multipart(&[
+            (
+                "xml_submission_file",
+                Some("submission.xml"),
+                "text/xml",
+                &manifest,
+            ),
+            (
+                "photo.jpg.enc",
+                Some("photo.jpg.enc"),
+                "application/octet-stream",
+                &read("photo.jpg.enc"),
+            ),
+            (
+                "submission.xml.enc",
+                Some("submission.xml.enc"),
+                "application/octet-stream",
+                &read("submission.xml.enc"),
+            ),
+        ]),
+        false,
+    );
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    assert!(files_containing(&relay.data, b"ENCRYPTED-CANARY").is_empty());
+
+    // Without the key: opened, and told there is something to decrypt.
+    let batch = relay.next_batch().unwrap();
+    let out = relay.root.path().join("cases");
+    let open =
+        |extra: &[&std::ffi::OsStr]| relay.open_cmd(&[&batch]).out(&out).args(extra).output();
+    let o = open(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("open again with --odk-key FILE"));
+    // The wrong key: refused, one line, nothing left half-written.
+    let o = open(&[
+        "--odk-key".as_ref(),
+        work.path().join("other.pem").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("could not be decrypted") && err.contains("--odk-key is the private half"),
+        "{err}"
+    );
+    // The right key.
+    let o = open(&[
+        "--odk-key".as_ref(),
+        work.path().join("odk.pem").as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ODK-encrypted form decrypted into"));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("signature does not match"));
+    let odk = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("odk").is_dir())
+        .unwrap()
+        .join("odk");
+    assert_eq!(
+        std::fs::read(odk.join("submission.xml")).unwrap(),
+        plain.as_bytes()
+    );
+    assert_eq!(std::fs::read(odk.join("photo.jpg")).unwrap(), photo);
 }

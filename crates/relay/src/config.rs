@@ -35,6 +35,17 @@ struct Raw {
     store: StoreSettings,
     #[serde(default)]
     followup: FollowupSettings,
+    #[serde(default)]
+    openrosa: RawOpenRosa,
+}
+
+/// `[openrosa]`: field apps.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOpenRosa {
+    /// The NGO's RSA public key for ODK encrypted forms: base64 of its DER
+    /// SubjectPublicKeyInfo, as ODK's `base64RsaPublicKey` takes it.
+    odk_public_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +283,10 @@ pub struct Config {
     pub store: StoreSettings,
     /// Codenames and follow-up.
     pub followup: FollowupSettings,
+    /// `[openrosa] odk_public_key`: with it, the XForm asks ODK apps to
+    /// encrypt each submission on the phone to this RSA key (ODK encrypted
+    /// forms); the relay then seals what they send as it is.
+    pub odk_public_key: Option<String>,
 }
 
 /// A TOML error in words an operator can act on. TOML has no bare words:
@@ -557,6 +572,21 @@ impl Config {
                 .map_err(|e| bad(format!("the built-in questionnaire is broken: {e}")))?,
         };
 
+        let odk_public_key = match raw.openrosa.odk_public_key {
+            None => None,
+            Some(k) => {
+                use base64::Engine as _;
+                let k: String = k.split_whitespace().collect();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(&k)
+                    .map_err(|_| bad("key `openrosa.odk_public_key`: not base64 (give the base64 of the key's DER SubjectPublicKeyInfo: `openssl rsa -in odk.pem -pubout -outform DER | base64 -w0`)".into()))?;
+                aws_lc_rs::rsa::PublicEncryptingKey::from_der(&der).map_err(|_| {
+                    bad("key `openrosa.odk_public_key`: not an RSA public key (SubjectPublicKeyInfo, DER, base64): make it with `openssl rsa -in odk.pem -pubout -outform DER | base64 -w0`".into())
+                })?;
+                Some(k)
+            }
+        };
+
         Ok(Config {
             path: path.to_owned(),
             demo: raw.demo,
@@ -574,6 +604,7 @@ impl Config {
             form,
             store: raw.store,
             followup: raw.followup,
+            odk_public_key,
         })
     }
 }
@@ -769,6 +800,16 @@ mod tests {
             assert!(e.contains(key) && e.contains("must be between"), "{e}");
         }
 
+        for bad in ["not base64!", "aGVsbG8="] {
+            let e = err(&format!(
+                "{}[openrosa]\nodk_public_key = \"{bad}\"\n",
+                minimal()
+            ));
+            assert!(
+                e.contains("openrosa.odk_public_key") && e.contains("openssl"),
+                "{e}"
+            );
+        }
         let e = err(&format!("{}[limits]\nmax_store_bytes = 1000\n", minimal()));
         assert!(
             e.contains("limits.max_store_bytes") && e.contains("found 1000"),

@@ -29,6 +29,7 @@ const RESERVED_KEYS: &[&str] = &[
     "meta",
     "openrosa_dropped",
     "openrosa_part",
+    "openrosa_encrypted",
     "photo_1",
     "photo_2",
     "photo_3",

@@ -115,6 +115,7 @@ struct XFormTemplate {
     elements: Vec<String>,
     binds: Vec<Bind>,
     controls: Vec<Control>,
+    odk_key: Option<String>,
 }
 
 fn lang_name(lang: Lang) -> &'static str {
@@ -132,9 +133,14 @@ fn lang_from_name(code: &str) -> Option<Lang> {
 }
 
 /// Builds the XForm for `form`, asking for up to `max_files - 1`
-/// attachments.
-pub fn xform(form: &Form, max_files: usize) -> XForm {
-    let render = |version: &str| build(form, max_files, version).render();
+/// attachments; with `odk_key` (base64 of an RSA SubjectPublicKeyInfo), an
+/// ODK encrypted form: apps encrypt each submission to it on the phone.
+pub fn xform(form: &Form, max_files: usize, odk_key: Option<&str>) -> XForm {
+    let render = |version: &str| {
+        let mut t = build(form, max_files, version);
+        t.odk_key = odk_key.map(str::to_owned);
+        t.render()
+    };
     // The version names the document: hash it with a fixed placeholder.
     let draft = render("0").unwrap_or_default();
     let digest = sha256_hex(draft.as_bytes());
@@ -304,6 +310,7 @@ fn build(form: &Form, max_files: usize, version: &str) -> XFormTemplate {
         elements: p.elements,
         binds: p.binds,
         controls: p.controls,
+        odk_key: None,
     }
 }
 
@@ -339,8 +346,14 @@ pub struct Instance {
     pub language: Option<Lang>,
     /// Elements dropped: not asked for by the served form.
     pub dropped: usize,
-    /// The instance as sealed: the elements kept, re-serialised.
+    /// The instance as sealed: the elements kept, re-serialised (for an
+    /// encrypted one, its manifest as sent).
     pub kept_xml: Zeroizing<Vec<u8>>,
+    /// An ODK encrypted submission: `files` are its `.enc` files and the
+    /// encrypted instance, there are no answers, and the manifest holds
+    /// only the encrypted key, the instance id, the file names and the
+    /// signature.
+    pub encrypted: bool,
 }
 
 impl std::fmt::Debug for Instance {
@@ -412,6 +425,12 @@ pub fn parse_instance(
     if root.tag_name().name() != "data" || root.attribute("id") != Some(FORM_ID) {
         return Err(InstanceError::WrongForm);
     }
+    if root.attribute("encrypted") == Some("yes") {
+        if root.attribute("version") != Some(version) {
+            return Err(InstanceError::WrongVersion);
+        }
+        return encrypted_manifest(root, bytes);
+    }
     if root.attribute("version") != Some(version) {
         return Err(InstanceError::WrongVersion);
     }
@@ -429,6 +448,7 @@ pub fn parse_instance(
         language: None,
         dropped: 0,
         kept_xml: Zeroizing::new(Vec::new()),
+        encrypted: false,
     };
     let mut kept: Vec<(String, Zeroizing<String>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -478,6 +498,75 @@ pub fn parse_instance(
     }
     out.kept_xml = serialise(version, &kept);
     Ok(out)
+}
+
+/// The manifest of an ODK encrypted submission (`encrypted="yes"`): what
+/// it must hold, and nothing else (its bytes are sealed as they are, for
+/// the reviewer's `--odk-key` to decrypt the files it names).
+fn encrypted_manifest(
+    root: roxmltree::Node<'_, '_>,
+    bytes: &[u8],
+) -> Result<Instance, InstanceError> {
+    let bad =
+        |why: &str| InstanceError::NotXml(format!("an encrypted submission's manifest {why}"));
+    let mut instance_id = None;
+    let mut files = Vec::new();
+    let mut xml_file = None;
+    let (mut key, mut signature) = (false, false);
+    let text = |n: roxmltree::Node<'_, '_>| n.text().unwrap_or("").trim().to_owned();
+    let name_ok = |f: &str| {
+        !f.is_empty()
+            && f.len() <= 255
+            && f.ends_with(".enc")
+            && !f.contains(['/', '\\'])
+            && !f.starts_with('.')
+    };
+    for child in root.children().filter(|n| n.is_element()) {
+        match child.tag_name().name() {
+            "base64EncryptedKey" => key = !text(child).is_empty(),
+            "base64EncryptedElementSignature" => signature = !text(child).is_empty(),
+            "encryptedXmlFile" => {
+                let f = text(child);
+                if !name_ok(&f) {
+                    return Err(bad("names an unusable encrypted file"));
+                }
+                xml_file = Some(f);
+            }
+            "meta" => {
+                for m in child.children().filter(|n| n.is_element()) {
+                    if m.tag_name().name() != "instanceID" || instance_id.is_some() {
+                        return Err(bad("holds more than the instance id in meta"));
+                    }
+                    instance_id = Some(Zeroizing::new(text(m)));
+                }
+            }
+            "media" => {
+                for m in child.children().filter(|n| n.is_element()) {
+                    let f = text(m);
+                    if m.tag_name().name() != "file" || !name_ok(&f) {
+                        return Err(bad("names an unusable media file"));
+                    }
+                    files.push(Zeroizing::new(f));
+                }
+            }
+            _ => return Err(bad("holds an element no encrypted submission has")),
+        }
+    }
+    let Some(xml_file) = xml_file.filter(|_| key && signature && instance_id.is_some()) else {
+        return Err(bad(
+            "lacks the key, the signature, the instance id or the encrypted instance",
+        ));
+    };
+    files.push(Zeroizing::new(xml_file));
+    Ok(Instance {
+        answers: Vec::new(),
+        files,
+        instance_id,
+        language: None,
+        dropped: 0,
+        kept_xml: Zeroizing::new(bytes.to_vec()),
+        encrypted: true,
+    })
 }
 
 #[derive(Template)]
@@ -534,8 +623,8 @@ mod tests {
     #[test]
     fn the_xform_is_well_formed_asks_no_device_metadata_and_is_stable() {
         let f = form();
-        let a = xform(&f, 20);
-        let b = xform(&f, 20);
+        let a = xform(&f, 20, None);
+        let b = xform(&f, 20, None);
         assert_eq!(a.xml, b.xml);
         assert_eq!(a.version, b.version);
         assert!(
@@ -588,14 +677,14 @@ mod tests {
         // A change of the questionnaire changes the version and the hash.
         let mut g = f.clone();
         g.category.pop();
-        let c = xform(&g, 20);
+        let c = xform(&g, 20, None);
         assert_ne!(c.version, a.version);
         assert_ne!(c.hash, a.hash);
     }
 
     #[test]
     fn an_instance_maps_onto_the_web_forms_answers_and_drops_the_rest() {
-        let v = xform(&form(), 20).version;
+        let v = xform(&form(), 20, None).version;
         let xml = instance(
             &v,
             "<category>health</category><region>aktobe</region><events_month>11</events_month>\
@@ -636,7 +725,7 @@ mod tests {
 
     #[test]
     fn hostile_instances_are_refused() {
-        let v = xform(&form(), 20).version;
+        let v = xform(&form(), 20, None).version;
         let xxe = format!(
             "<?xml version=\"1.0\"?><!DOCTYPE data [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><data id=\"{FORM_ID}\" version=\"{v}\"><text>&x;</text></data>"
         );

@@ -79,6 +79,10 @@ pub enum Error {
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
 
+    /// ODK encrypted forms: [`crate::odk::OdkError`].
+    #[error(transparent)]
+    Odk(#[from] crate::odk::OdkError),
+
     /// The archive and its workbench: [`crate::archive::ArchiveError`].
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),

@@ -90,6 +90,7 @@ pub mod export;
 pub mod fetch;
 mod fsutil;
 pub mod identity;
+pub mod odk;
 pub mod open;
 pub mod passphrase;
 pub mod replies;

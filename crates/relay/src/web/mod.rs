@@ -84,6 +84,7 @@ impl AppState {
         let uploads = Arc::new(Semaphore::new(config.limits.max_concurrent_uploads));
         let config_form_for_xform = config.form.clone();
         let max_files = config.limits.max_files;
+        let odk_key = config.odk_public_key.clone();
         store.set_limits(config.limits.max_store_bytes, config.limits.min_free_bytes);
         Self {
             config,
@@ -96,7 +97,7 @@ impl AppState {
             followup: None,
             tally: tally::Tally::default(),
             form_tokens: once::FormTokens::default(),
-            xform: crate::openrosa::xform(&config_form_for_xform, max_files),
+            xform: crate::openrosa::xform(&config_form_for_xform, max_files, odk_key.as_deref()),
             instances: openrosa::Instances::default(),
         }
     }

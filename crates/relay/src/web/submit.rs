@@ -744,7 +744,21 @@ async fn feed_openrosa(
     let lang = instance
         .language
         .unwrap_or_else(|| state.config.form.default_lang());
-    let mut submission = validate(state, lang, answers)?;
+    let mut submission = if instance.encrypted {
+        // Encrypted on the phone (ODK encrypted forms): there is nothing
+        // to validate; the reviewer's `--odk-key` decrypts it.
+        Submission {
+            form_version: state.config.form.version,
+            language: lang.code().to_owned(),
+            fields: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            text: String::new(),
+            received_day: Day::today(),
+            thread: None,
+        }
+    } else {
+        validate(state, lang, answers)?
+    };
     let mut note = |key: &str, value: String, question: &str, answer: Option<String>| {
         submission.labels.insert(
             key.to_owned(),
@@ -761,6 +775,14 @@ async fn feed_openrosa(
         "Sent through",
         Some("a field app (OpenRosa)".into()),
     );
+    if instance.encrypted {
+        note(
+            "openrosa_encrypted",
+            "yes".into(),
+            "Encrypted on the phone (ODK encrypted form)",
+            Some("open it with `reviewer open --odk-key`".into()),
+        );
+    }
     if dropped > 0 {
         note(
             "openrosa_dropped",

@@ -25,6 +25,10 @@ Examples:
   reviewer open batches/*.tar --identity ~/epoch-1.key --identity ~/epoch-2.key \\
     --relay-key relay.pub --out ~/cases
 
+  # Submissions field apps encrypted on the phone (ODK encrypted forms)
+  reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases \\
+    --odk-key ~/odk.pem
+
   # A small laptop: scrub with at most 512 MiB per child, one at a time
   reviewer open batches/*.tar --identity ~/reviewer.key --relay-key relay.pub --out ~/cases \\
     --scrub-memory 512 --scrub-jobs 1
@@ -92,6 +96,11 @@ pub(super) struct OpenArgs {
     chain: ChainArgs,
     #[command(flatten)]
     scrub: ScrubArgs,
+    /// The NGO's ODK private key (PKCS#8 PEM): decrypts the submissions
+    /// field apps encrypted on the phone (ODK encrypted forms) into each
+    /// one's odk/ folder, including any archived earlier without it.
+    #[arg(long, value_name = "FILE")]
+    odk_key: Option<PathBuf>,
 }
 
 /// Limits of the scrubbing children (`open`, `retry`).
@@ -362,11 +371,54 @@ pub(super) fn open_cmd(a: OpenArgs, helper: Option<&Path>) -> Result<(), Error> 
     );
     printer.bar.finish_and_clear();
     result?;
+    odk_pass(&a.out, a.odk_key.as_deref())?;
     // Each thread seen, with everything known of it (earlier batches too).
     if !printer.touched.is_empty() {
         let index = ThreadIndex::load(&store)?;
         for thread in printer.touched.iter().filter_map(|t| index.get(t)) {
             out_line(&thread.summary());
+        }
+    }
+    Ok(())
+}
+
+/// Decrypts the archive's ODK encrypted submissions that are not yet (with
+/// `--odk-key`), or says that there are some (without it).
+fn odk_pass(out: &Path, key: Option<&Path>) -> Result<(), Error> {
+    use crate::odk;
+    let archive = Archive::load(out)?;
+    let pending: Vec<_> = archive
+        .records()?
+        .into_iter()
+        .filter(|r| odk::is_encrypted(r) && !out.join(&r.dir).join(odk::DECRYPTED_DIR).exists())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let Some(key) = key else {
+        note_line(&format!(
+            "{} submission{} encrypted on the phone (ODK encrypted form): open again with --odk-key FILE to decrypt {}",
+            pending.len(),
+            if pending.len() == 1 { " is" } else { "s are" },
+            if pending.len() == 1 { "it" } else { "them" }
+        ));
+        return Ok(());
+    };
+    let key = odk::OdkKey::load(key)?;
+    for r in &pending {
+        let d = odk::decrypt(&key, out, r)?;
+        out_line(&format!(
+            "  submission {}: ODK-encrypted form decrypted into {} (submission.xml and {} media file{})",
+            r.id,
+            d.dir.display(),
+            d.media,
+            if d.media == 1 { "" } else { "s" }
+        ));
+        if !d.signature_matches {
+            note_line(&format!(
+                "submission {}: its ODK element signature does not match what was decrypted (a damaged or altered file?)",
+                r.id
+            ));
         }
     }
     Ok(())

@@ -798,3 +798,84 @@ fn an_odk_encrypted_submission_is_decrypted_by_the_reviewer_with_the_odk_key() {
     );
     assert_eq!(std::fs::read(odk.join("photo.jpg")).unwrap(), photo);
 }
+
+/// `[openrosa] path_token`: the endpoints answer only under
+/// `/openrosa/k/<token>/` (the URL given to trusted monitors), and the
+/// form list points there; elsewhere, or with another token, 404.
+#[test]
+fn a_path_token_keeps_the_endpoints_to_those_given_the_url() {
+    let token = "s3cret-Path-Token_0123456789";
+    let relay = TestRelay::start_with(|t| format!("{t}\n[openrosa]\npath_token = \"{token}\"\n"));
+    let http = client(&relay);
+    let get = |path: &str| answer(http.get(format!("{}{path}", relay.url)).send().unwrap());
+    for path in [
+        "/openrosa/formList".to_owned(),
+        "/openrosa/forms/relay-testimony.xml".to_owned(),
+        "/openrosa/k/s3cret-Path-Token_0123456780/formList".to_owned(),
+    ] {
+        let a = get(&path);
+        assert_eq!(a.status, 404, "{path}");
+        assert_eq!(a.version_header.as_deref(), Some("1.0"), "{path}");
+    }
+    let head = http
+        .head(format!("{}/openrosa/submission", relay.url))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 404);
+    let list = get(&format!("/openrosa/k/{token}/formList"));
+    assert_eq!(list.status, 200);
+    let url = list
+        .body
+        .split("<downloadUrl>")
+        .nth(1)
+        .and_then(|v| v.split("</downloadUrl>").next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        url,
+        format!("{}/openrosa/k/{token}/forms/relay-testimony.xml", relay.url)
+    );
+    assert_eq!(answer(http.get(&url).send().unwrap()).status, 200);
+    let version = list
+        .body
+        .split("<version>")
+        .nth(1)
+        .and_then(|v| v.split("</version>").next())
+        .unwrap()
+        .to_owned();
+    let xml = instance(&version, "uuid:token", "through the token", "");
+    let body = multipart(&[(
+        "xml_submission_file",
+        Some("submission.xml"),
+        "text/xml",
+        xml.as_bytes(),
+    )]);
+    let refused = answer(
+        http.post(format!("{}/openrosa/submission", relay.url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body.clone())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(refused.status, 404);
+    let stored = answer(
+        http.post(format!("{}/openrosa/k/{token}/submission", relay.url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    assert_eq!(relay.stats().submissions, 1);
+    assert!(
+        files_containing(&relay.data, token.as_bytes())
+            .iter()
+            .all(|p| p.ends_with("relay.toml"))
+    );
+}

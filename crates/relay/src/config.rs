@@ -46,6 +46,9 @@ struct RawOpenRosa {
     /// The NGO's RSA public key for ODK encrypted forms: base64 of its DER
     /// SubjectPublicKeyInfo, as ODK's `base64RsaPublicKey` takes it.
     odk_public_key: Option<String>,
+    /// A secret path segment: the endpoints answer only under
+    /// `/openrosa/k/<token>/`.
+    path_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +290,10 @@ pub struct Config {
     /// encrypt each submission on the phone to this RSA key (ODK encrypted
     /// forms); the relay then seals what they send as it is.
     pub odk_public_key: Option<String>,
+    /// `[openrosa] path_token`: with it, the OpenRosa endpoints answer only
+    /// under `/openrosa/k/<token>/` (the server URL given to trusted
+    /// monitors), and 404 elsewhere.
+    pub openrosa_path_token: Option<String>,
 }
 
 /// A TOML error in words an operator can act on. TOML has no bare words:
@@ -572,6 +579,20 @@ impl Config {
                 .map_err(|e| bad(format!("the built-in questionnaire is broken: {e}")))?,
         };
 
+        let openrosa_path_token = match raw.openrosa.path_token {
+            None => None,
+            Some(t)
+                if t.len() >= 22
+                    && t.len() <= 128
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                Some(t)
+            }
+            Some(_) => {
+                return Err(bad("key `openrosa.path_token`: must be 22 to 128 characters of A-Z, a-z, 0-9, - and _ (make one with `openssl rand -base64 24 | tr '+/' '-_'`)".into()));
+            }
+        };
         let odk_public_key = match raw.openrosa.odk_public_key {
             None => None,
             Some(k) => {
@@ -605,6 +626,7 @@ impl Config {
             store: raw.store,
             followup: raw.followup,
             odk_public_key,
+            openrosa_path_token,
         })
     }
 }
@@ -800,6 +822,14 @@ mod tests {
             assert!(e.contains(key) && e.contains("must be between"), "{e}");
         }
 
+        let e = err(&format!(
+            "{}[openrosa]\npath_token = \"short\"\n",
+            minimal()
+        ));
+        assert!(
+            e.contains("openrosa.path_token") && e.contains("22 to 128"),
+            "{e}"
+        );
         for bad in ["not base64!", "aGVsbG8="] {
             let e = err(&format!(
                 "{}[openrosa]\nodk_public_key = \"{bad}\"\n",

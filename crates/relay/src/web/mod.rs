@@ -187,6 +187,18 @@ pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppS
                 .head(openrosa::head)
                 .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
+        // The same under a secret path token (`[openrosa] path_token`).
+        .route("/openrosa/k/{token}/formList", get(openrosa::form_list_k))
+        .route(
+            "/openrosa/k/{token}/forms/relay-testimony.xml",
+            get(openrosa::form_k),
+        )
+        .route(
+            "/openrosa/k/{token}/submission",
+            post(openrosa::submission_k)
+                .head(openrosa::head_k)
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
         .route("/static/style.css", get(pages::stylesheet))
         .route("/favicon.ico", get(pages::favicon))
         .nest("/api/v1", api::router(state.clone()))

@@ -188,13 +188,59 @@ fn base_url(req_host: Option<&HeaderValue>, listener: super::Listener) -> Option
     Some(format!("{scheme}://{host}"))
 }
 
+/// Whether a request reached the endpoints the way the config allows:
+/// without a token when none is set, with the right one when one is (a
+/// constant-time comparison).
+fn allowed(state: &AppState, given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq as _;
+    match (&state.config.openrosa_path_token, given) {
+        (None, None) => true,
+        (Some(token), Some(given)) => bool::from(token.as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    }
+}
+
+/// The path the endpoints are under.
+fn prefix(state: &AppState) -> String {
+    match &state.config.openrosa_path_token {
+        Some(t) => format!("/openrosa/k/{t}"),
+        None => "/openrosa".to_owned(),
+    }
+}
+
+fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "", "not found")
+}
+
 /// `GET /openrosa/formList`. Query parameters (Collect sends `deviceID`,
 /// older apps `formID`) are not read.
 pub(super) async fn form_list(
     State(state): State<Arc<AppState>>,
-    axum::Extension(listener): axum::Extension<super::Listener>,
+    listener: axum::Extension<super::Listener>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    list(&state, listener.0, &headers, None)
+}
+
+/// `GET /openrosa/k/TOKEN/formList`.
+pub(super) async fn form_list_k(
+    State(state): State<Arc<AppState>>,
+    listener: axum::Extension<super::Listener>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    list(&state, listener.0, &headers, Some(&token))
+}
+
+fn list(
+    state: &AppState,
+    listener: super::Listener,
+    headers: &axum::http::HeaderMap,
+    token: Option<&str>,
+) -> Response {
+    if !allowed(state, token) {
+        return not_found();
+    }
     let Some(base) = base_url(headers.get(header::HOST), listener) else {
         return message(StatusCode::BAD_REQUEST, "", "no usable Host header");
     };
@@ -206,19 +252,55 @@ pub(super) async fn form_list(
         .t("form-title"),
         version: &state.xform.version,
         hash: &state.xform.hash,
-        download_url: format!("{base}/openrosa/forms/{}.xml", crate::openrosa::FORM_ID),
+        download_url: format!(
+            "{base}{}/forms/{}.xml",
+            prefix(state),
+            crate::openrosa::FORM_ID
+        ),
     };
     xml(StatusCode::OK, list.render().unwrap_or_default())
 }
 
 /// `GET /openrosa/forms/relay-testimony.xml`: the XForm.
 pub(super) async fn form(State(state): State<Arc<AppState>>) -> Response {
+    if !allowed(&state, None) {
+        return not_found();
+    }
+    xml(StatusCode::OK, state.xform.xml.clone())
+}
+
+/// The same under the path token.
+pub(super) async fn form_k(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    if !allowed(&state, Some(&token)) {
+        return not_found();
+    }
     xml(StatusCode::OK, state.xform.xml.clone())
 }
 
 /// `HEAD /openrosa/submission`: 204, and how large a POST may be (an app
 /// splits a larger submission over several POSTs).
 pub(super) async fn head(State(state): State<Arc<AppState>>) -> Response {
+    if !allowed(&state, None) {
+        return not_found();
+    }
+    head_answer(&state)
+}
+
+/// The same under the path token.
+pub(super) async fn head_k(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    if !allowed(&state, Some(&token)) {
+        return not_found();
+    }
+    head_answer(&state)
+}
+
+fn head_answer(state: &AppState) -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     let h = res.headers_mut();
     h.insert("x-openrosa-version", HeaderValue::from_static("1.0"));
@@ -241,6 +323,25 @@ fn busy(lang: Lang) -> Response {
 
 /// `POST /openrosa/submission`.
 pub(super) async fn submission(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if !allowed(&state, None) {
+        return not_found();
+    }
+    take(state, request).await
+}
+
+/// The same under the path token.
+pub(super) async fn submission_k(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    if !allowed(&state, Some(&token)) {
+        return not_found();
+    }
+    take(state, request).await
+}
+
+async fn take(state: Arc<AppState>, request: Request) -> Response {
     let default = state.config.form.default_lang();
     let (reader, request) = super::upload::BodyReader::new(&state.config.limits, request);
     let multipart = match Multipart::from_request(request, &state).await {

@@ -150,3 +150,33 @@ fn ticket_reference(text: &str) -> Option<&'static str> {
     }
     None
 }
+
+/// THIRD-PARTY.md lists every crate compiled into the two binaries, with
+/// its licence and the licence files it ships, and the EFF word list's
+/// attribution: it is regenerated from Cargo.lock, so a dependency change
+/// that does not update it fails here.
+#[test]
+fn third_party_notices_are_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = std::process::Command::new("python3")
+        .arg(root.join("scripts/third-party"))
+        .arg("--check")
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(root.join("THIRD-PARTY.md")).unwrap();
+    assert!(
+        text.contains("CC BY 3.0 US"),
+        "the EFF word list's attribution"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("LICENSE"))
+            .unwrap()
+            .starts_with("GNU AFFERO GENERAL PUBLIC LICENSE\nVersion 3, 19 November 2007")
+    );
+}

@@ -321,7 +321,7 @@ fn unit_runs_the_relay_as_deployed() {
     let u = unit();
     assert_eq!(
         u.get("ExecStart"),
-        "/usr/local/bin/relay serve --data /var/lib/relay --config /etc/relay/relay.toml"
+        "/usr/bin/relay serve --data /var/lib/relay --config /etc/relay/relay.toml"
     );
     // The data dir is the state dir systemd creates 0700 and makes writable;
     // the config lives in the configuration dir.

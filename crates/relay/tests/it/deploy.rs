@@ -930,3 +930,99 @@ fn onionbalance_fragments_keep_the_relays_settings() {
         );
     }
 }
+
+/// The Debian package's assets (`[package.metadata.deb]` of the relay's
+/// Cargo.toml), as (source relative to the crate, installed path).
+fn package_assets() -> Vec<(String, String, String)> {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = toml::from_str(&manifest).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    deb["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_array().unwrap();
+            let s = |i: usize| a[i].as_str().unwrap().to_owned();
+            (s(0), format!("/{}", s(1)), s(2))
+        })
+        .collect()
+}
+
+#[test]
+fn the_package_ships_every_deploy_file_where_the_readme_and_the_unit_look() {
+    let assets = package_assets();
+    let installed: BTreeSet<&str> = assets.iter().map(|(_, to, _)| to.as_str()).collect();
+    // Every operator-facing file of deploy/ is in the package.
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    for entry in std::fs::read_dir(&deploy).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            continue; // debian/ (maintainer scripts), onionbalance/ (its own README)
+        }
+        assert!(
+            assets
+                .iter()
+                .any(|(from, _, _)| from == &format!("../../deploy/{name}")),
+            "deploy/{name} is not in [package.metadata.deb] assets"
+        );
+    }
+    // The unit starts the binary where the package puts it, and may execute it.
+    let unit = unit();
+    let exec = unit.get("ExecStart");
+    let binary = exec.split_whitespace().next().unwrap();
+    assert!(
+        installed.contains(binary),
+        "ExecStart runs {binary}, which the package does not install"
+    );
+    assert!(
+        unit.get("ExecPaths")
+            .split_whitespace()
+            .any(|p| p == binary),
+        "ExecPaths does not allow {binary}"
+    );
+    assert!(installed.contains("/lib/systemd/system/relay.service"));
+    // Every packaged path the README's "Deploying" names exists in the package.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let mut named = 0;
+    for (i, _) in readme.match_indices("/usr/share/submission-relay/") {
+        let path: String = readme[i..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '`' && *c != ')')
+            .collect();
+        assert!(
+            installed.contains(path.as_str()),
+            "README names {path}, which the package does not install"
+        );
+        named += 1;
+    }
+    assert!(
+        named >= 5,
+        "README's Deploying names only {named} packaged files"
+    );
+    // Nothing in /etc/relay or /var/lib/relay: the operator's config and the
+    // store are never dpkg's to replace or remove.
+    for to in &installed {
+        assert!(
+            !to.starts_with("/etc/relay") && !to.starts_with("/var/lib/relay"),
+            "the package ships {to}"
+        );
+    }
+    // The maintainer scripts create the user the unit runs as, as the unit names it.
+    let postinst = std::fs::read_to_string(deploy.join("debian/postinst")).unwrap();
+    assert!(
+        postinst.contains("useradd --system")
+            && postinst.contains("--home-dir /var/lib/relay")
+            && postinst.contains(&format!(" {}\n", unit.get("User"))),
+        "postinst does not create the unit's User= with home /var/lib/relay"
+    );
+    let postrm = std::fs::read_to_string(deploy.join("debian/postrm")).unwrap();
+    assert!(
+        !postrm.contains("rm "),
+        "postrm must never delete the store or the config"
+    );
+}

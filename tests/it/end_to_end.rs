@@ -607,6 +607,74 @@ fn pages_need_no_javascript_cookies_or_other_sites() {
 }
 
 #[test]
+fn every_page_links_to_a_source_code_page_that_shows_the_address_as_text() {
+    use relay::web::i18n::Lang;
+    let url = "https://ngo.example.org/relay/submission-relay.tar.gz";
+    let relay = TestRelay::start_with(|t| format!("source_url = \"{url}\"\n{t}"));
+    let client = relay.client();
+    let get = |path: &str| {
+        let res = client.get(format!("{}{path}", relay.url)).send().unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    };
+    for lang in Lang::ALL {
+        let code = lang.code();
+        let link = format!(
+            "<a href=\"/{code}/source\">{}</a>",
+            msg(lang, "footer-source")
+        );
+        for page in [format!("/{code}/"), format!("/followup/{code}/")] {
+            let (_, body) = get(&page);
+            assert!(
+                body.contains(&link),
+                "{page} has no footer link to the source page"
+            );
+        }
+        let (status, body) = get(&format!("/{code}/source"));
+        assert_eq!(status, 200, "{code}");
+        assert!(
+            body.contains(&msg(lang, "source-licence")),
+            "{code}: no licence"
+        );
+        assert!(
+            body.contains(&format!("submission-relay {}", env!("CARGO_PKG_VERSION"))),
+            "{code}: no version"
+        );
+        assert!(
+            body.contains(&format!("<code class=\"source-url\">{url}</code>")),
+            "{code}: no address"
+        );
+        assert!(
+            body.contains(&msg(lang, "source-offsite")),
+            "{code}: the page does not say the address is elsewhere"
+        );
+        assert!(
+            !body.contains(&format!("href=\"{url}")),
+            "{code}: the address is a link off the site"
+        );
+        assert!(!body.contains(&msg(lang, "source-ask")), "{code}");
+    }
+    // Without `source_url`, the page says to ask the people who run it.
+    let plain = TestRelay::start();
+    let res = plain
+        .client()
+        .get(format!("{}/ru/source", plain.url))
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body = res.text().unwrap();
+    assert!(
+        body.contains(&msg(Lang::Ru, "source-ask")) && !body.contains("source-url"),
+        "{body}"
+    );
+    let res = plain
+        .client()
+        .get(format!("{}/xx/source", plain.url))
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+}
+
+#[test]
 fn every_route_and_status_sends_the_security_headers() {
     let relay = TestRelay::start_with(|t| format!("{t}\n[limits]\nmax_submission_bytes = 1024\n"));
     let client = relay.client();

@@ -25,6 +25,7 @@ struct Raw {
     listen: Option<String>,
     onion_listen: Option<String>,
     onion_address: Option<String>,
+    source_url: Option<String>,
     tls: Option<RawTls>,
     reviewers: RawReviewers,
     api: RawApi,
@@ -259,6 +260,10 @@ pub struct Config {
     /// The relay's onion address (`….onion`), announced on HTTPS responses
     /// with `Onion-Location`.
     pub onion_address: Option<String>,
+    /// Where this relay's source code can be downloaded (`source_url`),
+    /// shown as text on `/{lang}/source` (AGPL-3.0 §13). `None`: the page
+    /// says to ask the operator.
+    pub source_url: Option<String>,
     /// PEM certificate chain (required with `listen`).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (required with `listen`).
@@ -424,6 +429,25 @@ impl Config {
                 )));
             }
         }
+
+        let source_url = match raw.source_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => {
+                let onion_http = u
+                    .strip_prefix("http://")
+                    .and_then(|rest| rest.split('/').next())
+                    .is_some_and(|host| host.ends_with(".onion"));
+                if !(u.starts_with("https://") || onion_http)
+                    || u.len() > 512
+                    || u.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(bad(format!(
+                        "key `source_url`: {u:?} is not an https:// address (or http:// on a .onion) of at most 512 characters without spaces"
+                    )));
+                }
+                Some(u.to_owned())
+            }
+        };
 
         let mut reply_signing_keys = Vec::new();
         for (i, k) in raw.reviewers.reply_signing_keys.iter().enumerate() {
@@ -614,6 +638,7 @@ impl Config {
             listen,
             onion_listen,
             onion_address,
+            source_url,
             tls_cert: raw.tls.as_ref().map(|t| base.join(&t.cert)),
             tls_key: raw.tls.as_ref().map(|t| base.join(&t.key)),
             tls_min_version,
@@ -1151,6 +1176,50 @@ mod tests {
         ] {
             let e = err(&format!("onion_address = \"{bad}\"\n{}", minimal()));
             assert!(e.contains("onion_address"), "{e}");
+        }
+    }
+
+    #[test]
+    fn source_url_must_be_https_or_an_onion() {
+        let parse = |u: &str| {
+            Config::parse(
+                Path::new("relay.toml"),
+                &format!("source_url = \"{u}\"\n{}", minimal()),
+            )
+        };
+        assert_eq!(
+            parse("https://ngo.example.org/src.tar.gz")
+                .unwrap()
+                .source_url
+                .as_deref(),
+            Some("https://ngo.example.org/src.tar.gz")
+        );
+        let onion = format!("http://{}.onion/src.tar.gz", "a".repeat(56));
+        assert_eq!(
+            parse(&onion).unwrap().source_url.as_deref(),
+            Some(onion.as_str())
+        );
+        assert_eq!(parse("").unwrap().source_url, None);
+        assert_eq!(
+            Config::parse(Path::new("relay.toml"), &minimal())
+                .unwrap()
+                .source_url,
+            None
+        );
+        let long = format!("https://example.org/{}", "a".repeat(600));
+        for bad in [
+            "http://ngo.example.org/src",
+            "http://x.onion.example.org/",
+            "ftp://x",
+            "javascript:alert(1)",
+            "https://a b",
+            &long,
+        ] {
+            let e = parse(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(
+                e.contains("source_url") && e.contains("https://"),
+                "{bad}: {e}"
+            );
         }
     }
 }

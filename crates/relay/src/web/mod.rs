@@ -149,6 +149,7 @@ pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppS
         .route("/", get(pages::root))
         .route("/{lang}", get(pages::lang_root))
         .route("/{lang}/", get(pages::form))
+        .route("/{lang}/source", get(pages::source))
         .route(
             "/{lang}/submit",
             post(submit::submit)

@@ -459,6 +459,32 @@ pub(super) async fn post_only(
     res
 }
 
+#[derive(Template)]
+#[template(path = "source.html")]
+struct SourcePage<'a> {
+    c: Chrome,
+    version: &'static str,
+    url: Option<&'a str>,
+}
+
+/// `/{lang}/source`: the licence, the version, and where the source code
+/// is (AGPL-3.0 §13). The address is shown as text, never as a link: the
+/// relay's pages lead nowhere off the site (docs/decisions.md).
+pub(super) async fn source(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+) -> Response {
+    let Some(lang) = Lang::from_code(&code) else {
+        return not_found_page(&state);
+    };
+    let page = SourcePage {
+        c: Chrome::new(lang),
+        version: env!("CARGO_PKG_VERSION"),
+        url: state.config.source_url.as_deref(),
+    };
+    html(StatusCode::OK, page.render())
+}
+
 /// `/favicon.ico`: every browser asks for it; an empty answer rather than
 /// a 404 page (the relay has no icon, and needs none).
 pub(super) async fn favicon() -> Response {

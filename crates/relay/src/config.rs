@@ -353,7 +353,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_owned(),
-            problem: format!("cannot read it: {e}"),
+            problem: if e.kind() == std::io::ErrorKind::NotFound {
+                // The packaged relay's first start: say where the example is.
+                "there is no such file: write it from the example, /usr/share/submission-relay/relay.example.toml (deploy/relay.example.toml in the source), or give another path with --config".to_owned()
+            } else {
+                format!("cannot read it: {e}")
+            },
         })?;
         Self::parse(path, &text)
     }
@@ -1177,6 +1182,23 @@ mod tests {
             let e = err(&format!("onion_address = \"{bad}\"\n{}", minimal()));
             assert!(e.contains("onion_address"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_missing_config_file_names_the_example_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Config::load(&dir.path().join("relay.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("relay.toml")
+                && e.contains("/usr/share/submission-relay/relay.example.toml")
+                && e.contains("--config"),
+            "{e}"
+        );
+        // Another I/O error keeps its own words.
+        let e = Config::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("cannot read it"), "{e}");
     }
 
     #[test]

@@ -348,6 +348,16 @@ fn toml_problem(text: &str, e: &toml::de::Error) -> String {
         .replace("expected a boolean", "expected true or false")
 }
 
+/// Whether `host` is a v3 onion address: 56 characters a-z and 2-7, then
+/// `.onion`.
+fn is_v3_onion(host: &str) -> bool {
+    let name = host.strip_suffix(".onion").unwrap_or("");
+    name.len() == 56
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
 impl Config {
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, Error> {
@@ -422,17 +432,12 @@ impl Config {
             }
         };
         let onion_address = raw.onion_address.map(|a| a.trim().to_owned());
-        if let Some(a) = &onion_address {
-            let host = a.strip_suffix(".onion").unwrap_or("");
-            let valid = host.len() == 56
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
-            if !valid {
-                return Err(bad(format!(
-                    "key `onion_address`: {a:?} is not a v3 onion address (56 characters a-z, 2-7, then .onion)"
-                )));
-            }
+        if let Some(a) = &onion_address
+            && !is_v3_onion(a)
+        {
+            return Err(bad(format!(
+                "key `onion_address`: {a:?} is not a v3 onion address (56 characters a-z, 2-7, then .onion)"
+            )));
         }
 
         let source_url = match raw.source_url.as_deref().map(str::trim) {
@@ -441,7 +446,7 @@ impl Config {
                 let onion_http = u
                     .strip_prefix("http://")
                     .and_then(|rest| rest.split('/').next())
-                    .is_some_and(|host| host.ends_with(".onion"));
+                    .is_some_and(is_v3_onion);
                 if !(u.starts_with("https://") || onion_http)
                     || u.len() > 512
                     || u.chars().any(|c| c.is_whitespace() || c.is_control())

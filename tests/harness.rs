@@ -163,6 +163,16 @@ impl TestRelay {
             .unwrap()
     }
 
+    /// GETs `path` on the relay: the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let res = self
+            .client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    }
+
     /// Posts the form like a browser would.
     pub fn submit(&self, category: &str, text: &str, files: &[(&str, &[u8])]) -> (u16, String) {
         let mut form = Form::new()

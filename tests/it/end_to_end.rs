@@ -611,11 +611,6 @@ fn every_page_links_to_a_source_code_page_that_shows_the_address_as_text() {
     use relay::web::i18n::Lang;
     let url = "https://ngo.example.org/relay/submission-relay.tar.gz";
     let relay = TestRelay::start_with(|t| format!("source_url = \"{url}\"\n{t}"));
-    let client = relay.client();
-    let get = |path: &str| {
-        let res = client.get(format!("{}{path}", relay.url)).send().unwrap();
-        (res.status().as_u16(), res.text().unwrap())
-    };
     for lang in Lang::ALL {
         let code = lang.code();
         let link = format!(
@@ -623,13 +618,13 @@ fn every_page_links_to_a_source_code_page_that_shows_the_address_as_text() {
             msg(lang, "footer-source")
         );
         for page in [format!("/{code}/"), format!("/followup/{code}/")] {
-            let (_, body) = get(&page);
+            let (_, body) = relay.get(&page);
             assert!(
                 body.contains(&link),
                 "{page} has no footer link to the source page"
             );
         }
-        let (status, body) = get(&format!("/{code}/source"));
+        let (status, body) = relay.get(&format!("/{code}/source"));
         assert_eq!(status, 200, "{code}");
         assert!(
             body.contains(&msg(lang, "source-licence")),
@@ -655,23 +650,13 @@ fn every_page_links_to_a_source_code_page_that_shows_the_address_as_text() {
     }
     // Without `source_url`, the page says to ask the people who run it.
     let plain = TestRelay::start();
-    let res = plain
-        .client()
-        .get(format!("{}/ru/source", plain.url))
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let body = res.text().unwrap();
+    let (status, body) = plain.get("/ru/source");
+    assert_eq!(status, 200);
     assert!(
         body.contains(&msg(Lang::Ru, "source-ask")) && !body.contains("source-url"),
         "{body}"
     );
-    let res = plain
-        .client()
-        .get(format!("{}/xx/source", plain.url))
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(plain.get("/xx/source").0, 404);
 }
 
 #[test]

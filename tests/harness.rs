@@ -67,9 +67,12 @@ impl TestRelay {
 
     fn boot(&mut self, listen: SocketAddr) {
         let config = Config::load(&self.data.join("relay.toml")).unwrap();
+        // `[api] listen`, when the test's config sets one (a free port).
+        let api = config.api_listen;
         let state = server::open(&self.data, config).unwrap();
         let listen = server::Listen {
             https: Some(listen),
+            api,
             ..server::Listen::default()
         };
         let running = self

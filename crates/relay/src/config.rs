@@ -95,6 +95,7 @@ struct RawEpoch {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     token_sha256: String,
+    listen: Option<String>,
 }
 
 /// Bounds on what one source can send and what the relay does at once.
@@ -283,6 +284,11 @@ pub struct Config {
     pub reply_signing_keys: Vec<String>,
     /// SHA-256 of the reviewer API token.
     pub api_token_sha256: Digest,
+    /// `[api] listen`: a loopback plain-HTTP listener that alone serves
+    /// `/api/v1`, for a second, client-authorised onion service
+    /// (`deploy/torrc-api`). `None`: the API is served on `listen` and
+    /// `onion_listen` with the public pages.
+    pub api_listen: Option<SocketAddr>,
     /// Limits.
     pub limits: Limits,
     /// Questionnaire.
@@ -481,6 +487,24 @@ impl Config {
         let api_token_sha256: Digest = raw.api.token_sha256.trim().parse().map_err(|_| {
             bad("key `api.token_sha256`: expected 64 lowercase hex digits (`relay token` prints the line)".into())
         })?;
+        let api_listen = raw
+            .api
+            .listen
+            .as_deref()
+            .map(|t| address("api.listen", t))
+            .transpose()?;
+        if let Some(addr) = api_listen {
+            if !addr.ip().is_loopback() {
+                return Err(bad(format!(
+                    "key `api.listen`: the API listener is plain HTTP for the local Tor daemon and must be a loopback address (127.0.0.1 or [::1]), not {addr}"
+                )));
+            }
+            if Some(addr) == listen || Some(addr) == onion_listen {
+                return Err(bad(format!(
+                    "key `api.listen`: {addr} is already `listen` or `onion_listen`; give the API its own port (e.g. 127.0.0.1:8082)"
+                )));
+            }
+        }
 
         let l = &raw.limits;
         check_range(
@@ -656,6 +680,7 @@ impl Config {
             recipients,
             reply_signing_keys,
             api_token_sha256,
+            api_listen,
             limits: raw.limits,
             form,
             store: raw.store,
@@ -1128,6 +1153,27 @@ mod tests {
         )
         .unwrap();
         assert!(!c.listen.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn the_api_listener_is_loopback_only_and_its_own_port() {
+        let with = |line: &str| format!("onion_listen = \"127.0.0.1:8081\"\n{}{line}\n", minimal());
+        let c = Config::parse(Path::new("relay.toml"), &minimal()).unwrap();
+        assert_eq!(c.api_listen, None);
+        let c = Config::parse(
+            Path::new("relay.toml"),
+            &with("listen = \"127.0.0.1:8082\""),
+        )
+        .unwrap();
+        assert_eq!(c.api_listen, Some("127.0.0.1:8082".parse().unwrap()));
+        for public in ["0.0.0.0:8082", "192.168.1.5:8082", "[::]:8082"] {
+            let e = err(&with(&format!("listen = \"{public}\"")));
+            assert!(e.contains("`api.listen`") && e.contains("loopback"), "{e}");
+        }
+        let e = err(&with("listen = \"127.0.0.1:8081\""));
+        assert!(e.contains("`api.listen`") && e.contains("own port"), "{e}");
+        let e = err(&with("listen = \"localhost\""));
+        assert!(e.contains("`api.listen`"), "{e}");
     }
 
     #[test]

@@ -257,6 +257,8 @@ pub struct Running {
     pub https_addr: Option<SocketAddr>,
     /// The plain-HTTP (onion) address actually bound.
     pub onion_addr: Option<SocketAddr>,
+    /// The API-only address actually bound (`[api] listen`).
+    pub api_addr: Option<SocketAddr>,
     control: Control,
     tls: Option<Tls>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -501,6 +503,9 @@ pub struct Listen {
     pub https: Option<SocketAddr>,
     /// Plain HTTP for the local Tor daemon; must be loopback.
     pub onion: Option<SocketAddr>,
+    /// Plain HTTP serving only `/api/v1`, for the reviewers' own
+    /// client-authorised onion service; must be loopback.
+    pub api: Option<SocketAddr>,
     /// A Unix socket that answers every connection with `relay status`'s
     /// counts (the binary puts it in the data directory).
     pub status: Option<PathBuf>,
@@ -512,6 +517,7 @@ impl Listen {
         Listen {
             https: config.listen,
             onion: config.onion_listen,
+            api: config.api_listen,
             status: None,
         }
     }
@@ -565,6 +571,14 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
     {
         return Err(Error::NotLoopback(addr, "the plain-HTTP (onion) listener"));
     }
+    if let Some(addr) = listen.api
+        && !addr.ip().is_loopback()
+    {
+        return Err(Error::NotLoopback(
+            addr,
+            "the API listener (`[api] listen`)",
+        ));
+    }
     if let Some(addr) = listen.https
         && state.config.demo
         && !addr.ip().is_loopback()
@@ -582,6 +596,7 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
     let mut running = Running {
         https_addr: None,
         onion_addr: None,
+        api_addr: None,
         control: control.clone(),
         tls: None,
         tasks: Vec::new(),
@@ -641,6 +656,16 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         tasks.push(tokio::spawn(server.serve(app.into_make_service())));
         running.onion_addr = Some(bound);
     }
+    if let Some(addr) = listen.api {
+        let (listener, bound) = bind(addr)?;
+        let server = axum_server::from_tcp(listener)
+            .map_err(|source| Error::Bind { addr, source })?
+            .acceptor(connections.clone());
+        let server = bounded(server, Handle::with_control(control.clone()));
+        let app = web::app(state.clone(), web::Listener::Api);
+        tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+        running.api_addr = Some(bound);
+    }
     if state.followup.is_some() {
         // Expired follow-up sessions (and the identities they hold) are
         // dropped within a minute of expiring, even if nobody asks again.
@@ -696,6 +721,9 @@ pub async fn serve(
     }
     if let Some(addr) = running.onion_addr {
         tracing::info!(address = %addr, "relay listening (plain HTTP, for the local Tor daemon)");
+    }
+    if let Some(addr) = running.api_addr {
+        tracing::info!(address = %addr, "reviewer API listening (plain HTTP, for its own onion service)");
     }
     // Only now: every listener is bound and serving.
     tracing::info!(%public_key, recipients, epoch, "relay ready");

@@ -128,6 +128,9 @@ pub enum Listener {
     /// The loopback plain-HTTP listener behind the Tor daemon: no HSTS
     /// (there is no TLS; Tor encrypts end to end).
     Onion,
+    /// The loopback plain-HTTP listener of `[api] listen`, behind a second,
+    /// client-authorised onion service: only `/api/v1`, no HSTS.
+    Api,
 }
 
 /// The relay's router for one listener. Tests drive it without a socket.
@@ -145,6 +148,42 @@ pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppS
         .unwrap_or(usize::MAX)
         .saturating_add(state.config.limits.max_text_chars.saturating_mul(4))
         .saturating_add(1024 * 1024);
+    // With `[api] listen`, the API is reachable only there (its own,
+    // client-authorised onion service), and that listener serves nothing
+    // else: a source's listeners answer /api/v1 with the plain 404, and a
+    // holder of the API onion's client key reaches no page.
+    let routes = match (listener, state.config.api_listen) {
+        (Listener::Api, _) => Router::new().nest("/api/v1", api::router(state.clone())),
+        (_, Some(_)) => public_routes(body_limit),
+        (_, None) => public_routes(body_limit).nest("/api/v1", api::router(state.clone())),
+    };
+    routes
+        .merge(extra)
+        .fallback(pages::not_found)
+        .with_state(state.clone())
+        .layer(axum::Extension(listener))
+        // Inside the header layer, so that the page a panic turns into
+        // carries every security header too (CSP, no-store, HSTS).
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            HeaderContext {
+                listener,
+                onion: state.config.onion_address.clone(),
+                demo: state.config.demo,
+            },
+            security_headers,
+        ))
+        // And outside it, should the header layer itself ever panic.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
+        ))
+}
+
+/// The pages, the submission paths and the OpenRosa endpoints: what a
+/// source's listeners serve.
+fn public_routes(body_limit: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(pages::root))
         .route("/{lang}", get(pages::lang_root))
@@ -202,28 +241,6 @@ pub fn app_with(state: Arc<AppState>, listener: Listener, extra: Router<Arc<AppS
         )
         .route("/static/style.css", get(pages::stylesheet))
         .route("/favicon.ico", get(pages::favicon))
-        .nest("/api/v1", api::router(state.clone()))
-        .merge(extra)
-        .fallback(pages::not_found)
-        .with_state(state.clone())
-        .layer(axum::Extension(listener))
-        // Inside the header layer, so that the page a panic turns into
-        // carries every security header too (CSP, no-store, HSTS).
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            HeaderContext {
-                listener,
-                onion: state.config.onion_address.clone(),
-                demo: state.config.demo,
-            },
-            security_headers,
-        ))
-        // And outside it, should the header layer itself ever panic.
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| pages::internal_error(i18n::Lang::En),
-        ))
 }
 
 /// What the header middleware needs to know.

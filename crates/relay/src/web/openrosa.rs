@@ -183,7 +183,7 @@ fn base_url(req_host: Option<&HeaderValue>, listener: super::Listener) -> Option
     }
     let scheme = match listener {
         super::Listener::Https => "https",
-        super::Listener::Onion => "http",
+        super::Listener::Onion | super::Listener::Api => "http",
     };
     Some(format!("{scheme}://{host}"))
 }

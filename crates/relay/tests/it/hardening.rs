@@ -328,6 +328,68 @@ fn onion_listener_beyond_loopback_is_refused() {
     assert!(e.contains("onion_listen") && e.contains("loopback"), "{e}");
 }
 
+/// `[api] listen`: the reviewer API answers only on its own listener
+/// (behind the client-authorised onion service of `deploy/torrc-api`), and
+/// that listener serves nothing else.
+#[test]
+fn the_api_listener_alone_serves_the_api_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let onion_port = util::free_port();
+    let api_port = util::free_port();
+    let data = demo_data(root.path(), |t| {
+        let with_api = t.replace("[api]\n", &format!("[api]\nlisten = \"{api_port}\"\n"));
+        assert_ne!(with_api, t, "the demo config has an [api] table");
+        format!("onion_listen = \"{onion_port}\"\n{with_api}")
+    });
+    let token = std::fs::read_to_string(data.join(relay::demo::DEMO_TOKEN_FILE)).unwrap();
+    let served = Served::start(&data);
+    let plain = reqwest::blocking::Client::new();
+    let batches = |c: &reqwest::blocking::Client, base: &str| {
+        c.get(format!("{base}/api/v1/batches"))
+            .bearer_auth(token.trim())
+            .send()
+            .unwrap()
+    };
+
+    let api = format!("http://{api_port}");
+    let listed = batches(&plain, &api);
+    assert_eq!(listed.status(), 200);
+    assert!(listed.headers().get("strict-transport-security").is_none());
+    assert!(listed.headers().get("content-security-policy").is_some());
+    let anonymous = plain.get(format!("{api}/api/v1/batches")).send().unwrap();
+    assert_eq!(anonymous.status(), 401);
+    for page in [
+        "/",
+        "/en/",
+        "/en/source",
+        "/followup/en/",
+        "/openrosa/formList",
+        "/static/style.css",
+    ] {
+        let r = plain.get(format!("{api}{page}")).send().unwrap();
+        assert_eq!(r.status(), 404, "{page} on the API listener");
+    }
+
+    let https = client(&data);
+    for (c, base) in [
+        (&https, served.url()),
+        (&plain, format!("http://{onion_port}")),
+    ] {
+        assert_eq!(
+            c.get(format!("{base}/en/")).send().unwrap().status(),
+            200,
+            "{base}"
+        );
+        assert_eq!(batches(c, &base).status(), 404, "/api/v1 on {base}");
+    }
+    assert!(
+        served.log().contains("reviewer API listening"),
+        "{}",
+        served.log()
+    );
+    served.kill();
+}
+
 #[test]
 fn tls_1_2_is_refused_by_default() {
     let root = tempfile::tempdir().unwrap();

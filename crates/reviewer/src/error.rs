@@ -86,6 +86,10 @@ pub enum Error {
     /// The archive and its workbench: [`crate::archive::ArchiveError`].
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+
+    /// An onion client key: [`crate::onion::OnionAuthError`].
+    #[error(transparent)]
+    OnionAuth(#[from] crate::onion::OnionAuthError),
 }
 
 impl Error {

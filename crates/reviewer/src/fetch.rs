@@ -104,16 +104,36 @@ impl RelayClient {
     /// with the token on the first line of `token_file`, trusting only the
     /// certificate in `tls_cert` if given (for self-signed relays), else
     /// the platform's roots.
-    pub fn new(relay: &str, token_file: &Path, tls_cert: Option<&Path>) -> Result<Self, Error> {
-        let base = parse_base(relay)?;
+    ///
+    /// `proxy` is a SOCKS5 proxy that resolves names itself (`socks5h://`,
+    /// Tor's SOCKS port): required for a `.onion` relay, so that its name
+    /// never reaches this computer's DNS resolver. Without it no proxy is
+    /// used: `HTTPS_PROXY`, `ALL_PROXY` and the like are ignored, so what
+    /// the command line says is what happens.
+    pub fn new(
+        relay: &str,
+        token_file: &Path,
+        tls_cert: Option<&Path>,
+        proxy: Option<&str>,
+    ) -> Result<Self, Error> {
+        let (base, onion) = parse_base(relay)?;
+        let proxy = proxy.map(parse_proxy).transpose()?;
+        if onion && proxy.is_none() {
+            return Err(Error::Fetch(FetchError::OnionNeedsProxy { url: base }));
+        }
         let token = read_token(token_file)?;
         let mut builder = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .referer(false)
+            // Through Tor a circuit takes a while to build; 60 s covers it.
             .connect_timeout(Duration::from_secs(60))
             // In the blocking client this bounds the wait for the answer's
             // head and each read of its body, not the whole download.
             .timeout(Duration::from_secs(300));
+        builder = match proxy {
+            Some(p) => builder.proxy(p),
+            None => builder.no_proxy(),
+        };
         if let Some(pem_path) = tls_cert {
             let pem = read_small(pem_path, MAX_PEM_FILE)?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
@@ -605,8 +625,9 @@ fn certificate_advice(problem: &rustls::CertificateError, tls_cert: Option<&Path
     }
 }
 
-/// Checks the relay's base URL and returns it without a trailing slash.
-fn parse_base(relay: &str) -> Result<String, Error> {
+/// Checks the relay's base URL and returns it without a trailing slash,
+/// and whether its host is a `.onion` name.
+fn parse_base(relay: &str) -> Result<(String, bool), Error> {
     let bad = |reason| {
         Error::Fetch(FetchError::BadRelayUrl {
             url: relay.chars().take(200).collect(),
@@ -635,7 +656,44 @@ fn parse_base(relay: &str) -> Result<String, Error> {
             ));
         }
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    let onion = host.to_ascii_lowercase().ends_with(".onion");
+    Ok((url.as_str().trim_end_matches('/').to_owned(), onion))
+}
+
+/// Checks `--proxy`: `socks5h://HOST:PORT`, nothing else. Plain
+/// `socks5://` is refused because the client would resolve names itself: a
+/// `.onion` name cannot be resolved that way, and any other name would go
+/// to this computer's DNS resolver, outside Tor.
+fn parse_proxy(proxy: &str) -> Result<reqwest::Proxy, Error> {
+    let bad = |reason| {
+        Error::Fetch(FetchError::BadProxy {
+            proxy: proxy.chars().take(200).collect(),
+            reason,
+        })
+    };
+    let url = reqwest::Url::parse(proxy).map_err(|_| bad("not a URL"))?;
+    match url.scheme() {
+        "socks5h" => {}
+        "socks5" => {
+            return Err(bad(
+                "socks5:// would resolve names on this computer, leaking them to its DNS server and failing for .onion",
+            ));
+        }
+        _ => return Err(bad("only socks5h:// is supported")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it holds credentials"));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a path, query or fragment"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if url.port().is_none() {
+        return Err(bad("it has no port"));
+    }
+    reqwest::Proxy::all(url.as_str()).map_err(|_| bad("the HTTP client refuses it"))
 }
 
 /// Plain http is tolerable only where the network cannot see the token:
@@ -704,6 +762,26 @@ pub enum FetchError {
     InsecureRelayUrl {
         /// The URL.
         url: String,
+    },
+
+    /// `--relay` is a `.onion` address and no `--proxy` was given.
+    #[error(
+        "{url} is an onion address: pass --proxy socks5h://127.0.0.1:9050 (the Tor daemon's SOCKS port; 9150 for Tor Browser's), so that Tor resolves and reaches it"
+    )]
+    OnionNeedsProxy {
+        /// The relay's base URL.
+        url: String,
+    },
+
+    /// `--proxy` is not a usable SOCKS proxy URL.
+    #[error(
+        "--proxy {proxy:?} is not usable ({reason}): pass Tor's SOCKS port as socks5h://127.0.0.1:9050"
+    )]
+    BadProxy {
+        /// What was given.
+        proxy: String,
+        /// Why it was refused.
+        reason: &'static str,
     },
 
     /// `--tls-cert` is not a usable PEM certificate.
@@ -866,21 +944,29 @@ mod tests {
 
     #[test]
     fn base_urls() {
+        let base = |u: &str| parse_base(u).unwrap();
         assert_eq!(
-            parse_base("https://relay.example.org/").unwrap(),
-            "https://relay.example.org"
+            base("https://relay.example.org/"),
+            ("https://relay.example.org".into(), false)
         );
         assert_eq!(
-            parse_base("https://relay.example.org/prefix/").unwrap(),
-            "https://relay.example.org/prefix"
+            base("https://relay.example.org/prefix/"),
+            ("https://relay.example.org/prefix".into(), false)
         );
         assert_eq!(
-            parse_base("http://127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080"
+            base("http://127.0.0.1:8080"),
+            ("http://127.0.0.1:8080".into(), false)
         );
         assert!(parse_base("http://[::1]:8080").is_ok());
         assert!(parse_base("http://localhost:1").is_ok());
-        assert!(parse_base("http://abcdef.onion").is_ok());
+        assert_eq!(
+            base("http://abcdef.onion"),
+            ("http://abcdef.onion".into(), true)
+        );
+        assert_eq!(
+            base("https://ABCDEF.Onion/"),
+            ("https://abcdef.onion".into(), true)
+        );
         assert!(matches!(
             parse_base("http://relay.example.org"),
             Err(Error::Fetch(FetchError::InsecureRelayUrl { .. }))
@@ -906,6 +992,51 @@ mod tests {
     }
 
     #[test]
+    fn proxies() {
+        assert!(parse_proxy("socks5h://127.0.0.1:9050").is_ok());
+        assert!(parse_proxy("socks5h://[::1]:9150/").is_ok());
+        for (bad, why) in [
+            ("socks5://127.0.0.1:9050", "resolve names on this computer"),
+            ("http://127.0.0.1:8118", "only socks5h"),
+            ("socks4a://127.0.0.1:9050", "only socks5h"),
+            ("socks5h://127.0.0.1", "no port"),
+            ("socks5h://u:p@127.0.0.1:9050", "credentials"),
+            ("socks5h://127.0.0.1:9050/x", "path"),
+            ("127.0.0.1:9050", "not a URL"),
+        ] {
+            match parse_proxy(bad) {
+                Err(Error::Fetch(e @ FetchError::BadProxy { .. })) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(why) && e.contains("socks5h://127.0.0.1:9050"),
+                        "{bad}: {e}"
+                    );
+                }
+                Err(e) => panic!("{bad}: {e}"),
+                Ok(_) => panic!("{bad} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_onion_relay_needs_a_proxy() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, b"t\n").unwrap();
+        let onion = format!("http://{}.onion", "a".repeat(56));
+        let e = RelayClient::new(&onion, &token, None, None).unwrap_err();
+        assert!(
+            matches!(e, Error::Fetch(FetchError::OnionNeedsProxy { .. })),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("--proxy socks5h://127.0.0.1:9050"),
+            "{e}"
+        );
+        assert!(RelayClient::new(&onion, &token, None, Some("socks5h://127.0.0.1:9050")).is_ok());
+    }
+
+    #[test]
     fn tokens() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("token");
@@ -928,7 +1059,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("token");
         std::fs::write(&f, b"supersecret\n").unwrap();
-        let c = RelayClient::new("http://127.0.0.1:1", &f, None).unwrap();
+        let c = RelayClient::new("http://127.0.0.1:1", &f, None, None).unwrap();
         assert!(!format!("{c:?}").contains("supersecret"));
     }
 }

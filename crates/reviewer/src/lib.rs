@@ -91,6 +91,7 @@ pub mod fetch;
 mod fsutil;
 pub mod identity;
 pub mod odk;
+pub mod onion;
 pub mod open;
 pub mod passphrase;
 pub mod replies;

@@ -14,7 +14,9 @@
 //! - [`ReviewerCmd`] and [`reviewer_bin`]: `reviewer` command lines, run
 //!   in-process (`reviewer::run`) or as the binary;
 //! - [`html`]: a strict HTML reader, for pages that must parse as a browser
-//!   would build them.
+//!   would build them;
+//! - [`socks_proxy`]: a SOCKS5 proxy that records the names clients ask
+//!   for, standing in for Tor's SOCKS port.
 //!
 //! It depends on neither the relay nor the reviewer, so that a change to one
 //! does not rebuild the other's tests; callers pass what they know (a path,
@@ -27,11 +29,13 @@ mod followup;
 pub mod html;
 mod reviewer;
 mod sealed;
+mod socks;
 mod tree;
 
 pub use followup::{LogIn, codename_of, log_in, login_form};
 pub use reviewer::{ReviewerCmd, reviewer_bin};
 pub use sealed::{decrypt, identity_file};
+pub use socks::{Socks, socks_proxy};
 pub use tree::{files, paths};
 
 /// Whether `needle` occurs in `hay`. An empty needle occurs nowhere (a test

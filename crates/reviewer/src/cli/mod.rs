@@ -1,7 +1,8 @@
 //! The command line, one file per command group:
 //!
 //! - `cli/keys.rs`: `keygen`, `retire-epoch`;
-//! - `cli/online.rs`: `fetch`, `ack`, `push` (no identity needed);
+//! - `cli/online.rs`: `fetch`, `ack`, `push` (no identity needed),
+//!   `onion-auth`;
 //! - `cli/batches.rs`: `verify`, `open`, `retry`;
 //! - `cli/followup.rs`: `threads`, `reply`, `replies`;
 //! - `cli/workbench.rs`: `list`, `show`, `tag`, `status`, `export`, `report`,
@@ -104,6 +105,10 @@ enum Command {
     /// Upload reply bundles to the relay (online; needs no identity).
     #[command(after_help = PUSH_EXAMPLES)]
     Push(PushArgs),
+    /// Make a Tor client key for the reviewer API's own onion service
+    /// (`[api] listen` on the relay, deploy/torrc-api).
+    #[command(after_help = ONION_AUTH_EXAMPLES)]
+    OnionAuth(OnionAuthArgs),
     /// List the archive's submissions, with filters.
     #[command(after_help = LIST_EXAMPLES)]
     List(ListArgs),
@@ -189,6 +194,7 @@ fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Keygen(a) => keygen(a),
         Command::Fetch(a) => off_runtime(|| fetch_cmd(a)),
+        Command::OnionAuth(a) => onion_auth_cmd(a),
         Command::Verify(a) => verify_cmd(a),
         Command::Open(a) => open_cmd(a, helper.as_deref()),
         Command::Retry(a) => retry_cmd(a, helper.as_deref()),

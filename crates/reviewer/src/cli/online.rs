@@ -1,4 +1,6 @@
-//! The online commands: `fetch`, `ack` and `push` (no identity needed).
+//! The online commands: `fetch`, `ack` and `push` (no identity needed),
+//! and `onion-auth`, the Tor client key they use to reach the API's own
+//! onion service.
 
 use super::*;
 
@@ -12,6 +14,9 @@ Examples:
 
   # Download batch 7 again (a copy in batches/ that is cut off or damaged is replaced)
   reviewer fetch --relay https://relay.example.org --token-file reviewer.token --out batches --batch 7
+
+  # The API's own onion service, through the Tor daemon (README: The reviewer API over Tor)
+  reviewer fetch --relay http://ADDRESS.onion --proxy socks5h://127.0.0.1:9050 --token-file reviewer.token --out batches
 
 A copy in --out that is not whole is always downloaded again and replaced.
 Carry the batches to the offline machine and run `reviewer open`.";
@@ -36,6 +41,46 @@ With no network path to the relay, the operator imports the bundle instead,
 with the relay stopped:
   relay import-replies --data /var/lib/relay reply-1.json";
 
+pub(super) const ONION_AUTH_EXAMPLES: &str = "\
+Examples:
+  # On the online machine: a key for the API's onion service (its address is
+  # /var/lib/tor/relay-api/hostname on the relay host)
+  reviewer onion-auth --onion ADDRESS.onion --out alice.auth_private
+
+Writes alice.auth_private (secret: for this computer's tor) and alice.auth
+(public: for the relay host). Then:
+  - here: put alice.auth_private in the directory `ClientOnionAuthDir` names
+    in torrc (e.g. /var/lib/tor/onion-auth, owned by tor's user, mode 0700)
+    and restart tor; Tor Browser instead asks for the key (the part after
+    the last colon) when it first opens the address;
+  - the operator: copies alice.auth into
+    /var/lib/tor/relay-api/authorized_clients/ and restarts tor.
+Then fetch, ack and push take --relay http://ADDRESS.onion --proxy socks5h://127.0.0.1:9050.
+To revoke a key, the operator deletes its .auth file and restarts tor.";
+
+#[derive(Debug, Args)]
+pub(super) struct OnionAuthArgs {
+    /// The API onion service's address (…onion), from its hostname file.
+    #[arg(long, value_name = "ADDRESS")]
+    onion: String,
+    /// The private key file to write: NAME.auth_private (never
+    /// overwritten); the public NAME.auth is written beside it.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+pub(super) fn onion_auth_cmd(a: OnionAuthArgs) -> Result<(), Error> {
+    let key = crate::onion::new_client_key(&a.onion, &a.out)?;
+    out_line(&key.public_line);
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "reviewer: wrote {} (secret: for this computer's ClientOnionAuthDir) and {} (the line above: give it to the operator for /var/lib/tor/relay-api/authorized_clients/)",
+        printable(&key.private_file.display().to_string()),
+        printable(&key.public_file.display().to_string())
+    );
+    Ok(())
+}
+
 #[derive(Debug, Args)]
 pub(super) struct RelayArgs {
     /// The relay's base URL (https://…).
@@ -47,6 +92,11 @@ pub(super) struct RelayArgs {
     /// Trust only this certificate (PEM) for the relay, e.g. a self-signed one.
     #[arg(long, value_name = "PEM")]
     tls_cert: Option<PathBuf>,
+    /// Reach the relay through Tor's SOCKS port, e.g.
+    /// socks5h://127.0.0.1:9050 (needed for a .onion relay; no other proxy
+    /// is ever used, whatever the environment says).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +131,12 @@ pub(super) struct PushArgs {
 }
 
 pub(super) fn client(r: &RelayArgs) -> Result<RelayClient, Error> {
-    RelayClient::new(&r.relay, &r.token_file, r.tls_cert.as_deref())
+    RelayClient::new(
+        &r.relay,
+        &r.token_file,
+        r.tls_cert.as_deref(),
+        r.proxy.as_deref(),
+    )
 }
 
 pub(super) fn fetch_cmd(a: FetchArgs) -> Result<(), Error> {

@@ -231,6 +231,135 @@ fn fetch_refuses_plain_http_to_remote_hosts() {
     );
 }
 
+/// A `.onion` relay is reached through `--proxy`, and its name reaches the
+/// proxy unresolved (SOCKS5 ATYP 3, as Tor needs it): nothing asks this
+/// computer's DNS resolver.
+#[test]
+fn fetch_reaches_an_onion_relay_through_the_socks_proxy_by_name() {
+    let env = Env::new();
+    let (b1, _) = two_batches(&env);
+    let list = listing(&[&b1]);
+    let id1 = b1.manifest().batch_id.to_string();
+    let bytes1 = b1.bytes();
+    let server = serve(move |req| match req.path.as_str() {
+        "/api/v1/batches" => Reply::json(&list),
+        "/api/v1/batches/next" => Reply::new(204, Vec::new()),
+        p if p == format!("/api/v1/batches/{id1}") => Reply::new(200, bytes1.clone()),
+        _ => Reply::new(404, Vec::new()),
+    });
+    let target = server.url.trim_start_matches("http://").parse().unwrap();
+    let proxy = testkit::socks_proxy(target);
+    let token = token_file(&env);
+    let onion = format!("{}.onion", "r".repeat(56));
+    let relay = format!("http://{onion}");
+    let with_proxy = |p: &str| {
+        run(&[
+            &"fetch",
+            &"--relay",
+            &relay,
+            &"--proxy",
+            &p,
+            &"--token-file",
+            &token,
+            &"--out",
+            &env.out,
+        ])
+    };
+    with_proxy(&proxy.url).unwrap();
+    let saved = env
+        .out
+        .join(format!("batch-000001-{}.tar", b1.manifest().batch_id));
+    assert_eq!(std::fs::read(&saved).unwrap(), b1.bytes());
+    let asked = proxy.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(
+        asked.iter().all(|(h, p)| *h == onion && *p == 80),
+        "{asked:?}"
+    );
+    // What the relay saw: the onion name as Host, the token, no user agent.
+    for r in server.requests.lock().unwrap().iter() {
+        assert_eq!(r.header("host"), Some(onion.as_str()));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert_eq!(r.header("user-agent"), None);
+    }
+
+    // Without --proxy: refused before anything is sent.
+    let before = server.requests.lock().unwrap().len();
+    let e = fetch(&env, &relay, &token).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::OnionNeedsProxy { .. })
+        ),
+        "{e}"
+    );
+    // socks5:// would resolve the name here: refused too.
+    let local_dns = proxy.url.replace("socks5h://", "socks5://");
+    let e = with_proxy(&local_dns).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Fetch(reviewer::fetch::FetchError::BadProxy { .. })
+        ),
+        "{e}"
+    );
+    assert_eq!(server.requests.lock().unwrap().len(), before);
+    assert_eq!(proxy.asked.lock().unwrap().len(), 3);
+}
+
+/// No proxy but `--proxy`: the proxy variables of the environment are
+/// ignored (they could send the token's connection, or a relay's name,
+/// somewhere the command line never said).
+#[test]
+fn fetch_ignores_the_environments_proxy_variables() {
+    let env = Env::new();
+    let server = serve(|req| match req.path.as_str() {
+        "/api/v1/batches" => Reply::json(r#"{"batches": []}"#),
+        "/api/v1/batches/next" => Reply::new(204, Vec::new()),
+        _ => Reply::new(404, Vec::new()),
+    });
+    let target = server.url.trim_start_matches("http://").parse().unwrap();
+    let proxy = testkit::socks_proxy(target);
+    let token = token_file(&env);
+    let mut cmd = testkit::ReviewerCmd::new([
+        "fetch".as_ref(),
+        "--relay".as_ref(),
+        server.url.as_ref(),
+        "--token-file".as_ref(),
+        token.as_os_str(),
+        "--out".as_ref(),
+        env.out.as_os_str(),
+    ])
+    .command();
+    for var in [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+    ] {
+        cmd.env(var, &proxy.url);
+    }
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no new batches"));
+    assert_eq!(server.requests.lock().unwrap().len(), 2);
+    assert!(
+        proxy.asked.lock().unwrap().is_empty(),
+        "{:?}",
+        proxy.asked.lock().unwrap()
+    );
+}
+
 /// Opens `b1` so that a receipt exists, and returns the receipt path.
 fn receipt_for(env: &Env) -> (std::path::PathBuf, format::Receipt) {
     let r = reviewer(env.dir.path(), "rev.key");
@@ -277,7 +406,7 @@ fn ack_sends_the_manifest_hash() {
     }
 
     // The library answer carries the count the relay reported.
-    let client = reviewer::fetch::RelayClient::new(&server.url, &token, None).unwrap();
+    let client = reviewer::fetch::RelayClient::new(&server.url, &token, None, None).unwrap();
     let acked = reviewer::fetch::ack(&client, &path).unwrap();
     assert_eq!(acked.deleted, 3);
     assert_eq!(acked.sequence, 1);

@@ -5,6 +5,7 @@
 //! The modules share one process: each relay runs on its own runtime, on a
 //! port the system chose, over its own temporary directory.
 
+mod api_onion;
 mod browser;
 mod end_to_end;
 mod epochs;

@@ -515,6 +515,67 @@ fn the_onion_only_drop_in_refuses_every_non_loopback_packet_and_lowers_exposure(
 /// `systemd-analyze security` of the unit as written, with the onion-only
 /// drop-in when `onion_only`.
 fn exposure(onion_only: bool) -> f64 {
+    if onion_only {
+        exposure_with(&[("relay-onion-only.conf", "onion-only.conf")])
+    } else {
+        exposure_with(&[])
+    }
+}
+
+/// The API drop-in adds its port after the onion-only one resets the list:
+/// drop-ins apply in file-name order, so the names the README installs
+/// them under must sort that way. systemd loads the unit with both (no
+/// directive ignored), and the exposure stays what the onion-only drop-in
+/// gives.
+#[test]
+fn the_api_drop_in_adds_its_port_after_the_onion_only_reset() {
+    let (_, text) = deploy_file("relay-api-onion.conf");
+    let d = Unit::parse(&text);
+    assert_eq!(d.all("SocketBindAllow"), ["tcp:8082"]);
+    assert!(
+        !text.contains("\nSocketBindAllow=\n"),
+        "it must not reset the list"
+    );
+    let readme = readme();
+    for installed in [
+        "/etc/systemd/system/relay.service.d/onion-only.conf",
+        "/etc/systemd/system/relay.service.d/reviewer-api.conf",
+    ] {
+        assert!(
+            readme.contains(installed),
+            "README does not install {installed}"
+        );
+    }
+    assert!("onion-only.conf" < "reviewer-api.conf");
+    // The port is the example's commented `[api] listen`, and torrc-api's.
+    let api = example_api_listen();
+    assert_eq!(format!("tcp:{}", api.port()), "tcp:8082");
+    let both = exposure_with(&[
+        ("relay-onion-only.conf", "onion-only.conf"),
+        ("relay-api-onion.conf", "reviewer-api.conf"),
+    ]);
+    assert!(both <= exposure(true), "{both}");
+}
+
+/// The example's `[api] listen`, uncommented as an operator would.
+fn example_api_listen() -> SocketAddr {
+    let f = filled_example();
+    let commented = "# listen = \"127.0.0.1:8082\"";
+    assert!(
+        f.text.contains(commented),
+        "the example's [api] has no {commented}"
+    );
+    let text = f.text.replace(commented, "listen = \"127.0.0.1:8082\"");
+    Config::parse(&f.path, &text).unwrap().api_listen.unwrap()
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap()
+}
+
+/// `systemd-analyze security` of the unit with these drop-ins (deploy/
+/// file, name under relay.service.d/).
+fn exposure_with(drop_ins: &[(&str, &str)]) -> f64 {
     // `--root` with a copy of the unit in a temporary tree: the score is the
     // file's own, whatever drop-ins this machine has for relay.service.
     let (path, text) = deploy_file("relay.service");
@@ -522,9 +583,9 @@ fn exposure(onion_only: bool) -> f64 {
     let units = root.path().join("etc/systemd/system");
     std::fs::create_dir_all(units.join("relay.service.d")).unwrap();
     std::fs::write(units.join("relay.service"), &text).unwrap();
-    if onion_only {
-        let (_, dropin) = deploy_file("relay-onion-only.conf");
-        std::fs::write(units.join("relay.service.d/onion-only.conf"), dropin).unwrap();
+    for (file, name) in drop_ins {
+        let (_, dropin) = deploy_file(file);
+        std::fs::write(units.join("relay.service.d").join(name), dropin).unwrap();
     }
     let mut root_arg = std::ffi::OsString::from("--root=");
     root_arg.push(root.path());
@@ -835,6 +896,99 @@ fn tor_accepts_the_torrc() {
     assert_eq!(
         torrc_values(&effective, "HiddenServiceDir"),
         [hs_dir.as_str()]
+    );
+}
+
+/// deploy/torrc-api beside deploy/torrc, as the README installs them (two
+/// files of /etc/tor/torrc.d): tor accepts them together and reads two
+/// services, the API's on the example's `[api] listen`.
+#[test]
+fn tor_accepts_the_api_service_beside_the_relays() {
+    let (_, main) = deploy_file("torrc");
+    let (_, api) = deploy_file("torrc-api");
+    let lines = torrc_lines(&api);
+    let target: SocketAddr = torrc_one(&lines, "HiddenServicePort")
+        .strip_prefix("80 ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(target.ip().is_loopback(), "{target}");
+    assert_eq!(
+        Some(target),
+        Some(example_api_listen()),
+        "torrc-api and the example disagree"
+    );
+    // Options that belong to the whole tor stay in torrc, set once (the
+    // anonymity of every service among them).
+    for key in [
+        "SocksPort",
+        "Sandbox",
+        "ControlPort",
+        "ORPort",
+        "HiddenServiceNonAnonymousMode",
+        "HiddenServiceSingleHopMode",
+    ] {
+        assert!(
+            torrc_values(&lines, key).is_empty(),
+            "torrc-api must not set {key}"
+        );
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let hs = format!("{}/", tmp.path().join("hs").display());
+    let hs_api = format!("{}/", tmp.path().join("hs-api").display());
+    let joined = format!(
+        "{}\n{}",
+        main.replace(
+            "HiddenServiceDir /var/lib/tor/relay/",
+            &format!("HiddenServiceDir {hs}")
+        ),
+        api.replace(
+            "HiddenServiceDir /var/lib/tor/relay-api/",
+            &format!("HiddenServiceDir {hs_api}")
+        )
+    );
+    assert_eq!(
+        joined.matches(&*tmp.path().display().to_string()).count(),
+        2
+    );
+    let torrc = tmp.path().join("torrc");
+    std::fs::write(&torrc, &joined).unwrap();
+    let data = tmp.path().join("data");
+    let tor = |command: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = command.iter().map(|a| a.as_ref()).collect();
+        args.extend::<[&std::ffi::OsStr; 6]>([
+            "--defaults-torrc".as_ref(),
+            "/dev/null".as_ref(),
+            "-f".as_ref(),
+            torrc.as_os_str(),
+            "--DataDirectory".as_ref(),
+            data.as_os_str(),
+        ]);
+        run_tool("tor", "tor", &args)
+    };
+    let out = tor(&["--verify-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // No warning either (an option set twice is one), but the one about
+    // running as root, which CI does.
+    let warned = stdout
+        .lines()
+        .any(|l| l.contains("[warn]") && !l.contains("running Tor as root"));
+    assert!(
+        out.status.success() && stdout.contains("Configuration was valid") && !warned,
+        "tor --verify-config refused deploy/torrc + torrc-api:\n{stdout}"
+    );
+    let out = tor(&["--dump-config", "full"]);
+    let dumped = String::from_utf8_lossy(&out.stdout);
+    let effective = torrc_lines(&dumped);
+    assert_eq!(
+        torrc_values(&effective, "HiddenServiceDir"),
+        [hs.as_str(), hs_api.as_str()]
+    );
+    assert_eq!(
+        torrc_values(&effective, "HiddenServicePort"),
+        ["80 127.0.0.1:8081", "80 127.0.0.1:8082"],
+        "{dumped}"
     );
 }
 

@@ -646,25 +646,24 @@ pub async fn start(state: Arc<AppState>, listen: Listen) -> Result<Running, Erro
         running.https_addr = Some(bound);
     }
 
-    if let Some(addr) = listen.onion {
+    // The loopback plain-HTTP listeners, for the local Tor daemon.
+    for (addr, kind) in [
+        (listen.onion, web::Listener::Onion),
+        (listen.api, web::Listener::Api),
+    ] {
+        let Some(addr) = addr else { continue };
         let (listener, bound) = bind(addr)?;
         let server = axum_server::from_tcp(listener)
             .map_err(|source| Error::Bind { addr, source })?
             .acceptor(connections.clone());
         let server = bounded(server, Handle::with_control(control.clone()));
-        let app = web::app(state.clone(), web::Listener::Onion);
+        let app = web::app(state.clone(), kind);
         tasks.push(tokio::spawn(server.serve(app.into_make_service())));
-        running.onion_addr = Some(bound);
-    }
-    if let Some(addr) = listen.api {
-        let (listener, bound) = bind(addr)?;
-        let server = axum_server::from_tcp(listener)
-            .map_err(|source| Error::Bind { addr, source })?
-            .acceptor(connections.clone());
-        let server = bounded(server, Handle::with_control(control.clone()));
-        let app = web::app(state.clone(), web::Listener::Api);
-        tasks.push(tokio::spawn(server.serve(app.into_make_service())));
-        running.api_addr = Some(bound);
+        if kind == web::Listener::Api {
+            running.api_addr = Some(bound);
+        } else {
+            running.onion_addr = Some(bound);
+        }
     }
     if state.followup.is_some() {
         // Expired follow-up sessions (and the identities they hold) are

@@ -833,6 +833,21 @@ fn torrc_publishes_the_loopback_listener_with_dos_defences() {
     }
 }
 
+/// `tor COMMAND…` on `torrc` alone (no system-wide torrc-defaults: only
+/// this file counts), with its DataDirectory at `data`.
+fn tor_on(torrc: &Path, data: &Path, command: &[&str]) -> Output {
+    let mut args: Vec<&std::ffi::OsStr> = command.iter().map(|a| a.as_ref()).collect();
+    args.extend::<[&std::ffi::OsStr; 6]>([
+        "--defaults-torrc".as_ref(),
+        "/dev/null".as_ref(),
+        "-f".as_ref(),
+        torrc.as_os_str(),
+        "--DataDirectory".as_ref(),
+        data.as_os_str(),
+    ]);
+    run_tool("tor", "tor", &args)
+}
+
 #[test]
 fn tor_accepts_the_torrc() {
     // The real HiddenServiceDir belongs to the debian-tor user; point it and
@@ -848,19 +863,7 @@ fn tor_accepts_the_torrc() {
     let torrc = tmp.path().join("torrc");
     std::fs::write(&torrc, &copy).unwrap();
     let data = tmp.path().join("data");
-    let tor = |command: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = command.iter().map(|a| a.as_ref()).collect();
-        args.extend([
-            // No system-wide torrc-defaults: only this file counts.
-            "--defaults-torrc".as_ref(),
-            "/dev/null".as_ref(),
-            "-f".as_ref(),
-            torrc.as_os_str(),
-            "--DataDirectory".as_ref(),
-            data.as_os_str(),
-        ]);
-        run_tool("tor", "tor", &args)
-    };
+    let tor = |command: &[&str]| tor_on(&torrc, &data, command);
 
     let out = tor(&["--verify-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -955,18 +958,7 @@ fn tor_accepts_the_api_service_beside_the_relays() {
     let torrc = tmp.path().join("torrc");
     std::fs::write(&torrc, &joined).unwrap();
     let data = tmp.path().join("data");
-    let tor = |command: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = command.iter().map(|a| a.as_ref()).collect();
-        args.extend::<[&std::ffi::OsStr; 6]>([
-            "--defaults-torrc".as_ref(),
-            "/dev/null".as_ref(),
-            "-f".as_ref(),
-            torrc.as_os_str(),
-            "--DataDirectory".as_ref(),
-            data.as_os_str(),
-        ]);
-        run_tool("tor", "tor", &args)
-    };
+    let tor = |command: &[&str]| tor_on(&torrc, &data, command);
     let out = tor(&["--verify-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // No warning either (an option set twice is one), but the one about

@@ -292,7 +292,7 @@ mod tests {
             );
             n += 1;
         }
-        assert_eq!(n, 18);
+        assert_eq!(n, 19);
     }
 
     #[test]

@@ -133,7 +133,9 @@ pub fn service_address(onion: &str) -> Result<String, Error> {
     let (key, rest) = decoded.split_at(32);
     let (checksum, version) = rest.split_at(2);
     if version != [3] {
-        return Err(bad("it is not version 3"));
+        return Err(bad(
+            "it does not end as a version 3 address does: a character was mistyped",
+        ));
     }
     let mut h = sha3::Sha3_256::new();
     h.update(b".onion checksum");
@@ -188,10 +190,14 @@ mod tests {
         ] {
             assert_eq!(service_address(&given).unwrap(), name, "{given}");
         }
-        // One character changed: the checksum catches it.
+        // One character changed: the checksum catches it, or (in the last
+        // character, which holds the version) the version does.
         let typo = TOR_PROJECT.replacen("2gzy", "2gzz", 1);
         let e = service_address(&typo).unwrap_err().to_string();
         assert!(e.contains("checksum"), "{e}");
+        let last = TOR_PROJECT.replacen("53wid.onion", "53wie.onion", 1);
+        let e = service_address(&last).unwrap_err().to_string();
+        assert!(e.contains("mistyped"), "{e}");
         for (bad, why) in [
             ("abc.onion", "56 characters"),
             (&format!("{}.onion", "1".repeat(56)) as &str, "letters a-z"),

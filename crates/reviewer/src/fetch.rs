@@ -656,8 +656,10 @@ fn parse_base(relay: &str) -> Result<(String, bool), Error> {
             ));
         }
     }
-    let onion = host.to_ascii_lowercase().ends_with(".onion");
-    Ok((url.as_str().trim_end_matches('/').to_owned(), onion))
+    Ok((
+        url.as_str().trim_end_matches('/').to_owned(),
+        onion_host(host),
+    ))
 }
 
 /// Checks `--proxy`: `socks5h://HOST:PORT`, nothing else. Plain
@@ -702,11 +704,13 @@ fn loopback_or_onion(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<IpAddr>() {
         Ok(ip) => ip.is_loopback(),
-        Err(_) => {
-            let lower = bare.to_ascii_lowercase();
-            lower == "localhost" || lower.ends_with(".onion")
-        }
+        Err(_) => bare.eq_ignore_ascii_case("localhost") || onion_host(bare),
     }
+}
+
+/// Whether `host` is a Tor onion name (any case).
+fn onion_host(host: &str) -> bool {
+    host.to_ascii_lowercase().ends_with(".onion")
 }
 
 /// The token on the first line of the token file, trimmed.

@@ -200,14 +200,18 @@ impl TestRelay {
         (status, res.text().unwrap())
     }
 
-    /// A new batch through the API, saved under the root; `None` on 204.
-    pub fn next_batch(&self) -> Option<PathBuf> {
-        let res = self
-            .client()
-            .get(format!("{}/api/v1/batches/next", self.url))
+    /// `GET path` on the HTTPS listener with the API token.
+    pub fn api_get(&self, path: &str) -> reqwest::blocking::Response {
+        self.client()
+            .get(format!("{}{path}", self.url))
             .bearer_auth(self.token())
             .send()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A new batch through the API, saved under the root; `None` on 204.
+    pub fn next_batch(&self) -> Option<PathBuf> {
+        let res = self.api_get("/api/v1/batches/next");
         if res.status() == reqwest::StatusCode::NO_CONTENT {
             return None;
         }

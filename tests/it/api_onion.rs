@@ -102,14 +102,9 @@ fn tor_loads_the_keys_reviewer_onion_auth_writes_and_fetch_goes_through_socks() 
 
     // 2. A key for it, and a damaged one (the control).
     let key = client.join("alice.auth_private");
-    let out = ReviewerCmd::new([
-        "onion-auth".as_ref(),
-        "--onion".as_ref(),
-        onion.as_ref(),
-        "--out".as_ref(),
-        key.as_os_str(),
-    ])
-    .output();
+    let out = ReviewerCmd::new(["onion-auth", "--onion", &onion, "--out"])
+        .arg(&key)
+        .output();
     assert!(
         out.status.success(),
         "{}",
@@ -199,18 +194,13 @@ fn tor_loads_the_keys_reviewer_onion_auth_writes_and_fetch_goes_through_socks() 
     assert_eq!(status, 200);
     let proxy = testkit::socks_proxy(api_port);
     let batches = work.path().join("batches");
-    let out = ReviewerCmd::new([
-        "fetch".as_ref(),
-        "--relay".as_ref(),
-        format!("http://{onion}").as_ref(),
-        "--proxy".as_ref(),
-        proxy.url.as_ref(),
-        "--token-file".as_ref(),
-        relay.token_file().as_os_str(),
-        "--out".as_ref(),
-        batches.as_os_str(),
-    ])
-    .output();
+    let relay_url = format!("http://{onion}");
+    let out = ReviewerCmd::new(["fetch", "--relay", &relay_url, "--proxy", &proxy.url])
+        .arg("--token-file")
+        .arg(relay.token_file())
+        .arg("--out")
+        .arg(&batches)
+        .output();
     assert!(
         out.status.success(),
         "{}",
@@ -223,11 +213,5 @@ fn tor_loads_the_keys_reviewer_onion_auth_writes_and_fetch_goes_through_socks() 
         "{asked:?}"
     );
     // The public listener no longer answers the API.
-    let res = relay
-        .client()
-        .get(format!("{}/api/v1/batches", relay.url))
-        .bearer_auth(relay.token())
-        .send()
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    assert_eq!(relay.api_get("/api/v1/batches").status(), 404);
 }

@@ -324,16 +324,11 @@ fn fetch_ignores_the_environments_proxy_variables() {
     let target = server.url.trim_start_matches("http://").parse().unwrap();
     let proxy = testkit::socks_proxy(target);
     let token = token_file(&env);
-    let mut cmd = testkit::ReviewerCmd::new([
-        "fetch".as_ref(),
-        "--relay".as_ref(),
-        server.url.as_ref(),
-        "--token-file".as_ref(),
-        token.as_os_str(),
-        "--out".as_ref(),
-        env.out.as_os_str(),
-    ])
-    .command();
+    let mut cmd = testkit::ReviewerCmd::new(["fetch", "--relay", &server.url, "--token-file"])
+        .arg(&token)
+        .arg("--out")
+        .arg(&env.out)
+        .command();
     for var in [
         "ALL_PROXY",
         "all_proxy",

@@ -1,6 +1,8 @@
 //! Opening the store, and the recovery a crash may call for.
 //!
 //! Start-up, in order:
+//! 0. a snapshot file sled began but a kill cut short is deleted, before
+//!    sled opens the index (`remove_unfinished_snapshots`);
 //! 1. an interrupted compaction (`C`) is undone: its target file deleted;
 //! 2. every segment file with no record is deleted (an interrupted
 //!    compaction's source, or a new segment nothing was indexed into);
@@ -12,6 +14,7 @@
 //! Steps 1–3 read only the segment records and the file lengths, so
 //! recovery takes time in the number of segments, not of submissions.
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -70,7 +73,9 @@ impl Store {
 
     /// Opens an existing store for [`Store::check`]: creates nothing and
     /// runs no recovery, so torn tails and interrupted compactions stay as
-    /// a crash left them. (sled may rewrite its own metadata as it opens.)
+    /// a crash left them. (sled may rewrite its own metadata as it opens,
+    /// and a snapshot file of sled's that a kill left unfinished is
+    /// deleted first, as at every start: see `remove_unfinished_snapshots`.)
     pub fn open_for_check(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
         let index = dir.join("index");
         if !index.is_dir() {
@@ -86,6 +91,7 @@ impl Store {
     /// Opens the index, reads the segment table, opens the segment files
     /// and starts the commit thread (`writable`); nothing else.
     fn open_index(dir: &Path, options: Options, writable: bool) -> Result<Self, Error> {
+        remove_unfinished_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir.join("index"))
             .cache_capacity(options.cache_bytes)
@@ -238,6 +244,66 @@ impl Inner {
         self.add_file(n, file);
         Ok(())
     }
+}
+
+/// Deletes the snapshot files of the index that sled began but did not
+/// finish, before sled opens it; returns how many.
+///
+/// sled 0.34.7 (pinned) writes a snapshot of its page table only while it
+/// opens: into `index/snap.<lsn>.generating`, synced, then renamed to
+/// `snap.<lsn>`; the snapshot before it is deleted only after the rename.
+/// But it reads whichever `snap.` name sorts last, `.generating` included,
+/// so a relay killed while starting, before that rename, left an index
+/// that every later start refused as "Read corrupted data" (found by the
+/// crash test in CI). Such a file is never needed: the previous snapshot is
+/// still there and sled makes the same one again from it and its log.
+/// Deleting it puts the index where a kill just before the write would
+/// have left it, which sled recovers from. (A sled upgrade must look at
+/// this again; the test is
+/// `a_snapshot_a_kill_left_half_written_does_not_stop_the_next_start`.)
+///
+/// Nothing is deleted while another process has the index open: sled's
+/// own lock on `index/db` is taken first, and its holder is told
+/// [`Error::StoreLocked`] as sled would.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<usize, Error> {
+    let index = dir.join("index");
+    let db = index.join("db");
+    let held = match File::open(&db) {
+        Ok(f) => f,
+        // A new store: sled has never written a snapshot here.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("open the index", &db)(e)),
+    };
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::StoreLocked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io("lock the index", &db)(e));
+        }
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&index).map_err(Error::io("list the index", &index))? {
+        let entry = entry.map_err(Error::io("list the index", &index))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path()).map_err(Error::io(
+                "remove an unfinished index snapshot",
+                &entry.path(),
+            ))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(&index).map_err(io_err("sync the index directory"))?;
+        tracing::info!(
+            files = removed,
+            "removed an index snapshot a kill left unfinished"
+        );
+    }
+    // `held` is dropped here, and its lock with it, before sled takes its own.
+    drop(held);
+    Ok(removed)
 }
 
 fn remove_if_there(path: &Path) -> Result<(), Error> {

@@ -12,7 +12,8 @@
 //! - it must serve (`GET /` answers 200) within [`MAX_RESTART`];
 //! - no spool file holds bytes: start-up emptied what the kill
 //!   left, before any new upload was allowed in (torn segment tails are cut
-//!   off then too; how many bytes is counted).
+//!   off then too; how many bytes is counted, and how many of sled's
+//!   snapshot files a kill during start-up left unfinished were removed).
 //!
 //! Every [`VERIFY_EVERY`] cycles, and at the end, the relay is stopped and
 //! everything it holds is exported (`relay export`). Each batch is opened
@@ -207,20 +208,26 @@ fn start(data: &Path) -> (Served, Duration) {
 /// (a kill during a commit round, after its append and before its index
 /// entry) and segment files removed (a kill during a compaction, or while
 /// a round made a new segment).
-fn recovered(served: &Served) -> (u64, u64) {
+fn recovered(served: &Served) -> (u64, u64, u64) {
     let log = served.log();
+    // sled's snapshot, when a kill during start-up cut it short.
+    let snapshots = u64::from(log.contains("removed an index snapshot a kill left unfinished"));
     let Some(line) = log
         .lines()
         .find(|l| l.contains("recovered from an interrupted commit round or compaction"))
     else {
-        return (0, 0);
+        return (0, 0, snapshots);
     };
     let field = |name: &str| {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
             .unwrap_or(0)
     };
-    (field("torn_tail_bytes"), field("segment_files_removed"))
+    (
+        field("torn_tail_bytes"),
+        field("segment_files_removed"),
+        snapshots,
+    )
 }
 
 /// Spawns the relay and SIGKILLs it after `after`, whatever it is doing
@@ -534,7 +541,7 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
     let mut restarts: Vec<Duration> = Vec::new();
     let mut found = Found::default();
     let mut start_up_kills = 0;
-    let (mut rolled_forward, mut removed) = (0, 0);
+    let (mut rolled_forward, mut removed, mut snapshots) = (0, 0, 0);
     *shared.url.lock().unwrap() = Some(served.url());
     println!("first start: {first:?}");
 
@@ -557,9 +564,10 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
         let (next, took) = start(&data);
         served = next;
         restarts.push(took);
-        let (forward, back) = recovered(&served);
+        let (forward, back, snapshot) = recovered(&served);
         rolled_forward += forward;
         removed += back;
+        snapshots += snapshot;
         let left = util::busy_pool_files(&data);
         assert!(
             left.is_empty(),
@@ -617,7 +625,8 @@ fn acknowledged_submissions_survive_sigkill_at_random_moments() {
          {} unacknowledged ({kept} of them kept, complete), refused by status {:?}, \
          {} stored in {} batches ({} deleted by acknowledgements, so compacted; {} `relay ack` \
          runs killed, after which {} starts repaired a compaction); start-up \
-         recovery cut {rolled_forward} torn tail bytes and removed {removed} segment files; restarts: {}, mean {mean:?}, max {max:?}; run {:?}",
+         recovery cut {rolled_forward} torn tail bytes, removed {removed} segment files and \
+         {snapshots} unfinished index snapshots; restarts: {}, mean {mean:?}, max {max:?}; run {:?}",
         shared.sent.load(Ordering::SeqCst),
         unacked.len(),
         shared.refused.lock().unwrap(),

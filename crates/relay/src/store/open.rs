@@ -1,8 +1,9 @@
 //! Opening the store, and the recovery a crash may call for.
 //!
 //! Start-up, in order:
-//! 0. a snapshot file sled began but a kill cut short is deleted, before
-//!    sled opens the index (`remove_unfinished_snapshots`);
+//! 0. what a kill left of sled's own files that sled would refuse (its
+//!    settings cut at the first start, a snapshot not finished) is
+//!    deleted, before sled opens the index (`remove_what_a_kill_left`);
 //! 1. an interrupted compaction (`C`) is undone: its target file deleted;
 //! 2. every segment file with no record is deleted (an interrupted
 //!    compaction's source, or a new segment nothing was indexed into);
@@ -74,8 +75,8 @@ impl Store {
     /// Opens an existing store for [`Store::check`]: creates nothing and
     /// runs no recovery, so torn tails and interrupted compactions stay as
     /// a crash left them. (sled may rewrite its own metadata as it opens,
-    /// and a snapshot file of sled's that a kill left unfinished is
-    /// deleted first, as at every start: see `remove_unfinished_snapshots`.)
+    /// and what a kill left of sled's own files that sled would refuse is
+    /// deleted first, as at every start: see `remove_what_a_kill_left`.)
     pub fn open_for_check(dir: &Path, cache_bytes: u64) -> Result<Self, Error> {
         let index = dir.join("index");
         if !index.is_dir() {
@@ -91,7 +92,7 @@ impl Store {
     /// Opens the index, reads the segment table, opens the segment files
     /// and starts the commit thread (`writable`); nothing else.
     fn open_index(dir: &Path, options: Options, writable: bool) -> Result<Self, Error> {
-        remove_unfinished_snapshots(dir)?;
+        remove_what_a_kill_left(dir)?;
         let db = sled::Config::new()
             .path(dir.join("index"))
             .cache_capacity(options.cache_bytes)
@@ -246,32 +247,45 @@ impl Inner {
     }
 }
 
-/// Deletes the snapshot files of the index that sled began but did not
-/// finish, before sled opens it; returns how many.
+/// Deletes what a kill left of sled's own files that sled 0.34.7 (pinned)
+/// would refuse to open, before sled opens the index; returns how many
+/// files. There are two such files, each found by a kill (a SIGKILL is all
+/// it takes: no power cut), and each is never needed.
 ///
-/// sled 0.34.7 (pinned) writes a snapshot of its page table only while it
-/// opens: into `index/snap.<lsn>.generating`, synced, then renamed to
-/// `snap.<lsn>`; the snapshot before it is deleted only after the rename.
-/// But it reads whichever `snap.` name sorts last, `.generating` included,
-/// so a relay killed while starting, before that rename, left an index
-/// that every later start refused as "Read corrupted data" (found by the
-/// crash test in CI). Such a file is never needed: the previous snapshot is
-/// still there and sled makes the same one again from it and its log.
-/// Deleting it puts the index where a kill just before the write would
-/// have left it, which sled recovers from. (A sled upgrade must look at
-/// this again; the test is
-/// `a_snapshot_a_kill_left_half_written_does_not_stop_the_next_start`.)
+/// - **The settings file** (`index/conf`). sled writes it once, at the
+///   very first start and before anything else of the index, in two
+///   writes: the settings, then their CRC-32. A kill between them left
+///   settings without a checksum, which sled then misreads on every start
+///   ("Read corrupted data"). Nothing is stored yet at that point (there
+///   is no `index/db`), so the file is deleted and sled writes it again.
+///   With `index/db` present, a damaged `conf` is not a kill's, and is left
+///   alone.
+/// - **An unfinished snapshot** (`index/snap.<lsn>.generating`). sled
+///   writes its page-table snapshot only while it opens: into that file,
+///   synced, then renamed to `snap.<lsn>`; the snapshot before it is
+///   deleted only after the rename. But it reads whichever `snap.` name
+///   sorts last, `.generating` included, so a relay killed while starting,
+///   before that rename, left an index every later start refused (found
+///   by the crash test in CI). The previous snapshot is still there, and
+///   sled makes the same one again from it and its log: deleting the file
+///   puts the index where a kill just before the write would have left it.
+///
+/// A sled upgrade must look at this again; the tests
+/// `a_settings_file_a_kill_cut_at_the_first_start_is_written_again` and
+/// `a_snapshot_a_kill_left_half_written_does_not_stop_the_next_start` say
+/// whether it is still needed.
 ///
 /// Nothing is deleted while another process has the index open: sled's
 /// own lock on `index/db` is taken first, and its holder is told
 /// [`Error::StoreLocked`] as sled would.
-fn remove_unfinished_snapshots(dir: &Path) -> Result<usize, Error> {
+fn remove_what_a_kill_left(dir: &Path) -> Result<usize, Error> {
     let index = dir.join("index");
     let db = index.join("db");
     let held = match File::open(&db) {
         Ok(f) => f,
-        // A new store: sled has never written a snapshot here.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return remove_torn_settings(&index);
+        }
         Err(e) => return Err(Error::io("open the index", &db)(e)),
     };
     match held.try_lock() {
@@ -304,6 +318,30 @@ fn remove_unfinished_snapshots(dir: &Path) -> Result<usize, Error> {
     // `held` is dropped here, and its lock with it, before sled takes its own.
     drop(held);
     Ok(removed)
+}
+
+/// The settings part of [`remove_what_a_kill_left`], for an index with no
+/// `db` yet: deletes `conf` if its last four bytes are not the CRC-32
+/// (little-endian) of the rest, as sled checks it. sled itself treats a
+/// file of 8 bytes or fewer as absent, so those are left to it.
+fn remove_torn_settings(index: &Path) -> Result<usize, Error> {
+    let conf = index.join("conf");
+    let bytes = match std::fs::read(&conf) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read the index settings", &conf)(e)),
+    };
+    let Some(split) = bytes.len().checked_sub(4).filter(|_| bytes.len() > 8) else {
+        return Ok(0);
+    };
+    let (settings, sum) = bytes.split_at(split);
+    if sum == crc32fast::hash(settings).to_le_bytes() {
+        return Ok(0);
+    }
+    std::fs::remove_file(&conf).map_err(Error::io("remove the torn index settings", &conf))?;
+    fsync_dir(index).map_err(io_err("sync the index directory"))?;
+    tracing::info!("removed the index settings a kill cut short at the first start");
+    Ok(1)
 }
 
 fn remove_if_there(path: &Path) -> Result<(), Error> {

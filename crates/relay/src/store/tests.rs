@@ -1250,3 +1250,56 @@ fn an_open_store_s_index_is_left_alone_by_a_second_opener() {
     assert!(!left.exists());
     assert_eq!(read(&store, 1), b"held");
 }
+
+/// sled 0.34.7 writes its settings file (`index/conf`) once, at the very
+/// first start, before it creates anything else of the index, in two
+/// writes: the settings, then their checksum. A relay killed between the
+/// two (strace showed it: `relay demo` on a new directory, killed at the
+/// second write) left an index that never opened ("Read corrupted data").
+/// Nothing was stored yet, so the first start must be able to happen again.
+#[test]
+fn a_settings_file_a_kill_cut_at_the_first_start_is_written_again() {
+    let made = tempfile::tempdir().unwrap();
+    drop(open(made.path()));
+    let conf = std::fs::read(made.path().join("index/conf")).unwrap();
+    assert!(conf.len() > 12);
+
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    std::fs::create_dir_all(index.join("blobs")).unwrap();
+    // Every cut a kill can leave: empty, settings without their checksum,
+    // part of the checksum.
+    for cut in [0, conf.len() - 4, conf.len() - 1] {
+        std::fs::write(index.join("conf"), &conf[..cut]).unwrap();
+        let store = open(dir.path());
+        put(&store, 1, b"after the first start");
+        store.sync_blocking().unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(read(&store, 1), b"after the first start", "cut at {cut}");
+        drop(store);
+        assert_eq!(
+            std::fs::read(index.join("conf")).unwrap(),
+            conf,
+            "cut at {cut}"
+        );
+        for entry in std::fs::read_dir(&index).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        std::fs::create_dir_all(index.join("blobs")).unwrap();
+    }
+
+    // Once the index exists, a damaged settings file is not a kill's: it
+    // is left for sled (and a person) to judge, never rewritten.
+    drop(open(dir.path()));
+    let mut damaged = conf.clone();
+    damaged[2] ^= 0x40;
+    std::fs::write(index.join("conf"), &damaged).unwrap();
+    let _ = Store::open_with(dir.path(), options());
+    assert_eq!(std::fs::read(index.join("conf")).unwrap(), damaged);
+}

@@ -38,7 +38,7 @@
 //! One kill that loop landed only by chance (inside sled's snapshot write,
 //! while the relay starts) is made on purpose, with every other change a
 //! start makes to sled's files, by strace's fault injection:
-//! `a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next`.
+//! `a_kill_at_any_change_a_start_makes_to_the_store_does_not_stop_the_next`.
 //!
 //! Default: [`DEFAULT_CYCLES`] cycles (well under 90 s on 2 cores, debug
 //! build). Bench mode, e.g. 200 cycles:
@@ -789,20 +789,21 @@ fn copy_data(from: &Path, to: &Path) {
     assert!(copied.success());
 }
 
-/// Every change a start makes to sled's files (`store/index/`), killed in
-/// turn: the relay is SIGKILLed (strace's fault injection) on entry to the
+/// Every change a start makes to the store's files (sled's in
+/// `store/index/`, the segments), killed in turn: the relay is SIGKILLed (strace's fault injection) on entry to the
 /// n-th call of each kind on each file, for every n a start makes; then it
 /// must start, keep what it held and store a new submission. Two starts:
 /// the very first one (sled writes its settings file, `conf`, in two
 /// writes), and one after submissions (sled writes its snapshot,
-/// `snap.<lsn>.generating`, then renames it).
+/// `snap.<lsn>.generating`, then renames it; the first start also makes
+/// the segments).
 ///
 /// Two of those kills left a store that no start could open again
 /// ("cannot open the index: Read corrupted data at file offset None"): the
 /// first write of the snapshot (CI's crash loop hit it by chance,
-/// 2026-12-07) and the second write of the settings (found by this sweep).
+/// 2026-12-07) and the second write of the settings (found by strace).
 #[test]
-fn a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next() {
+fn a_kill_at_any_change_a_start_makes_to_the_store_does_not_stop_the_next() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path().canonicalize().unwrap();
     let fresh = demo_data(&root, |c| c);
@@ -822,7 +823,7 @@ fn a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next() {
     served.stop();
 
     let run = root.join("run");
-    let index = format!("{}/store/index/", run.display());
+    let store = format!("{}/store/", run.display());
     let mut report = Vec::new();
     for (template, held, must_kill) in [
         (&fresh, 0, ("write", "conf", 2)),
@@ -842,7 +843,7 @@ fn a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next() {
             ],
         );
         assert_eq!(traced, Traced::Ready);
-        let changes = file_changes(&prefix, &index);
+        let changes = file_changes(&prefix, &store);
         for e in std::fs::read_dir(&root).unwrap() {
             let e = e.unwrap().path();
             if e.file_name()
@@ -871,7 +872,7 @@ fn a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next() {
                         &inject,
                     ],
                 );
-                let short = file.strip_prefix(&index).unwrap();
+                let short = file.strip_prefix(&store).unwrap();
                 let point = format!("{call} #{n} of {short}");
                 println!("killing at {point}");
                 if how == Traced::Ready {
@@ -904,5 +905,9 @@ fn a_kill_at_any_change_a_start_makes_to_the_index_does_not_stop_the_next() {
             "the sweep never killed at {call} #{n} of {file}: {report:#?}"
         );
     }
-    println!("index kill sweep:\n{}", report.join("\n"));
+    println!(
+        "store kill sweep, {} points:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }

@@ -248,8 +248,7 @@ impl Inner {
 }
 
 /// Deletes what a kill left of sled's own files that sled 0.34.7 (pinned)
-/// would refuse to open, before sled opens the index; returns how many
-/// files. There are two such files, each found by a kill (a SIGKILL is all
+/// would refuse to open, before sled opens the index. There are two such files, each found by a kill (a SIGKILL is all
 /// it takes: no power cut), and each is never needed.
 ///
 /// - **The settings file** (`index/conf`). sled writes it once, at the
@@ -278,7 +277,7 @@ impl Inner {
 /// Nothing is deleted while another process has the index open: sled's
 /// own lock on `index/db` is taken first, and its holder is told
 /// [`Error::StoreLocked`] as sled would.
-fn remove_what_a_kill_left(dir: &Path) -> Result<usize, Error> {
+fn remove_what_a_kill_left(dir: &Path) -> Result<(), Error> {
     let index = dir.join("index");
     let db = index.join("db");
     let held = match File::open(&db) {
@@ -317,31 +316,31 @@ fn remove_what_a_kill_left(dir: &Path) -> Result<usize, Error> {
     }
     // `held` is dropped here, and its lock with it, before sled takes its own.
     drop(held);
-    Ok(removed)
+    Ok(())
 }
 
 /// The settings part of [`remove_what_a_kill_left`], for an index with no
 /// `db` yet: deletes `conf` if its last four bytes are not the CRC-32
 /// (little-endian) of the rest, as sled checks it. sled itself treats a
 /// file of 8 bytes or fewer as absent, so those are left to it.
-fn remove_torn_settings(index: &Path) -> Result<usize, Error> {
+fn remove_torn_settings(index: &Path) -> Result<(), Error> {
     let conf = index.join("conf");
     let bytes = match std::fs::read(&conf) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("read the index settings", &conf)(e)),
     };
-    let Some(split) = bytes.len().checked_sub(4).filter(|_| bytes.len() > 8) else {
-        return Ok(0);
-    };
-    let (settings, sum) = bytes.split_at(split);
+    if bytes.len() <= 8 {
+        return Ok(());
+    }
+    let (settings, sum) = bytes.split_at(bytes.len() - 4);
     if sum == crc32fast::hash(settings).to_le_bytes() {
-        return Ok(0);
+        return Ok(());
     }
     std::fs::remove_file(&conf).map_err(Error::io("remove the torn index settings", &conf))?;
     fsync_dir(index).map_err(io_err("sync the index directory"))?;
     tracing::info!("removed the index settings a kill cut short at the first start");
-    Ok(1)
+    Ok(())
 }
 
 fn remove_if_there(path: &Path) -> Result<(), Error> {

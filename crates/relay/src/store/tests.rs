@@ -1283,14 +1283,7 @@ fn a_settings_file_a_kill_cut_at_the_first_start_is_written_again() {
             conf,
             "cut at {cut}"
         );
-        for entry in std::fs::read_dir(&index).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).unwrap();
-            } else {
-                std::fs::remove_file(&path).unwrap();
-            }
-        }
+        std::fs::remove_dir_all(&index).unwrap();
         std::fs::create_dir_all(index.join("blobs")).unwrap();
     }
 

@@ -726,23 +726,14 @@ fn serve_traced(data: &Path, strace_args: &[&str]) -> Traced {
     }
 }
 
-/// From a `strace -ff -y -o PREFIX` trace: each (system call, path under
-/// `under`) that changes a file, with the most times one thread made it.
-/// (An `openat` counts only when it may create.)
-fn file_changes(prefix: &Path, under: &str) -> BTreeMap<(String, String), u32> {
+/// From a `strace -ff -y -o DIR/t` trace (one file per thread in `dir`):
+/// each (system call, path under `under`) that changes a file, with the
+/// most times one thread made it. (An `openat` counts only when it may
+/// create.)
+fn file_changes(dir: &Path, under: &str) -> BTreeMap<(String, String), u32> {
     let mut most = BTreeMap::new();
-    let dir = prefix.parent().unwrap();
-    let stem = prefix.file_name().unwrap().to_string_lossy().into_owned();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(&format!("{stem}."))
-        {
-            continue;
-        }
         let mut counts: BTreeMap<(String, String), u32> = BTreeMap::new();
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let Some((name, args)) = line.split_once('(') else {
@@ -790,8 +781,8 @@ fn copy_data(from: &Path, to: &Path) {
 }
 
 /// Every change a start makes to the store's files (sled's in
-/// `store/index/`, the segments), killed in turn: the relay is SIGKILLed (strace's fault injection) on entry to the
-/// n-th call of each kind on each file, for every n a start makes; then it
+/// `store/index/`, the segments), killed in turn: the relay is SIGKILLed
+/// (strace's fault injection) on entry to the n-th call of each kind on each file, for every n a start makes; then it
 /// must start, keep what it held and store a new submission. Two starts:
 /// the very first one (sled writes its settings file, `conf`, in two
 /// writes), and one after submissions (sled writes its snapshot,
@@ -830,30 +821,22 @@ fn a_kill_at_any_change_a_start_makes_to_the_store_does_not_stop_the_next() {
         (&used, 3, ("write", ".generating", 1)),
     ] {
         copy_data(template, &run);
-        let prefix = root.join("trace");
+        let trace = root.join("trace");
+        std::fs::create_dir(&trace).unwrap();
         let traced = serve_traced(
             &run,
             &[
                 "-ff",
                 "-y",
                 "-o",
-                prefix.to_str().unwrap(),
+                trace.join("t").to_str().unwrap(),
                 "-e",
                 &format!("trace={}", MUTATING.join(",")),
             ],
         );
         assert_eq!(traced, Traced::Ready);
-        let changes = file_changes(&prefix, &store);
-        for e in std::fs::read_dir(&root).unwrap() {
-            let e = e.unwrap().path();
-            if e.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("trace.")
-            {
-                std::fs::remove_file(e).unwrap();
-            }
-        }
+        let changes = file_changes(&trace, &store);
+        std::fs::remove_dir_all(&trace).unwrap();
         let mut killed = Vec::new();
         for ((call, file), times) in &changes {
             for n in 1..=*times {
